@@ -1,0 +1,210 @@
+"""Probe vocabulary shared by every protocol: the target, the result, the error taxonomy.
+
+A probe is one streaming chat request. Protocol modules turn a `ProbeTarget` into an HTTP request
+and decode each stream event into a `Delta`; the timing core (`monitor.probes.engine`) does all
+I/O and timing and returns a `ProbeResult`. Nothing here performs I/O.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Mapping
+
+# Bumped whenever a change alters what a stored figure means (timing points, token counting,
+# formula). Stored with every probe so old figures can be told apart from new ones.
+METHODOLOGY_VERSION = "2026.11-1"
+
+
+class ErrorKind(enum.StrEnum):
+    """Closed set of probe failure outcomes (the contract's `error_kind`)."""
+
+    CONFIG_ERROR = "config_error"
+    DNS_ERROR = "dns_error"
+    CONNECT_ERROR = "connect_error"
+    TLS_ERROR = "tls_error"
+    TIMEOUT = "timeout"
+    AUTH_ERROR = "auth_error"
+    NOT_FOUND = "not_found"
+    RATE_LIMITED = "rate_limited"
+    HTTP_ERROR = "http_error"
+    STREAM_ERROR = "stream_error"
+    EMPTY_RESPONSE = "empty_response"
+
+
+class TokenCountSource(enum.StrEnum):
+    USAGE = "usage"
+    ESTIMATE = "estimate"
+
+
+class Secret:
+    """An API key that never prints itself (repr, str and format all mask it)."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclass(frozen=True)
+class ProbeTarget:
+    """Everything one probe needs. Built from the CLI flags or from a catalog endpoint."""
+
+    protocol: str
+    base_url: str
+    model: str
+    api_key: Secret | None = None
+    # Name of the environment variable the key came from (for messages; never the value).
+    api_key_env: str | None = None
+    # Set when the endpoint's config could not be resolved (e.g. an unset ${VAR}): the probe
+    # then fails with `config_error` and this text, without any network call.
+    config_error: str | None = None
+    max_tokens: int = 128
+    # Bounds the whole probe (warm-up excluded): the contract's `--timeout`.
+    timeout_s: float = 60.0
+    connect_timeout_s: float = 10.0
+    # None = bounded only by timeout_s.
+    first_token_timeout_s: float | None = None
+    # Longest silence allowed between two stream reads once the response has started.
+    stall_timeout_s: float = 30.0
+    max_stream_bytes: int = 4 * 1024 * 1024
+    # Protocol-specific knobs, e.g. {"max_tokens_field": "max_completion_tokens"} for openai.
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Delta:
+    """What one stream event contributes. Protocol parsers return one per event (or None)."""
+
+    content: str = ""  # visible answer text
+    reasoning: str = ""  # reasoning / thinking text
+    tool_call: bool = False  # a tool-call delta with arguments or a name
+    # Provider-reported output tokens for the whole response so far (cumulative; last one wins).
+    usage_output_tokens: int | None = None
+    finish_reason: str | None = None
+    done: bool = False  # explicit end-of-stream marker ([DONE], message_stop, done:true, ...)
+    error: str | None = None  # an in-band error event; becomes stream_error
+
+
+class StreamDataError(ValueError):
+    """Raised by a protocol parser on a malformed event (invalid JSON, wrong shape)."""
+
+
+# Contract fields, in contract order. `ProbeResult.contract_dict()` emits exactly these.
+CONTRACT_FIELDS = (
+    "ok",
+    "error_kind",
+    "error",
+    "http_status",
+    "started_at",
+    "ttft_s",
+    "connect_s",
+    "total_s",
+    "output_tokens",
+    "token_count_source",
+    "tokens_per_second",
+)
+
+
+@dataclass
+class ProbeResult:
+    """One probe's outcome. Contract fields first, then the richer audit record."""
+
+    ok: bool
+    error_kind: ErrorKind | None
+    error: str | None
+    http_status: int | None
+    started_at: datetime  # timezone-aware UTC
+    ttft_s: float | None
+    connect_s: float | None
+    total_s: float | None
+    output_tokens: int | None
+    token_count_source: TokenCountSource | None
+    tokens_per_second: float | None
+    # --- audit record (stored, printed by the CLI after the contract fields) ---
+    protocol: str = ""
+    model: str = ""
+    first_answer_s: float | None = None  # first visible content token (ttft also counts reasoning/tool calls)
+    first_reasoning_s: float | None = None
+    last_token_s: float | None = None
+    headers_s: float | None = None  # response headers received (TTFB of the measured request)
+    dns_s: float | None = None  # cold-connection phases seen during warm-up
+    tcp_s: float | None = None
+    tls_s: float | None = None
+    content_chunks: int = 0  # stream events that carried a token (content, reasoning or tool call)
+    usage_tokens: int | None = None  # provider-reported output tokens
+    counted_tokens: int = 0  # token-bearing events counted by the probe
+    finish_reason: str | None = None
+    http_version: str | None = None
+    connection_reused: bool | None = None
+    loop_lag_s: float | None = None  # worst event-loop lag observed while the probe ran
+    cpu_s: float | None = None  # process CPU time spent while the probe ran
+    stream_bytes: int = 0
+    retry_after_s: float | None = None
+    methodology: str = METHODOLOGY_VERSION
+
+    def contract_dict(self) -> dict[str, Any]:
+        full = self.to_dict()
+        return {name: full[name] for name in CONTRACT_FIELDS}
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict: contract fields first, enums as strings, ISO 8601 UTC timestamps."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, enum.Enum):
+                value = value.value
+            elif isinstance(value, datetime):
+                value = value.isoformat().replace("+00:00", "Z")
+            out[f.name] = value
+        return out
+
+
+class Framing(enum.StrEnum):
+    SSE = "sse"  # parse_event receives a framing.SSEEvent
+    NDJSON = "ndjson"  # parse_event receives one line (str)
+
+
+@dataclass(frozen=True)
+class RequestSpec:
+    """The measured request, as a protocol builds it. Headers may hold the key: never log them."""
+
+    url: str
+    headers: Mapping[str, str]
+    json: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class WireProtocol:
+    """One provider wire protocol, declared in its own module (monitor/probes/<name>.py).
+
+    - `build_request(target, prompt)` -> RequestSpec for the streaming chat request.
+    - `warmup_url(target)` -> a cheap non-inference URL (GET, any status is fine) that opens the
+      connection before the measured request, or None when the protocol has none.
+    - `warmup_headers(target)` -> headers for the warm-up GET (auth where the provider wants it).
+    - `parse_event(event)` -> Delta | None for one SSE event or NDJSON line; raises
+      StreamDataError on malformed data. Pure: no I/O, no clocks.
+    """
+
+    name: str
+    framing: Framing
+    build_request: Any  # Callable[[ProbeTarget, str], RequestSpec]
+    parse_event: Any  # Callable[[SSEEvent | str], Delta | None]
+    warmup_url: Any  # Callable[[ProbeTarget], str | None]
+    warmup_headers: Any = None  # Callable[[ProbeTarget], Mapping[str, str]] | None

@@ -1,0 +1,110 @@
+"""Incremental stream framing: raw bytes in, complete SSE events or NDJSON lines out.
+
+The timing core timestamps each network read *before* it reaches these decoders, so the decoders
+never affect timing; they only split. Rules follow the WHATWG SSE spec as the official SDKs apply
+it: lines end in CR, LF or CRLF; a blank line dispatches an event; `data:` lines are joined with
+"\\n" after dropping one leading space; lines starting with ":" are comments; a pending event is
+flushed at EOF even without a trailing blank line.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class SSEEvent:
+    event: str  # "" when the stream gave no `event:` field ("message" per spec)
+    data: str
+
+
+_EOL = re.compile(rb"\r\n|\r|\n")
+
+
+class _LineSplitter:
+    """Splits bytes into text lines on CR, LF or CRLF, across read boundaries."""
+
+    def __init__(self) -> None:
+        self._buf = b""
+
+    def feed(self, chunk: bytes) -> list[str]:
+        data = self._buf + chunk
+        # A trailing CR may be the first half of a CRLF split across reads: keep it back.
+        hold_cr = data.endswith(b"\r")
+        if hold_cr:
+            data = data[:-1]
+        parts = _EOL.split(data)
+        self._buf = parts.pop() + (b"\r" if hold_cr else b"")
+        return [part.decode("utf-8", errors="replace") for part in parts]
+
+    def flush(self) -> str | None:
+        data, self._buf = self._buf, b""
+        if data.endswith(b"\r"):
+            data = data[:-1]  # a final CR just ends the last line
+        return data.decode("utf-8", errors="replace") if data else None
+
+
+class SSEDecoder:
+    """Feed raw bytes; get back the events completed by them."""
+
+    def __init__(self) -> None:
+        self._lines = _LineSplitter()
+        self._event = ""
+        self._data: list[str] = []
+        self.comments = 0  # comment lines seen (keep-alives such as ": OPENROUTER PROCESSING")
+
+    def feed(self, chunk: bytes) -> list[SSEEvent]:
+        events: list[SSEEvent] = []
+        for line in self._lines.feed(chunk):
+            event = self._line(line)
+            if event is not None:
+                events.append(event)
+        return events
+
+    def flush(self) -> list[SSEEvent]:
+        """End of stream: dispatch whatever is pending."""
+        events: list[SSEEvent] = []
+        tail = self._lines.flush()
+        if tail is not None:
+            event = self._line(tail)
+            if event is not None:
+                events.append(event)
+        event = self._line("")
+        if event is not None:
+            events.append(event)
+        return events
+
+    def _line(self, line: str) -> SSEEvent | None:
+        if line == "":
+            if not self._data and not self._event:
+                return None
+            event = SSEEvent(event=self._event, data="\n".join(self._data))
+            self._event, self._data = "", []
+            return event if event.data or event.event else None
+        if line.startswith(":"):
+            self.comments += 1
+            return None
+        name, sep, value = line.partition(":")
+        if sep and value.startswith(" "):
+            value = value[1:]
+        if name == "data":
+            self._data.append(value)
+        elif name == "event":
+            self._event = value
+        # `id:` and `retry:` carry nothing a probe needs.
+        return None
+
+
+class NDJSONDecoder:
+    """Feed raw bytes; get back complete non-blank lines (one JSON document each)."""
+
+    def __init__(self) -> None:
+        self._lines = _LineSplitter()
+
+    def feed(self, chunk: bytes) -> list[str]:
+        return [line for line in self._lines.feed(chunk) if line.strip()]
+
+    def flush(self) -> list[str]:
+        tail = self._lines.flush()
+        return [tail] if tail is not None and tail.strip() else []
