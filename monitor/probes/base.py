@@ -17,6 +17,9 @@ from typing import Any, Mapping
 # formula). Stored with every probe so old figures can be told apart from new ones.
 METHODOLOGY_VERSION = "2026.11-1"
 
+# Every protocol the engine speaks (config validation and the CLI check names against this).
+PROTOCOL_NAMES = ("openai", "cloudflare", "anthropic", "gemini", "ollama")
+
 
 class ErrorKind(enum.StrEnum):
     """Closed set of probe failure outcomes (the contract's `error_kind`)."""
@@ -208,3 +211,6 @@ class WireProtocol:
     parse_event: Any  # Callable[[SSEEvent | str], Delta | None]
     warmup_url: Any  # Callable[[ProbeTarget], str | None]
     warmup_headers: Any = None  # Callable[[ProbeTarget], Mapping[str, str]] | None
+    # True when a clean stream must end with an explicit marker (openai's [DONE], anthropic's
+    # message_stop, ollama's done:true); EOF without it is then a stream_error. Gemini: False.
+    requires_end_marker: bool = True
