@@ -1,0 +1,27 @@
+# The two commands the README promises: `make run` and `make test`.
+PYTHON ?= python3
+# Debian packages the tests drive for real: promtool/prometheus, amtool, docker-compose (config
+# validation only), wrk (API load benchmark).
+APT_PACKAGES := prometheus prometheus-alertmanager docker-compose wrk
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: run test deps install
+
+install:
+	$(PYTHON) -m pip install -q -e .
+
+run: install
+	$(PYTHON) -m monitor run
+
+deps:
+	@if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null \
+	    || ! command -v amtool >/dev/null || ! command -v docker-compose >/dev/null \
+	    || ! command -v wrk >/dev/null; then \
+	  echo "installing Debian packages: $(APT_PACKAGES)"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(APT_PACKAGES) >/dev/null; \
+	fi
+	$(PYTHON) -m pip install -q -e '.[test]'
+
+test: deps
+	$(PYTHON) -m pytest -q -p no:cacheprovider

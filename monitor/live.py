@@ -1,0 +1,116 @@
+"""Live figures held in memory: per-endpoint window samples and the derived ModelLive per model.
+
+The runner feeds every finished probe in (`add`); API requests read `model()` / `models()` and
+never query history. `load()` fills the window from the database at start-up (and, in an
+API-only process, periodically), so figures are back right after a restart. Activity decays with
+time even when no probe lands, so `recompute()` runs on a timer too.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from datetime import datetime, timedelta, timezone
+from typing import Callable
+
+from monitor.catalog import Catalog, EndpointConfig, ModelConfig
+from monitor.probes.base import ProbeResult
+from monitor.stats import EndpointLive, ModelLive, ProbeSample, endpoint_live, model_live
+from monitor.store import Store
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def sample_of(result: ProbeResult) -> ProbeSample:
+    return ProbeSample(
+        started_at=result.started_at,
+        ok=result.ok,
+        error_kind=result.error_kind.value if result.error_kind else None,
+        ttft_s=result.ttft_s,
+        tokens_per_second=result.tokens_per_second,
+    )
+
+
+class LiveFigures:
+    """Implements the API's LiveView over an in-memory window of samples per endpoint."""
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        *,
+        window_s: float,
+        interval_of: Callable[[EndpointConfig], float],
+        clock: Callable[[], datetime] = _utcnow,
+    ) -> None:
+        self._window_s = window_s
+        self._interval_of = interval_of
+        self._clock = clock
+        self._samples: dict[tuple[str, str], deque[ProbeSample]] = {}
+        self._live: dict[str, ModelLive] = {}
+        self.set_catalog(catalog)
+
+    # --- LiveView (read side, used by the API) ---
+    def models(self) -> list[tuple[ModelConfig, ModelLive]]:
+        return [(model, self._live[model.id]) for model in self._catalog.models]
+
+    def model(self, model_id: str) -> ModelLive | None:
+        return self._live.get(model_id)
+
+    def providers(self, model_id: str) -> tuple[str, ...] | None:
+        model = self._catalog.find(model_id)
+        return None if model is None else tuple(e.provider for e in model.endpoints)
+
+    # --- write side ---
+    def set_catalog(self, catalog: Catalog) -> None:
+        """Adopt a (re)loaded catalog: keep samples of endpoints that still exist."""
+        self._catalog = catalog
+        keep = {(m.id, e.provider) for m, e in catalog.endpoints()}
+        self._samples = {key: self._samples.get(key, deque()) for key in keep}
+        self.recompute()
+
+    def add(self, model_id: str, provider: str, result: ProbeResult) -> ModelLive | None:
+        """Record a finished probe; returns the model's new figures (None if not in the catalog)."""
+        samples = self._samples.get((model_id, provider))
+        if samples is None:
+            return None
+        samples.appendleft(sample_of(result))  # newest first
+        return self._recompute_model(model_id)
+
+    async def load(self, store: Store) -> None:
+        """Replace the in-memory window with what the database holds."""
+        since = self._clock() - timedelta(seconds=self._window_s)
+        for key in self._samples:
+            rows = await store.window_samples(key[0], key[1], since)
+            self._samples[key] = deque(sorted(rows, key=lambda s: s.started_at, reverse=True))
+        self.recompute()
+
+    def recompute(self) -> None:
+        for model in self._catalog.models:
+            self._recompute_model(model.id)
+
+    def _recompute_model(self, model_id: str) -> ModelLive | None:
+        model = self._catalog.find(model_id)
+        if model is None:
+            return None
+        now = self._clock()
+        horizon = now - timedelta(seconds=self._window_s)
+        lives: list[EndpointLive] = []
+        for endpoint in model.endpoints:
+            samples = self._samples[(model.id, endpoint.provider)]
+            while samples and samples[-1].started_at < horizon:
+                samples.pop()  # oldest fall out of the window
+            lives.append(
+                endpoint_live(
+                    endpoint.provider,
+                    list(samples),
+                    now=now,
+                    interval_s=self._interval_of(endpoint),
+                    window_s=self._window_s,
+                )
+            )
+        live = model_live(
+            model.id, [e.provider for e in model.endpoints], lives, window_s=self._window_s
+        )
+        self._live[model.id] = live
+        return live

@@ -1,0 +1,181 @@
+"""probe -> store -> metrics: the only place that composes the three.
+
+`Runner.probe_endpoint` runs one probe under the global concurrency bound, updates metrics and
+live figures at once, and hands the result to `ResultBuffer`. The buffer's single writer task
+persists results in batches; while the database is unreachable it keeps up to `capacity`
+results (oldest dropped first, counted and logged) and retries until the database is back, so
+probing never waits for storage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from typing import Awaitable, Callable, Mapping
+
+import httpx
+
+from monitor.catalog import EndpointConfig, ModelConfig
+from monitor.live import LiveFigures
+from monitor.metrics import Metrics
+from monitor.probes.base import ProbeResult, ProbeTarget
+from monitor.probes.engine import LoopLagMonitor, run_probe
+from monitor.store import Store
+
+log = logging.getLogger(__name__)
+
+ProbeFn = Callable[..., Awaitable[ProbeResult]]
+Row = tuple[str, str, ProbeResult]
+
+
+class ResultBuffer:
+    """Bounded write-behind buffer in front of the store, with one writer task."""
+
+    def __init__(
+        self,
+        store: Store,
+        metrics: Metrics,
+        *,
+        capacity: int,
+        batch_size: int = 500,
+        retry_s: float = 2.0,
+        write_timeout_s: float = 15.0,
+    ) -> None:
+        self._store = store
+        self._metrics = metrics
+        self._pending: deque[Row] = deque()
+        self._capacity = capacity
+        self._batch_size = batch_size
+        self._retry_s = retry_s
+        self._write_timeout_s = write_timeout_s
+        self._wake = asyncio.Event()
+        self._write_lock = asyncio.Lock()
+        self.healthy = True  # the last write attempt succeeded
+        self.dropped = 0
+        self.last_error: str | None = None
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    def put(self, model_id: str, provider: str, result: ProbeResult) -> None:
+        if len(self._pending) >= self._capacity:
+            lost_model, lost_provider, lost = self._pending.popleft()
+            self.dropped += 1
+            self._metrics.inc_dropped(1)
+            log.error(
+                "result buffer full (%d): dropped the oldest unsaved probe of %s/%s from %s",
+                self._capacity, lost_model, lost_provider, lost.started_at.isoformat(),
+            )
+        self._pending.append((model_id, provider, result))
+        self._metrics.set_buffered(len(self._pending))
+        self._wake.set()
+
+    async def flush(self) -> bool:
+        """Write everything pending. Returns False (keeping the rows) if the database fails."""
+        async with self._write_lock:
+            while self._pending:
+                batch = [self._pending[i] for i in range(min(self._batch_size, len(self._pending)))]
+                try:
+                    await asyncio.wait_for(
+                        self._store.insert_results(batch), timeout=self._write_timeout_s
+                    )
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # any database failure: keep the rows, retry later
+                    if self.healthy:
+                        log.warning(
+                            "database write failed, buffering results (%d pending): %s",
+                            len(self._pending), _short(exc),
+                        )
+                    self.healthy = False
+                    self.last_error = _short(exc)
+                    return False
+                for _ in batch:
+                    self._pending.popleft()
+                self._metrics.set_buffered(len(self._pending))
+                self._metrics.mark_db_write(time.time())
+                if not self.healthy:
+                    log.info("database writes recovered; %d results still pending", len(self._pending))
+                self.healthy = True
+                self.last_error = None
+            return True
+
+    async def run(self) -> None:
+        """The writer task: flush on every new result, retry every `retry_s` while failing."""
+        while True:
+            timeout = None if self.healthy else self._retry_s
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=timeout)
+            except TimeoutError:
+                pass
+            self._wake.clear()
+            await self.flush()
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {text}"[:300]
+
+
+class Runner:
+    """Runs probes for catalog endpoints and routes each result to metrics, live figures, store."""
+
+    def __init__(
+        self,
+        *,
+        client: httpx.AsyncClient,
+        metrics: Metrics,
+        live: LiveFigures,
+        buffer: ResultBuffer,
+        environ: Mapping[str, str],
+        max_concurrent: int,
+        lag_monitor: LoopLagMonitor | None = None,
+        probe_fn: ProbeFn = run_probe,
+    ) -> None:
+        self._client = client
+        self._metrics = metrics
+        self._live = live
+        self._buffer = buffer
+        self._environ = environ
+        self._slots = asyncio.Semaphore(max_concurrent)
+        self._lag_monitor = lag_monitor
+        self._probe_fn = probe_fn
+        self.in_flight = 0
+
+    def target_of(self, endpoint: EndpointConfig) -> ProbeTarget:
+        return endpoint.to_target(self._environ)
+
+    async def probe_endpoint(self, model: ModelConfig, endpoint: EndpointConfig) -> ProbeResult:
+        target = self.target_of(endpoint)
+        async with self._slots:  # queueing happens here, before the probe's clock starts
+            self.in_flight += 1
+            self._metrics.probes_in_flight.inc()
+            try:
+                result = await self._probe_fn(self._client, target, lag_monitor=self._lag_monitor)
+            finally:
+                self.in_flight -= 1
+                self._metrics.probes_in_flight.dec()
+        self.record(model.id, endpoint.provider, result)
+        return result
+
+    def record(self, model_id: str, provider: str, result: ProbeResult) -> None:
+        self._metrics.record_probe(model_id, provider, result)
+        live = self._live.add(model_id, provider, result)
+        if live is not None:
+            self._metrics.set_model_live(live)
+        self._buffer.put(model_id, provider, result)
+        level = logging.INFO if result.ok else logging.WARNING
+        log.log(
+            level,
+            "probe %s/%s: %s ttft=%s tps=%s",
+            model_id, provider,
+            "ok" if result.ok else f"{result.error_kind} ({result.error})",
+            _fmt(result.ttft_s), _fmt(result.tokens_per_second),
+        )
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"

@@ -1,0 +1,214 @@
+"""The long-running process: builds store, metrics, live figures, HTTP client, runner, scheduler
+and the API app, restores state from the database, serves until SIGTERM/SIGINT, then drains.
+
+Modes: `run` (everything in one process), `scheduler` (probing + the same app for /metrics and
+health), `api` (no probing; live figures re-read from the database every `live_refresh_s`).
+Shutdown order: stop accepting requests, stop scheduling, let in-flight probes finish (bounded by
+`shutdown_grace_s`), flush buffered results, close the client and the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from contextlib import suppress
+from typing import Any, Mapping
+
+import uvicorn
+from prometheus_client import CollectorRegistry
+
+from api.app import create_app
+from monitor.catalog import Catalog, CatalogError, EndpointConfig, catalog_warnings, load_catalog
+from monitor.live import LiveFigures
+from monitor.metrics import Metrics, build_metrics
+from monitor.probes.engine import LoopLagMonitor, build_client
+from monitor.runner import ResultBuffer, Runner
+from monitor.scheduler import ProbeScheduler
+from monitor.settings import Settings
+from monitor.store import Store, open_store
+
+log = logging.getLogger(__name__)
+
+READINESS_TIMEOUT_S = 3.0
+LIVE_RECOMPUTE_S = 5.0
+
+
+async def restore_metrics(store: Store, metrics: Metrics, live: LiveFigures) -> None:
+    """Re-expose the last known values right after a restart, before any new probe lands."""
+    metrics.restore(
+        await store.latest_results(),
+        await store.latest_ok_results(),
+        await store.consecutive_failures(),
+    )
+    for _, model_live in live.models():
+        metrics.set_model_live(model_live)
+
+
+class Service:
+    """Holds the running process's parts so admin hooks, signals and shutdown can reach them."""
+
+    def __init__(self, settings: Settings, catalog: Catalog, *, mode: str, environ: Mapping[str, str]):
+        self.settings = settings
+        self.catalog = catalog
+        self.mode = mode
+        self.environ = environ
+        self.registry = CollectorRegistry()
+        self.metrics = build_metrics(self.registry)
+        self.live = LiveFigures(catalog, window_s=settings.window_s, interval_of=self.interval_of)
+        self.store: Store | None = None
+        self.buffer: ResultBuffer | None = None
+        self.scheduler: ProbeScheduler | None = None
+        self._reload_lock = asyncio.Lock()
+
+    def interval_of(self, endpoint: EndpointConfig) -> float:
+        return self.settings.interval_override_s or endpoint.interval_s
+
+    # --- readiness and admin hooks (used by the API) ---
+    async def readiness(self) -> dict[str, Any]:
+        database = False
+        if self.store is not None:
+            try:
+                await asyncio.wait_for(self.store.ping(), timeout=READINESS_TIMEOUT_S)
+                database = True
+            except Exception:
+                database = False
+        status: dict[str, Any] = {"database": database}
+        if self.buffer is not None:
+            status["database_writes"] = self.buffer.healthy
+            status["buffered_results"] = self.buffer.pending
+        status["scheduler"] = None if self.scheduler is None else self.scheduler.running
+        return status
+
+    async def probe_now(self, model_id: str, provider: str) -> dict[str, Any]:
+        if self.scheduler is None:
+            raise RuntimeError("this process does not probe (api mode)")
+        result = await self.scheduler.run_now(model_id, provider)
+        return result.to_dict()
+
+    async def reload(self) -> dict[str, Any]:
+        """Apply the config file again; an invalid file keeps the running config."""
+        async with self._reload_lock:
+            try:
+                catalog = load_catalog(self.settings.config_path)
+            except CatalogError as exc:
+                log.error("config reload rejected, keeping the running config:\n%s", exc)
+                return {"reloaded": False, "error": str(exc)}
+            for warning in catalog_warnings(catalog, self.environ):
+                log.warning("%s", warning)
+            old = {(m.id, e.provider) for m, e in self.catalog.endpoints()}
+            new = {(m.id, e.provider) for m, e in catalog.endpoints()}
+            for model_id, provider in old - new:
+                self.metrics.remove_endpoint(model_id, provider)
+            self.catalog = catalog
+            self.live.set_catalog(catalog)
+            for _, model_live in self.live.models():
+                self.metrics.set_model_live(model_live)
+            if self.scheduler is not None:
+                self.scheduler.apply(catalog, {})
+            log.info("config reloaded: %d models, %d endpoints", len(catalog.models), len(new))
+            return {"reloaded": True, "models": len(catalog.models), "endpoints": len(new)}
+
+    # --- lifecycle ---
+    async def serve(self) -> int:
+        settings = self.settings
+        for warning in catalog_warnings(self.catalog, self.environ):
+            log.warning("%s", warning)
+        try:
+            self.store = await open_store(settings.database_url)
+        except Exception as exc:
+            log.error("cannot open the database: %s", str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            return 1
+        await self.live.load(self.store)
+        probing = self.mode in ("run", "scheduler")
+        if probing:
+            await restore_metrics(self.store, self.metrics, self.live)
+        background: list[asyncio.Task] = []
+        client = build_client() if probing else None
+        lag_monitor = LoopLagMonitor() if probing else None
+        try:
+            if probing:
+                assert client is not None and lag_monitor is not None
+                lag_monitor.start()
+                self.buffer = ResultBuffer(self.store, self.metrics, capacity=settings.buffer_size)
+                background.append(asyncio.create_task(self.buffer.run(), name="result-writer"))
+                runner = Runner(
+                    client=client,
+                    metrics=self.metrics,
+                    live=self.live,
+                    buffer=self.buffer,
+                    environ=self.environ,
+                    max_concurrent=settings.max_concurrent_probes,
+                    lag_monitor=lag_monitor,
+                )
+                self.scheduler = ProbeScheduler(runner, self.metrics, interval_of=self.interval_of)
+                latest = await self.store.latest_results()
+                self.scheduler.start(self.catalog, {k: r.started_at for k, r in latest.items()})
+                background.append(asyncio.create_task(self._recompute_loop(), name="live-recompute"))
+            else:
+                background.append(asyncio.create_task(self._reload_from_db_loop(), name="live-refresh"))
+            loop = asyncio.get_running_loop()
+            with suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload()))
+            app = create_app(
+                settings=settings,
+                store=self.store,
+                live=self.live,
+                registry=self.registry,
+                readiness=self.readiness,
+                admin=self,
+            )
+            server = uvicorn.Server(
+                uvicorn.Config(
+                    app, host=settings.host, port=settings.port, log_config=None,
+                    access_log=False, lifespan="on",
+                )
+            )
+            log.info(
+                "llm-monitor %s: %d models, %d endpoints, API on http://%s:%d",
+                self.mode, len(self.catalog.models),
+                sum(len(m.endpoints) for m in self.catalog.models), settings.host, settings.port,
+            )
+            await server.serve()
+            if not server.started:
+                log.error("the HTTP server could not start (is port %d free?)", settings.port)
+                return 1
+            log.info("shutting down")
+            return 0
+        finally:
+            if self.scheduler is not None:
+                await self.scheduler.shutdown(settings.shutdown_grace_s)
+            if self.buffer is not None and self.buffer.pending:
+                if not await self.buffer.flush():
+                    log.error("could not save %d buffered results: database unavailable", self.buffer.pending)
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
+            if lag_monitor is not None:
+                await lag_monitor.stop()
+            if client is not None:
+                await client.aclose()
+            await self.store.close()
+
+    async def _recompute_loop(self) -> None:
+        """Activity decays with time (2 intervals without a probe): refresh figures periodically."""
+        while True:
+            await asyncio.sleep(LIVE_RECOMPUTE_S)
+            self.live.recompute()
+            for _, model_live in self.live.models():
+                self.metrics.set_model_live(model_live)
+
+    async def _reload_from_db_loop(self) -> None:
+        assert self.store is not None
+        while True:
+            await asyncio.sleep(self.settings.live_refresh_s)
+            try:
+                await self.live.load(self.store)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("live figures refresh from the database failed: %s", type(exc).__name__)
+
+
+async def serve(settings: Settings, catalog: Catalog, *, mode: str, environ: Mapping[str, str]) -> int:
+    return await Service(settings, catalog, mode=mode, environ=environ).serve()

@@ -1,0 +1,53 @@
+"""The one settings object. The only module that reads process configuration from the environment.
+
+Every value can come from an environment variable (prefix `LLM_MONITOR_`, except the contract's
+plain `DATABASE_URL`) and most from a CLI flag, which wins.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEFAULT_DATABASE_URL = "sqlite:///./data/monitor.db"
+DEFAULT_CONFIG_PATH = Path("config/endpoints.yaml")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LLM_MONITOR_", extra="ignore")
+
+    database_url: str = Field(
+        DEFAULT_DATABASE_URL,
+        validation_alias=AliasChoices("DATABASE_URL", "LLM_MONITOR_DATABASE_URL"),
+    )
+    config_path: Path = DEFAULT_CONFIG_PATH
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    # Overrides every endpoint's interval (seconds). Tests use 1-5 s.
+    interval_override_s: float | None = Field(None, gt=0)
+    # Trailing window for medians and uptime.
+    window_s: float = Field(24 * 3600, gt=0)
+    # At most this many probes run at once, across all endpoints.
+    max_concurrent_probes: int = Field(64, ge=1)
+    # Probes whose results could not be written yet (database down) are kept up to this many.
+    buffer_size: int = Field(10_000, ge=1)
+    # SIGTERM: how long in-flight probes may take to finish before they are abandoned.
+    shutdown_grace_s: float = Field(30.0, ge=0)
+    # API-only processes re-read live figures from the database this often.
+    live_refresh_s: float = Field(15.0, gt=0)
+    # Comma-separated in the environment: LLM_MONITOR_CORS_ORIGINS=https://a.example,https://b.example
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    cache_max_age_s: int = Field(60, ge=0)
+    # Admin routes (probe now, reload) are off unless this is set.
+    admin_token: SecretStr | None = None
+    log_level: str = "INFO"
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [origin.strip() for origin in value.split(",") if origin.strip()]
+        return value

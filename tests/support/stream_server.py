@@ -1,0 +1,475 @@
+"""Scripted loopback HTTP/1.1 server for probe tests: exact control of timing and faults.
+
+`StreamServer` runs in its OWN thread with its OWN asyncio event loop and speaks raw HTTP/1.1 on
+asyncio streams (no framework), so a test decides every byte and every pause: a delay before the
+response head, a delay before each body frame (frames go out with chunked transfer encoding, with
+TCP_NODELAY so each frame leaves at once), and how the response ends:
+
+- ``end="close"``: a normal end (terminating zero-length chunk); the connection stays open for
+  keep-alive, as a real server's would, so a warm-up request and the measured one share it.
+- ``end="eof"``: the socket is closed without the terminating chunk (a truncated body).
+- ``end="reset"``: the TCP connection is aborted with RST (SO_LINGER 0 + abort) after the frames.
+- ``end="hang"``: nothing more is ever sent; the connection is held until the client goes away.
+
+Because the server loop is separate from the probe's loop, the probe's event-loop lag cannot
+distort the ground truth: every request records server-side `time.perf_counter_ns()` stamps of its
+receipt (last request byte read), of the response head and of each frame written. Frames built
+with ``token=True`` are the token-bearing ones, so tests compute true TTFT and decode rate from
+the server's own clock (`ServedRequest.ttft_truth_s`, `.decode_rate_truth`).
+
+`srv.route(method, path, response_or_callable)`: the callable receives the `ServedRequest`
+(method, path, query, headers, json) and returns a `ScriptedResponse`. Unknown routes get 404 JSON.
+Helpers build OpenAI-style streams (`openai_stream`), generic SSE frames (`sse_frames`), and
+plain JSON or HTML responses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json as jsonlib
+import socket
+import struct
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Literal, Sequence
+from urllib.parse import parse_qsl, urlsplit
+
+__all__ = [
+    "Frame",
+    "ScriptedResponse",
+    "ServedRequest",
+    "StreamServer",
+    "html_response",
+    "json_response",
+    "openai_chunk",
+    "openai_stream",
+    "sse_event",
+    "sse_frames",
+    "sse_stream_response",
+    "unused_port",
+]
+
+End = Literal["close", "eof", "reset", "hang"]
+
+_REASONS = {
+    200: "OK", 201: "Created", 204: "No Content", 400: "Bad Request", 401: "Unauthorized",
+    402: "Payment Required", 403: "Forbidden", 404: "Not Found", 408: "Request Timeout",
+    422: "Unprocessable Entity", 429: "Too Many Requests", 500: "Internal Server Error",
+    502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout", 529: "Overloaded",
+}
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One body write: wait `delay_s` after the previous write (or the head), then send `data`.
+
+    `token=True` marks a frame carrying an output token, for ground-truth TTFT / decode rate.
+    """
+
+    delay_s: float
+    data: bytes
+    token: bool = False
+
+
+@dataclass
+class ScriptedResponse:
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+    frames: list[Frame] = field(default_factory=list)
+    head_delay_s: float = 0.0
+    end: End = "close"
+    # Sent with Content-Length when there are no frames (error pages, JSON bodies).
+    body: bytes = b""
+
+
+@dataclass
+class ServedRequest:
+    """A request as the server parsed it, plus the server-side timeline of its response."""
+
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]  # lower-case names
+    body: bytes
+    json: Any  # parsed body, or None when it is not JSON
+    received_ns: int  # last request byte read
+    head_ns: int | None = None  # response head written
+    frame_ns: list[int] = field(default_factory=list)  # each frame written, in order
+    frames: list[Frame] = field(default_factory=list)  # the frames actually written
+    connection_id: int = 0  # requests on one TCP connection share it
+
+    @property
+    def token_ns(self) -> list[int]:
+        return [ns for ns, frame in zip(self.frame_ns, self.frames) if frame.token]
+
+    def ttft_truth_s(self) -> float:
+        """Server-side time from request receipt to the first token frame written."""
+        return (self.token_ns[0] - self.received_ns) / 1e9
+
+    def decode_rate_truth(self, output_tokens: int) -> float:
+        """The contract's decode-rate formula applied to the server's own write times."""
+        stamps = self.token_ns
+        first_chunk_tokens = output_tokens / len(stamps)
+        return (output_tokens - first_chunk_tokens) / ((stamps[-1] - stamps[0]) / 1e9)
+
+
+Handler = Callable[[ServedRequest], ScriptedResponse]
+
+
+class _BadRequest(Exception):
+    pass
+
+
+class StreamServer:
+    """Loopback HTTP/1.1 server with scripted responses, in its own thread and event loop."""
+
+    def __init__(self, *, host: str = "127.0.0.1", backlog: int = 1024) -> None:
+        self.host = host
+        self.port = 0
+        self._backlog = backlog
+        self._routes: dict[tuple[str, str], ScriptedResponse | Handler] = {}
+        self.requests: list[ServedRequest] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._server: asyncio.base_events.Server | None = None
+        self._connections: set[asyncio.Task] = set()
+        self._next_connection_id = 0
+        self._ready = threading.Event()
+        self._startup_error: BaseException | None = None
+        self.connections_opened = 0
+
+    # ------------------------------------------------------------------ public API
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def route(self, method: str, path: str, response: ScriptedResponse | Handler) -> None:
+        """Serve `response` (or the callable's result) for METHOD PATH (query string ignored)."""
+        self._routes[(method.upper(), path)] = response
+
+    def requests_to(self, path: str, method: str | None = None) -> list[ServedRequest]:
+        return [
+            r for r in list(self.requests)
+            if r.path == path and (method is None or r.method == method.upper())
+        ]
+
+    def wait_for_requests(self, count: int, *, timeout_s: float = 5.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while len(self.requests) < count:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"expected {count} requests, got {len(self.requests)}")
+            time.sleep(0.005)
+
+    def start(self) -> "StreamServer":
+        self._thread = threading.Thread(target=self._run, name="stream-server", daemon=True)
+        self._thread.start()
+        self._ready.wait(10)
+        if self._startup_error is not None:
+            raise self._startup_error
+        return self
+
+    def stop(self) -> None:
+        loop = self._loop
+        if loop is None or not loop.is_running():
+            return
+        fut = asyncio.run_coroutine_threadsafe(self._shutdown(), loop)
+        try:
+            fut.result(timeout=5)
+        finally:
+            loop.call_soon_threadsafe(loop.stop)
+            if self._thread is not None:
+                self._thread.join(timeout=5)
+
+    def __enter__(self) -> "StreamServer":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ------------------------------------------------------------------ server thread
+    def _run(self) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        asyncio.set_event_loop(loop)
+        try:
+            self._server = loop.run_until_complete(
+                asyncio.start_server(self._on_connection, self.host, 0, backlog=self._backlog)
+            )
+            self.port = self._server.sockets[0].getsockname()[1]
+        except BaseException as exc:  # surfaced to the caller of start()
+            self._startup_error = exc
+            self._ready.set()
+            return
+        self._ready.set()
+        try:
+            loop.run_forever()
+        finally:
+            loop.close()
+
+    async def _shutdown(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for task in list(self._connections):
+            task.cancel()
+        if self._connections:
+            await asyncio.gather(*self._connections, return_exceptions=True)
+
+    async def _on_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._connections.add(task)
+        self._next_connection_id += 1
+        self.connections_opened += 1
+        connection_id = self._next_connection_id
+        sock = writer.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        try:
+            while True:
+                try:
+                    request = await self._read_request(reader, connection_id)
+                except _BadRequest:
+                    await self._write_simple(writer, 400, b'{"error":"bad request"}', keep_alive=False)
+                    break
+                if request is None:
+                    break
+                self.requests.append(request)
+                response = self._respond_to(request)
+                keep_open = await self._send(writer, reader, request, response)
+                if not keep_open or request.headers.get("connection", "").lower() == "close":
+                    break
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        except asyncio.CancelledError:
+            pass
+        finally:
+            self._connections.discard(task)
+            if not writer.transport.is_closing():
+                writer.close()
+
+    async def _read_request(self, reader: asyncio.StreamReader, connection_id: int) -> ServedRequest | None:
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+        except asyncio.IncompleteReadError:
+            return None  # client closed the connection between requests
+        except asyncio.LimitOverrunError as exc:
+            raise _BadRequest() from exc
+        lines = head.decode("latin-1").split("\r\n")
+        try:
+            method, target, _version = lines[0].split(" ", 2)
+        except ValueError as exc:
+            raise _BadRequest() from exc
+        headers: dict[str, str] = {}
+        for line in lines[1:]:
+            if not line:
+                continue
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+        body = b""
+        if "content-length" in headers:
+            body = await reader.readexactly(int(headers["content-length"]))
+        elif headers.get("transfer-encoding", "").lower() == "chunked":
+            parts = []
+            while True:
+                size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
+                if size == 0:
+                    await reader.readuntil(b"\r\n")
+                    break
+                parts.append(await reader.readexactly(size))
+                await reader.readexactly(2)
+            body = b"".join(parts)
+        received_ns = time.perf_counter_ns()
+        split = urlsplit(target)
+        try:
+            parsed = jsonlib.loads(body) if body else None
+        except ValueError:
+            parsed = None
+        return ServedRequest(
+            method=method.upper(),
+            path=split.path,
+            query=dict(parse_qsl(split.query, keep_blank_values=True)),
+            headers=headers,
+            body=body,
+            json=parsed,
+            received_ns=received_ns,
+            connection_id=connection_id,
+        )
+
+    def _respond_to(self, request: ServedRequest) -> ScriptedResponse:
+        handler = self._routes.get((request.method, request.path))
+        if handler is None:
+            return json_response(404, {"error": {"message": f"no route for {request.method} {request.path}"}})
+        if callable(handler):
+            return handler(request)
+        return handler
+
+    async def _send(
+        self,
+        writer: asyncio.StreamWriter,
+        reader: asyncio.StreamReader,
+        request: ServedRequest,
+        response: ScriptedResponse,
+    ) -> bool:
+        """Write the scripted response. Returns whether the connection may serve another request."""
+        if response.head_delay_s > 0:
+            await asyncio.sleep(response.head_delay_s)
+        headers = {k.lower(): v for k, v in response.headers.items()}
+        streamed = bool(response.frames) or response.end != "close"
+        if streamed:
+            headers.setdefault("transfer-encoding", "chunked")
+        else:
+            headers.setdefault("content-length", str(len(response.body)))
+        headers.setdefault("content-type", "application/json")
+        reason = _REASONS.get(response.status, "Status")
+        head = [f"HTTP/1.1 {response.status} {reason}"]
+        head += [f"{name}: {value}" for name, value in headers.items()]
+        writer.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1"))
+        if not streamed and response.body:
+            writer.write(response.body)
+        await writer.drain()
+        request.head_ns = time.perf_counter_ns()
+
+        # Absolute schedule from the head: a late wake-up does not push later frames back.
+        due_at = time.perf_counter()
+        for frame in response.frames:
+            due_at += frame.delay_s
+            wait = due_at - time.perf_counter()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            if frame.data:
+                writer.write(b"%x\r\n%s\r\n" % (len(frame.data), frame.data))
+                await writer.drain()
+            request.frame_ns.append(time.perf_counter_ns())
+            request.frames.append(frame)
+
+        if response.end == "close":
+            if streamed:
+                writer.write(b"0\r\n\r\n")
+                await writer.drain()
+            return True
+        if response.end == "eof":
+            writer.close()
+            return False
+        if response.end == "reset":
+            sock = writer.get_extra_info("socket")
+            if sock is not None:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            writer.transport.abort()
+            return False
+        # hang: keep the socket open, reading (and discarding) until the client goes away.
+        while await reader.read(65536):
+            pass
+        return False
+
+    async def _write_simple(self, writer: asyncio.StreamWriter, status: int, body: bytes, *, keep_alive: bool) -> None:
+        conn = "keep-alive" if keep_alive else "close"
+        writer.write(
+            f"HTTP/1.1 {status} {_REASONS.get(status, 'Status')}\r\ncontent-length: {len(body)}\r\n"
+            f"connection: {conn}\r\ncontent-type: application/json\r\n\r\n".encode() + body
+        )
+        await writer.drain()
+
+
+# ---------------------------------------------------------------------- response builders
+
+def json_response(status: int, obj: Any, *, headers: dict[str, str] | None = None, head_delay_s: float = 0.0) -> ScriptedResponse:
+    return ScriptedResponse(
+        status=status,
+        headers={"content-type": "application/json", **(headers or {})},
+        body=jsonlib.dumps(obj).encode(),
+        head_delay_s=head_delay_s,
+    )
+
+
+def html_response(status: int, html: str = "<html><body><h1>502 Bad Gateway</h1></body></html>", *, headers: dict[str, str] | None = None) -> ScriptedResponse:
+    return ScriptedResponse(
+        status=status, headers={"content-type": "text/html", **(headers or {})}, body=html.encode()
+    )
+
+
+def sse_event(data: Any, *, event: str | None = None) -> bytes:
+    """One SSE event; `data` is JSON-encoded unless it is already str/bytes."""
+    if isinstance(data, bytes):
+        payload = data
+    elif isinstance(data, str):
+        payload = data.encode()
+    else:
+        payload = jsonlib.dumps(data, separators=(",", ":")).encode()
+    prefix = b"event: " + event.encode() + b"\n" if event else b""
+    return prefix + b"data: " + payload + b"\n\n"
+
+
+def sse_frames(events: Iterable[tuple[float, Any] | tuple[float, Any, bool]]) -> list[Frame]:
+    """[(delay_s, payload[, token])...] -> Frames, each payload one SSE `data:` event."""
+    frames = []
+    for item in events:
+        delay, payload, *rest = item
+        frames.append(Frame(delay, sse_event(payload), token=bool(rest and rest[0])))
+    return frames
+
+
+def openai_chunk(delta: dict[str, Any] | None = None, *, finish_reason: str | None = None,
+                 usage: dict[str, Any] | None = None, choices: Any = ..., model: str = "test-model") -> dict[str, Any]:
+    chunk: dict[str, Any] = {
+        "id": "chatcmpl-test", "object": "chat.completion.chunk", "created": 1, "model": model,
+    }
+    if choices is ...:
+        choices = [{"index": 0, "delta": delta or {}, "logprobs": None, "finish_reason": finish_reason}]
+    chunk["choices"] = choices
+    if usage is not None:
+        chunk["usage"] = usage
+    return chunk
+
+
+def openai_stream(
+    *,
+    ttft_s: float,
+    gap_s: float,
+    n_tokens: int,
+    role_only_first_chunk: bool = True,
+    include_usage: bool = True,
+    usage_tokens: int | None = None,
+    finish_reason: str | None = "stop",
+    done: bool = True,
+    token_text: Callable[[int], str] = lambda i: f"tok{i} ",
+    field_name: str = "content",
+) -> list[Frame]:
+    """Frames of an OpenAI chat-completions stream, timed from the response head.
+
+    With the head sent at once (head_delay_s=0), the first token frame goes out `ttft_s` after
+    the request was read and each further token `gap_s` after the previous one. A role-only first
+    chunk (as OpenAI sends) goes out immediately and is NOT a token. `usage_tokens` (default
+    n_tokens) is what the final usage chunk reports.
+    """
+    frames: list[Frame] = []
+    elapsed = 0.0
+    if role_only_first_chunk:
+        frames.append(Frame(0.0, sse_event(openai_chunk({"role": "assistant", "content": "", "refusal": None}))))
+    for i in range(n_tokens):
+        delay = ttft_s - elapsed if i == 0 else gap_s
+        elapsed += delay
+        delta: dict[str, Any] = {field_name: token_text(i)}
+        if i == 0 and not role_only_first_chunk:
+            delta["role"] = "assistant"
+        frames.append(Frame(delay, sse_event(openai_chunk(delta)), token=True))
+    if finish_reason is not None:
+        frames.append(Frame(0.0, sse_event(openai_chunk({}, finish_reason=finish_reason))))
+    if include_usage:
+        tokens = n_tokens if usage_tokens is None else usage_tokens
+        usage = {"prompt_tokens": 12, "completion_tokens": tokens, "total_tokens": 12 + tokens}
+        frames.append(Frame(0.0, sse_event(openai_chunk(choices=[], usage=usage))))
+    if done:
+        frames.append(Frame(0.0, b"data: [DONE]\n\n"))
+    return frames
+
+
+def unused_port() -> int:
+    """A loopback port nobody listens on (bound then released; connecting gets RST)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def sse_stream_response(frames: Sequence[Frame], **kw: Any) -> ScriptedResponse:
+    return ScriptedResponse(status=200, headers={"content-type": "text/event-stream"}, frames=list(frames), **kw)
