@@ -1,0 +1,94 @@
+"""A known fake API key, echoed back by misbehaving providers, appears nowhere we write.
+
+Providers here put the key they received into 401 bodies, HTML error pages and in-stream error
+events. The key must not reach the service log, the database file, any API response, /metrics or
+the CLI's output.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.e2e.conftest import REPO, wait_until
+from tests.support.stream_server import (
+    ScriptedResponse,
+    StreamServer,
+    html_response,
+    json_response,
+    openai_stream,
+    sse_event,
+    sse_stream_response,
+    Frame,
+)
+
+KEY = "sk-live-FAKE-4f9d2c81e7a64b0d9e35"
+MODEL = "secret/model"
+
+
+def echo_key(request) -> str:
+    return request.headers.get("authorization", "").removeprefix("Bearer ")
+
+
+def routes(server: StreamServer, kind: str) -> None:
+    server.route("GET", "/v1/models", lambda r: json_response(401, {"error": {"message": f"bad key {echo_key(r)}"}}))
+    if kind == "401":
+        handler = lambda r: json_response(401, {"error": {"message": f"Incorrect API key provided: {echo_key(r)}"}})
+    elif kind == "html":
+        handler = lambda r: html_response(500, f"<html>key={echo_key(r)} crashed</html>")
+    elif kind == "event":
+        handler = lambda r: sse_stream_response([
+            Frame(0.0, sse_event({"error": {"message": f"stream aborted for key {echo_key(r)}"}}))
+        ])
+    else:
+        handler = lambda r: sse_stream_response(openai_stream(ttft_s=0.01, gap_s=0.002, n_tokens=5))
+    server.route("POST", "/v1/chat/completions", handler)
+
+
+def test_fake_key_never_leaks(start_service, tmp_path):
+    kinds = ["401", "html", "event", "ok"]
+    servers = [StreamServer().start() for _ in kinds]
+    try:
+        for server, kind in zip(servers, kinds):
+            routes(server, kind)
+        endpoints = "\n".join(
+            f"      - {{provider: P{kind}, protocol: openai, base_url: '{s.url}/v1', model: x, api_key_env: FAKE_KEY}}"
+            for s, kind in zip(servers, kinds)
+        )
+        config = f"models:\n  - id: {MODEL}\n    name: S\n    endpoints:\n{endpoints}\n"
+        service = start_service(config, env={"FAKE_KEY": KEY})
+
+        def all_probed():
+            live = service.get(f"/v1/models/{MODEL}/live").json()
+            return all(e["samples"] >= 2 for e in live["endpoints"])
+
+        wait_until(all_probed, timeout_s=30, what="two probes of every endpoint")
+        # The providers really received (and echoed) the key: the test can fail.
+        assert all(echo_key(s.requests_to("/v1/chat/completions")[0]) == KEY for s in servers)
+
+        seen = [service.get("/v1/models").text, service.get(f"/v1/models/{MODEL}/live").text, service.get("/metrics").text]
+        for kind in kinds:
+            seen.append(service.get(f"/v1/models/{MODEL}/endpoints/P{kind}/probes").text)
+        errors = service.get(f"/v1/models/{MODEL}/endpoints/P401/probes").json()["data"]
+        assert errors[0]["error_kind"] == "auth_error"
+        assert service.stop() == 0
+        seen.append(service.log())
+        for path in tmp_path.glob("monitor.db*"):
+            seen.append(path.read_bytes().decode("latin-1"))
+        for text in seen:
+            assert KEY not in text
+            assert KEY[8:24] not in text  # nor a recognisable piece of it
+
+        cli = subprocess.run(
+            [sys.executable, "-m", "monitor", "probe", "--protocol", "openai",
+             "--base-url", servers[0].url + "/v1", "--model", "x", "--api-key-env", "FAKE_KEY", "--json"],
+            capture_output=True, text=True, timeout=30, cwd=REPO, env={**os.environ, "FAKE_KEY": KEY},
+        )
+        assert cli.returncode == 0, cli.stderr
+        assert '"auth_error"' in cli.stdout
+        assert KEY not in cli.stdout + cli.stderr
+    finally:
+        for server in servers:
+            server.stop()

@@ -1,0 +1,78 @@
+"""ResultBuffer: nothing lost while the database is down (within the bound), drops counted."""
+
+from __future__ import annotations
+
+import asyncio
+
+from monitor.runner import ResultBuffer
+from tests.service.conftest import SwitchableStore, result
+
+
+async def test_rows_are_kept_while_the_database_is_down_and_written_in_order_when_back(metrics, registry):
+    store = SwitchableStore()
+    buffer = ResultBuffer(store, metrics, capacity=10)
+    store.down = True
+    for i in range(3):
+        buffer.put("m", "p", result(i))
+    assert await buffer.flush() is False
+    assert buffer.healthy is False and buffer.pending == 3
+    assert registry.get_sample_value("llm_monitor_buffered_results") == 3
+
+    store.down = False
+    assert await buffer.flush() is True
+    assert [r.started_at for _, _, r in store.rows] == [result(i).started_at for i in range(3)]
+    assert buffer.pending == 0 and buffer.healthy is True
+    assert registry.get_sample_value("llm_monitor_buffered_results") == 0
+    assert registry.get_sample_value("llm_monitor_last_db_write_timestamp_seconds") > 0
+
+
+async def test_beyond_capacity_the_oldest_are_dropped_counted_and_logged(metrics, registry, caplog):
+    store = SwitchableStore()
+    buffer = ResultBuffer(store, metrics, capacity=2)
+    store.down = True
+    for i in range(5):
+        buffer.put("m", "p", result(i))
+    assert buffer.dropped == 3
+    assert registry.get_sample_value("llm_monitor_dropped_results_total") == 3
+    assert "dropped the oldest unsaved probe" in caplog.text
+    store.down = False
+    assert await buffer.flush()
+    assert [r.started_at for _, _, r in store.rows] == [result(3).started_at, result(4).started_at]
+
+
+async def test_writer_task_retries_until_the_database_returns(metrics):
+    store = SwitchableStore()
+    buffer = ResultBuffer(store, metrics, capacity=10, retry_s=0.05)
+    writer = asyncio.create_task(buffer.run())
+    try:
+        store.down = True
+        buffer.put("m", "p", result(0))
+        await asyncio.sleep(0.2)
+        assert store.attempts >= 2 and buffer.pending == 1  # retried, still held
+        store.down = False
+        for _ in range(50):
+            if not buffer.pending:
+                break
+            await asyncio.sleep(0.02)
+        assert buffer.pending == 0 and len(store.rows) == 1
+    finally:
+        writer.cancel()
+        await asyncio.gather(writer, return_exceptions=True)
+
+
+async def test_large_backlog_is_written_in_batches(metrics):
+    store = SwitchableStore()
+    batches: list[int] = []
+    original = store.insert_results
+
+    async def spy(rows):
+        batches.append(len(rows))
+        await original(rows)
+
+    store.insert_results = spy  # type: ignore[method-assign]
+    buffer = ResultBuffer(store, metrics, capacity=2000, batch_size=500)
+    for i in range(1200):
+        buffer.put("m", "p", result(i))
+    assert await buffer.flush()
+    assert batches == [500, 500, 200]
+    assert len(store.rows) == 1200

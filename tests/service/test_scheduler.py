@@ -1,0 +1,93 @@
+"""Scheduler: stable spreading of first runs, resuming the cadence, reloads, bounded drain."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from monitor.catalog import parse_catalog
+from monitor.scheduler import ProbeScheduler, first_run_at, job_id, spread_offset
+from tests.service.conftest import T0, result
+
+
+def test_spread_offset_is_stable_bounded_and_spreads_evenly():
+    keys = [job_id(f"model-{i}", "P") for i in range(600)]
+    offsets = [spread_offset(k, 60.0) for k in keys]
+    assert offsets == [spread_offset(k, 60.0) for k in keys]
+    assert all(0 <= o < 60 for o in offsets)
+    buckets = [0] * 10
+    for o in offsets:
+        buckets[int(o // 6)] += 1
+    assert max(buckets) < 600 / 10 * 1.5  # no burst: every 6 s slice gets roughly its share
+
+
+def test_first_run_resumes_the_old_cadence_after_a_restart():
+    recent = T0 - timedelta(seconds=100)
+    assert first_run_at("k", 1800, T0, recent) == recent + timedelta(seconds=1800)
+
+
+def test_first_run_after_a_long_outage_or_for_a_new_endpoint_is_spread():
+    old = T0 - timedelta(hours=5)
+    for last in (old, None):
+        at = first_run_at("k", 1800, T0, last)
+        assert at == T0 + timedelta(seconds=spread_offset("k", 1800))
+
+
+CONFIG = """
+models:
+  - id: m1
+    name: M1
+    endpoints:
+      - {provider: A, protocol: openai, base_url: "http://127.0.0.1:9/v1", model: x}
+      - {provider: B, protocol: openai, base_url: "http://127.0.0.1:9/v1", model: x}
+"""
+
+
+class FakeRunner:
+    def __init__(self, probe_s: float = 0.0) -> None:
+        self.calls: list[tuple[str, str]] = []
+        self.probe_s = probe_s
+        self.finished = 0
+
+    async def probe_endpoint(self, model, endpoint):
+        self.calls.append((model.id, endpoint.provider))
+        await asyncio.sleep(self.probe_s)
+        self.finished += 1
+        return result()
+
+
+async def test_jobs_run_per_endpoint_and_follow_reloads(metrics):
+    runner = FakeRunner()
+    catalog = parse_catalog(CONFIG, source="test")
+    scheduler = ProbeScheduler(runner, metrics, interval_of=lambda e: 0.2)
+    scheduler.start(catalog, {})
+    try:
+        await asyncio.sleep(0.9)
+        assert {("m1", "A"), ("m1", "B")} <= set(runner.calls)
+        smaller = parse_catalog(CONFIG.split("      - {provider: B")[0], source="test")
+        scheduler.apply(smaller, {})
+        await asyncio.sleep(0.1)
+        runner.calls.clear()
+        await asyncio.sleep(0.6)
+        assert runner.calls and set(runner.calls) == {("m1", "A")}
+    finally:
+        await scheduler.shutdown(1)
+
+
+async def test_shutdown_waits_for_probes_in_flight_within_the_grace(metrics):
+    runner = FakeRunner(probe_s=0.3)
+    scheduler = ProbeScheduler(runner, metrics, interval_of=lambda e: 0.1)
+    scheduler.start(parse_catalog(CONFIG, source="test"), {})
+    await asyncio.sleep(0.15)  # both first runs (offsets < 0.1 s) are in flight
+    assert len(runner.calls) >= 1
+    cut = await scheduler.shutdown(grace_s=2)
+    assert cut == 0 and runner.finished == len(runner.calls)
+
+
+async def test_shutdown_abandons_probes_that_outlive_the_grace(metrics):
+    runner = FakeRunner(probe_s=5)
+    scheduler = ProbeScheduler(runner, metrics, interval_of=lambda e: 0.1)
+    scheduler.start(parse_catalog(CONFIG, source="test"), {})
+    await asyncio.sleep(0.15)
+    cut = await scheduler.shutdown(grace_s=0.1)
+    assert cut == len(runner.calls) >= 1 and runner.finished == 0
