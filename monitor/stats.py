@@ -8,12 +8,21 @@ Definitions (the contract's, README "Figures" section):
 - an endpoint's figures are medians over its ok probes in the trailing window;
 - `best_*` are the best endpoint medians over the active endpoints; when none is active, over all
   endpoints with data in the window; null with no data at all.
+
+Decisions the contract leaves open (tests pin each one):
+- "no older than 2 intervals" is inclusive: exactly 2 intervals old is still active;
+- the window is [now - window_s, now], both ends inclusive; samples after `now` are ignored;
+- TTFT medians are reported in milliseconds, unrounded; ok probes without a TTFT or a
+  tokens_per_second are left out of that figure's median only;
+- with at least one active endpoint, `best_*` use active endpoints only, even when that
+  leaves a figure null (an active endpoint whose replies are all one chunk has no throughput).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 
 @dataclass(frozen=True)
@@ -50,3 +59,131 @@ class ModelLive:
     updated_at: datetime | None  # newest probe of any endpoint of the model
     window_s: float
     endpoints: tuple[EndpointLive, ...]
+
+
+# Rate-limited probes say nothing about whether the endpoint works: they are skipped when
+# deciding `active` and counted in neither side of `uptime` (but they are `samples`).
+RATE_LIMITED = "rate_limited"
+
+# An endpoint stays active up to and INCLUDING this many intervals after its latest usable ok
+# probe: one late or missed probe (scheduler jitter, a slow previous probe) must not flap it.
+ACTIVE_INTERVALS = 2
+
+
+def median(values: Iterable[float]) -> float | None:
+    """Middle value; the mean of the two middle values for an even count; None when empty."""
+    ordered = sorted(values)
+    count = len(ordered)
+    if count == 0:
+        return None
+    middle = count // 2
+    if count % 2:
+        return float(ordered[middle])
+    return (ordered[middle - 1] + ordered[middle]) / 2
+
+
+def in_window(samples: Iterable[ProbeSample], *, now: datetime, window_s: float) -> list[ProbeSample]:
+    """Samples started within [now - window_s, now], both ends included, oldest first.
+
+    A sample stamped after `now` (clock skew between processes) is left out, like an old one.
+    """
+    start = now - timedelta(seconds=window_s)
+    return sorted((s for s in samples if start <= s.started_at <= now), key=lambda s: s.started_at)
+
+
+def _is_rate_limited(sample: ProbeSample) -> bool:
+    return not sample.ok and sample.error_kind == RATE_LIMITED
+
+
+def is_active(samples: Iterable[ProbeSample], *, now: datetime, interval_s: float) -> bool:
+    """Latest probe that was not rate_limited is ok and at most ACTIVE_INTERVALS intervals old.
+
+    `samples` may come in any order; with equal timestamps the later one in the input wins.
+    """
+    latest: ProbeSample | None = None
+    for sample in samples:
+        if _is_rate_limited(sample):
+            continue
+        if latest is None or sample.started_at >= latest.started_at:
+            latest = sample
+    if latest is None or not latest.ok:
+        return False
+    age_s = (now - latest.started_at).total_seconds()
+    return age_s <= ACTIVE_INTERVALS * interval_s
+
+
+def uptime(samples: Iterable[ProbeSample]) -> float | None:
+    """ok / (ok + failed); rate_limited in neither; None when there is neither."""
+    ok = failed = 0
+    for sample in samples:
+        if sample.ok:
+            ok += 1
+        elif not _is_rate_limited(sample):
+            failed += 1
+    return ok / (ok + failed) if ok + failed else None
+
+
+def endpoint_live(
+    provider: str,
+    samples: Iterable[ProbeSample],
+    *,
+    now: datetime,
+    interval_s: float,
+    window_s: float,
+) -> EndpointLive:
+    """One endpoint's live figures from its probes; only those in [now - window_s, now] count."""
+    window = in_window(samples, now=now, window_s=window_s)
+    ok = [s for s in window if s.ok]
+    ttft_s = median(s.ttft_s for s in ok if s.ttft_s is not None)
+    newest = window[-1] if window else None
+    return EndpointLive(
+        provider=provider,
+        active=is_active(window, now=now, interval_s=interval_s),
+        last_probe_at=newest.started_at if newest else None,
+        last_error_kind=None if newest is None or newest.ok else newest.error_kind,
+        ttft_ms_p50=None if ttft_s is None else ttft_s * 1000.0,
+        throughput_tps_p50=median(s.tokens_per_second for s in ok if s.tokens_per_second is not None),
+        uptime=uptime(window),
+        samples=len(window),
+    )
+
+
+def _no_data(provider: str) -> EndpointLive:
+    return EndpointLive(
+        provider=provider, active=False, last_probe_at=None, last_error_kind=None,
+        ttft_ms_p50=None, throughput_tps_p50=None, uptime=None, samples=0,
+    )
+
+
+def model_live(
+    model_id: str,
+    providers: Sequence[str],
+    endpoint_lives: Iterable[EndpointLive],
+    *,
+    window_s: float,
+) -> ModelLive:
+    """A model's figures from its endpoints', reported in the configured provider order.
+
+    A configured provider without an EndpointLive shows as inactive with no data; an
+    EndpointLive for a provider that is not configured is ignored. `best_*` come from the
+    active endpoints when at least one is active (even if an inactive one has better numbers,
+    or if no active one has that figure), otherwise from every endpoint with data.
+    """
+    by_provider = {live.provider: live for live in endpoint_lives}
+    endpoints = tuple(by_provider.get(p) or _no_data(p) for p in providers)
+    active = [e for e in endpoints if e.active]
+    pool = active or list(endpoints)
+    ttfts = [e.ttft_ms_p50 for e in pool if e.ttft_ms_p50 is not None]
+    rates = [e.throughput_tps_p50 for e in pool if e.throughput_tps_p50 is not None]
+    probe_times = [e.last_probe_at for e in endpoints if e.last_probe_at is not None]
+    return ModelLive(
+        model=model_id,
+        best_ttft_ms=min(ttfts) if ttfts else None,
+        best_throughput_tps=max(rates) if rates else None,
+        active_endpoints=len(active),
+        total_endpoints=len(providers),
+        available_via=tuple(providers),
+        updated_at=max(probe_times) if probe_times else None,
+        window_s=window_s,
+        endpoints=endpoints,
+    )

@@ -1,0 +1,181 @@
+"""Resolving catalog endpoints against an environment: ${VAR} expansion, keys, config_error."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from monitor.catalog import EndpointConfig, catalog_warnings, load_catalog, parse_catalog
+from monitor.probes.base import ProbeTarget, Secret
+
+SEED_CONFIG = Path(__file__).parents[2] / "config" / "endpoints.yaml"
+KEY = "cf-SECRET-token-value-4242"
+ACCOUNT = "0123456789abcdef"
+
+CLOUDFLARE = EndpointConfig(
+    provider="Cloudflare",
+    protocol="cloudflare",
+    base_url="https://api.cloudflare.com/client/v4/accounts/${CLOUDFLARE_ACCOUNT_ID}/ai",
+    model="@cf/meta/llama-3.2-1b-instruct",
+    api_key_env="CLOUDFLARE_API_TOKEN",
+    interval_s=1800.0,
+    timeout_s=45.0,
+    max_tokens=64,
+    options={"max_tokens_field": "max_tokens", "extra": {"stop": ["\n"]}},
+)
+
+
+def test_full_environment_gives_a_ready_target() -> None:
+    target = CLOUDFLARE.to_target({"CLOUDFLARE_ACCOUNT_ID": ACCOUNT, "CLOUDFLARE_API_TOKEN": KEY})
+    assert target == ProbeTarget(
+        protocol="cloudflare",
+        base_url=f"https://api.cloudflare.com/client/v4/accounts/{ACCOUNT}/ai",
+        model="@cf/meta/llama-3.2-1b-instruct",
+        api_key=Secret(KEY),
+        api_key_env="CLOUDFLARE_API_TOKEN",
+        config_error=None,
+        max_tokens=64,
+        timeout_s=45.0,
+        options={"max_tokens_field": "max_tokens", "extra": {"stop": ["\n"]}},
+    )
+    assert KEY not in repr(target)
+
+
+def test_target_options_are_plain_json_and_a_copy() -> None:
+    target = CLOUDFLARE.to_target({})
+    assert json.loads(json.dumps(target.options)) == {"max_tokens_field": "max_tokens", "extra": {"stop": ["\n"]}}
+    target.options["extra"]["stop"].append("x")
+    assert CLOUDFLARE.options["extra"]["stop"] == ("\n",)
+
+
+def test_unset_url_variable_gives_config_error_not_an_exception() -> None:
+    target = CLOUDFLARE.to_target({"CLOUDFLARE_API_TOKEN": KEY})
+    assert target.config_error == "environment variable CLOUDFLARE_ACCOUNT_ID is not set"
+    assert target.api_key == Secret(KEY)
+
+
+def test_unset_key_variable_gives_config_error() -> None:
+    target = CLOUDFLARE.to_target({"CLOUDFLARE_ACCOUNT_ID": ACCOUNT})
+    assert target.config_error == "environment variable CLOUDFLARE_API_TOKEN is not set (nor CLOUDFLARE_API_TOKEN_FILE)"
+    assert target.api_key is None
+    assert target.base_url.endswith(f"/accounts/{ACCOUNT}/ai")
+
+
+def test_empty_environment_names_every_missing_variable() -> None:
+    target = CLOUDFLARE.to_target({})
+    assert target.config_error == (
+        "environment variable CLOUDFLARE_ACCOUNT_ID is not set; "
+        "environment variable CLOUDFLARE_API_TOKEN is not set (nor CLOUDFLARE_API_TOKEN_FILE)"
+    )
+
+
+def test_blank_variables_count_as_missing() -> None:
+    target = CLOUDFLARE.to_target({"CLOUDFLARE_ACCOUNT_ID": "  ", "CLOUDFLARE_API_TOKEN": ""})
+    assert target.config_error == (
+        "environment variable CLOUDFLARE_ACCOUNT_ID is empty; "
+        "environment variable CLOUDFLARE_API_TOKEN is empty (nor CLOUDFLARE_API_TOKEN_FILE)"
+    )
+
+
+def test_key_is_stripped_of_surrounding_whitespace() -> None:
+    target = CLOUDFLARE.to_target({"CLOUDFLARE_ACCOUNT_ID": ACCOUNT, "CLOUDFLARE_API_TOKEN": f" {KEY}\n"})
+    assert target.api_key == Secret(KEY)
+
+
+def test_key_from_file_named_by_the_FILE_variable(tmp_path: Path) -> None:
+    key_file = tmp_path / "cf_token"
+    key_file.write_text(f"{KEY}\n", encoding="utf-8")
+    target = CLOUDFLARE.to_target({"CLOUDFLARE_ACCOUNT_ID": ACCOUNT, "CLOUDFLARE_API_TOKEN_FILE": str(key_file)})
+    assert target.config_error is None
+    assert target.api_key == Secret(KEY)
+
+
+def test_key_variable_wins_over_the_file(tmp_path: Path) -> None:
+    key_file = tmp_path / "cf_token"
+    key_file.write_text("from-the-file", encoding="utf-8")
+    target = CLOUDFLARE.to_target(
+        {"CLOUDFLARE_ACCOUNT_ID": ACCOUNT, "CLOUDFLARE_API_TOKEN": KEY, "CLOUDFLARE_API_TOKEN_FILE": str(key_file)}
+    )
+    assert target.api_key == Secret(KEY)
+
+
+def test_missing_key_file_gives_config_error(tmp_path: Path) -> None:
+    target = CLOUDFLARE.to_target(
+        {"CLOUDFLARE_ACCOUNT_ID": ACCOUNT, "CLOUDFLARE_API_TOKEN_FILE": str(tmp_path / "absent")}
+    )
+    assert target.config_error == "cannot read the key file named by CLOUDFLARE_API_TOKEN_FILE: No such file or directory"
+    assert target.api_key is None
+
+
+def test_empty_key_file_gives_config_error(tmp_path: Path) -> None:
+    key_file = tmp_path / "cf_token"
+    key_file.write_text(" \n", encoding="utf-8")
+    target = CLOUDFLARE.to_target({"CLOUDFLARE_ACCOUNT_ID": ACCOUNT, "CLOUDFLARE_API_TOKEN_FILE": str(key_file)})
+    assert target.config_error == "the key file named by CLOUDFLARE_API_TOKEN_FILE is empty"
+
+
+def test_keyless_endpoint_needs_no_environment() -> None:
+    local = EndpointConfig(provider="Ollama", protocol="ollama", base_url="http://127.0.0.1:11434/", model="llama3.2:1b")
+    target = local.to_target({})
+    assert target.config_error is None
+    assert target.api_key is None and target.api_key_env is None
+    assert target.base_url == "http://127.0.0.1:11434"  # trailing slash dropped: protocols append paths
+    assert (target.max_tokens, target.timeout_s) == (128, 60.0)
+
+
+def test_model_name_placeholders_expand_too() -> None:
+    endpoint = EndpointConfig(
+        provider="Azure", protocol="openai", base_url="https://${AZURE_HOST}/openai/v1", model="${AZURE_DEPLOYMENT}"
+    )
+    target = endpoint.to_target({"AZURE_HOST": "example.openai.azure.com", "AZURE_DEPLOYMENT": "llama-1b"})
+    assert (target.base_url, target.model, target.config_error) == (
+        "https://example.openai.azure.com/openai/v1", "llama-1b", None,
+    )
+    assert endpoint.to_target({"AZURE_HOST": "h"}).config_error == "environment variable AZURE_DEPLOYMENT is not set"
+    assert endpoint.variables() == ("AZURE_HOST", "AZURE_DEPLOYMENT")
+    assert CLOUDFLARE.variables() == ("CLOUDFLARE_ACCOUNT_ID", "CLOUDFLARE_API_TOKEN")
+
+
+def test_expanded_url_that_is_not_a_url_gives_config_error_without_the_value() -> None:
+    endpoint = EndpointConfig(provider="A", protocol="openai", base_url="${UPSTREAM_URL}/v1", model="m")
+    target = endpoint.to_target({"UPSTREAM_URL": "not a url"})
+    assert target.config_error == "base_url is not a valid http(s) URL after expanding environment variables"
+    assert endpoint.to_target({"UPSTREAM_URL": "https://relay.example"}).base_url == "https://relay.example/v1"
+
+
+def test_seed_config_on_a_fresh_machine_warns_with_names_only() -> None:
+    catalog = load_catalog(SEED_CONFIG)
+    assert catalog_warnings(catalog, {}) == [
+        "meta-llama/llama-3.2-1b-instruct via Cloudflare: environment variable CLOUDFLARE_ACCOUNT_ID is not set; "
+        "environment variable CLOUDFLARE_API_TOKEN is not set (nor CLOUDFLARE_API_TOKEN_FILE) "
+        "(probes will fail with config_error)"
+    ]
+    assert catalog_warnings(catalog, {"CLOUDFLARE_ACCOUNT_ID": ACCOUNT, "CLOUDFLARE_API_TOKEN": KEY}) == []
+
+
+def test_warnings_never_contain_environment_values(tmp_path: Path) -> None:
+    catalog = parse_catalog(
+        """\
+models:
+  - id: m
+    endpoints:
+      - {provider: A, protocol: openai, base_url: 'https://${HOST_A}/v1', model: m, api_key_env: KEY_A}
+      - {provider: B, protocol: openai, base_url: 'https://b.example/v1', model: m, api_key_env: KEY_B}
+      - {provider: C, protocol: ollama, base_url: 'http://127.0.0.1:11434', model: m}
+"""
+    )
+    environ = {"KEY_A": KEY, "KEY_B_FILE": str(tmp_path / "missing-" / KEY)}
+    warnings = catalog_warnings(catalog, environ)
+    assert warnings == [
+        "m via A: environment variable HOST_A is not set (probes will fail with config_error)",
+        "m via B: cannot read the key file named by KEY_B_FILE: No such file or directory "
+        "(probes will fail with config_error)",
+    ]
+    assert not any(KEY in line for line in warnings)
+
+
+@pytest.mark.parametrize("environ", [{}, {"CLOUDFLARE_ACCOUNT_ID": ACCOUNT}])
+def test_to_target_never_raises_for_missing_configuration(environ: dict[str, str]) -> None:
+    assert CLOUDFLARE.to_target(environ).config_error
