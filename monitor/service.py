@@ -156,7 +156,7 @@ class Service:
                 live=self.live,
                 registry=self.registry,
                 readiness=self.readiness,
-                admin=self,
+                admin=self if probing else None,
             )
             server = uvicorn.Server(
                 uvicorn.Config(

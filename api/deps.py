@@ -1,0 +1,125 @@
+"""Resources the routes depend on: the protocols they must satisfy and `Annotated` aliases.
+
+`create_app` stores the injected objects on `app.state`; routes receive them through the aliases
+below (`LiveDep`, `StoreDep`, ...), so tests swap any of them by building the app with fakes.
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import Annotated, Any, Awaitable, Callable, Protocol
+
+from fastapi import Depends, HTTPException, Request, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from prometheus_client import CollectorRegistry
+from pydantic import SecretStr
+
+from monitor.stats import ModelLive
+from monitor.store import Store
+
+
+class ModelInfo(Protocol):
+    """What the API reads from a catalog model (`monitor.catalog.ModelConfig` satisfies it)."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def name(self) -> str: ...
+
+
+class LiveView(Protocol):
+    """In-memory live figures (`monitor.live.LiveFigures`). Never queries history."""
+
+    def models(self) -> list[tuple[ModelInfo, ModelLive]]:
+        """Every catalog model with its figures, in catalog order."""
+
+    def model(self, model_id: str) -> ModelLive | None: ...
+
+    def providers(self, model_id: str) -> tuple[str, ...] | None:
+        """Configured providers of the model, or None when the model is unknown."""
+
+
+def admin_token_of(settings: Any) -> str | None:
+    """The configured admin token, or None when admin routes are off (unset or empty)."""
+    token = getattr(settings, "admin_token", None)
+    if isinstance(token, SecretStr):
+        token = token.get_secret_value()
+    return token or None
+
+
+class AdminHooks(Protocol):
+    """Operations behind the admin routes, provided by the running service."""
+
+    async def probe_now(self, model_id: str, provider: str) -> dict[str, Any]:
+        """Probe one endpoint immediately; returns the result dict. LookupError if unknown."""
+
+    async def reload(self) -> dict[str, Any]:
+        """Re-read the config file; returns a summary."""
+
+
+Readiness = Callable[[], Awaitable[dict[str, Any]]]
+
+
+def _state(request: Request) -> Any:
+    return request.app.state
+
+
+def get_settings(request: Request) -> Any:
+    return _state(request).settings
+
+
+def get_store(request: Request) -> Store:
+    return _state(request).store
+
+
+def get_live(request: Request) -> LiveView:
+    return _state(request).live
+
+
+def get_registry(request: Request) -> CollectorRegistry:
+    return _state(request).registry
+
+
+def get_readiness(request: Request) -> Readiness:
+    return _state(request).readiness
+
+
+def get_admin_hooks(request: Request) -> AdminHooks:
+    hooks = _state(request).admin
+    if hooks is None:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "admin operations are not available")
+    return hooks
+
+
+SettingsDep = Annotated[Any, Depends(get_settings)]
+StoreDep = Annotated[Store, Depends(get_store)]
+LiveDep = Annotated[LiveView, Depends(get_live)]
+RegistryDep = Annotated[CollectorRegistry, Depends(get_registry)]
+ReadinessDep = Annotated[Readiness, Depends(get_readiness)]
+AdminHooksDep = Annotated[AdminHooks, Depends(get_admin_hooks)]
+
+# auto_error=False: a missing header must give our 401 (with WWW-Authenticate), not a 403.
+_bearer = HTTPBearer(auto_error=False, description="Bearer <admin token>")
+
+
+def require_admin(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> None:
+    """Admin routes are mounted only when a token is configured; this checks the caller has it."""
+    token = admin_token_of(_state(request).settings)
+    if token is None:  # defensive: create_app does not mount admin routes without a token
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "Not Found")
+    expected = token.encode()
+    offered = b"" if credentials is None else credentials.credentials.encode()
+    # Constant-time comparison so response timing does not reveal how much of a guess matched.
+    if not hmac.compare_digest(offered, expected):
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            "missing or invalid admin token",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+
+
+AdminAuthDep = Annotated[None, Depends(require_admin)]

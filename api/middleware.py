@@ -1,0 +1,101 @@
+"""ASGI middleware: response hardening headers and the generic 500 handler.
+
+- `ResponseHeadersMiddleware` (outermost): security headers on every response; marks the ETag of a
+  gzip-coded body as such; folds duplicate `Vary` tokens added by several layers.
+- `InternalErrorMiddleware` (innermost, inside gzip and CORS): turns an unhandled exception into
+  `500 {"detail": "internal error"}` (no traceback leaves the process) and logs it server side.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from starlette.datastructures import MutableHeaders
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api.caching import gzip_variant
+
+log = logging.getLogger(__name__)
+
+# JSON needs no sub-resources at all; nothing may frame it.
+JSON_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+# The interactive docs pages (FastAPI's Swagger UI / ReDoc) load their script and style from a
+# CDN and use inline bootstrapping; everything else stays closed.
+DOCS_CSP = (
+    "default-src 'none'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
+    "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net https://fonts.googleapis.com; "
+    "font-src https://fonts.gstatic.com; img-src 'self' data: https://fastapi.tiangolo.com "
+    "https://cdn.redoc.ly; connect-src 'self'; worker-src blob:; frame-ancestors 'none'; base-uri 'none'"
+)
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+}
+
+
+class ResponseHeadersMiddleware:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                harden(MutableHeaders(scope=message))
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def harden(headers: MutableHeaders) -> None:
+    for name, value in SECURITY_HEADERS.items():
+        headers.setdefault(name, value)
+    is_html = headers.get("content-type", "").startswith("text/html")
+    headers.setdefault("Content-Security-Policy", DOCS_CSP if is_html else JSON_CSP)
+    etag = headers.get("etag")
+    if (
+        etag is not None
+        and headers.get("content-encoding") == "gzip"
+        and etag.startswith('"')
+        and etag.endswith('"')
+    ):
+        headers["ETag"] = gzip_variant(etag)
+    vary = headers.getlist("vary")
+    if vary:
+        tokens: list[str] = []
+        for value in vary:
+            for token in value.split(","):
+                token = token.strip()
+                if token and token.lower() not in {t.lower() for t in tokens}:
+                    tokens.append(token)
+        headers["Vary"] = ", ".join(tokens)
+
+
+class InternalErrorMiddleware:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        response_started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception:
+            log.exception("unhandled error serving %s %s", scope.get("method"), scope.get("path"))
+            if response_started:
+                raise  # too late for a clean 500; the server closes the connection
+            await JSONResponse({"detail": "internal error"}, status_code=500)(scope, receive, send)

@@ -1,0 +1,1 @@
+"""One router per file: `models` (live figures, history), `health` (probes, metrics), `admin`."""

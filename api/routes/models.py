@@ -1,0 +1,83 @@
+"""Live figures per model (served from memory) and an endpoint's probe history (from the store).
+
+Model ids contain `/` (`meta-llama/llama-3.2-1b-instruct`), hence `{model_id:path}`; the fixed
+suffixes (`/live`, `/endpoints/{provider}/probes`) keep the two routes apart.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Path, Query, Request, Response, status
+
+from api.caching import cached_json
+from api.deps import LiveDep, SettingsDep, StoreDep
+from api.schemas import ErrorOut, ModelListOut, ModelLiveOut, ModelOut, ProbeListOut, ProbeResultOut
+
+router = APIRouter(prefix="/v1/models", tags=["models"])
+
+DEFAULT_CACHE_MAX_AGE_S = 60
+# Documentation examples (the contract's sample config); schemathesis also sends them.
+EXAMPLE_MODEL_ID = "meta-llama/llama-3.2-1b-instruct"
+EXAMPLE_PROVIDER = "Cloudflare"
+ModelIdPath = Annotated[str, Path(description="Model id; may contain '/'.", examples=[EXAMPLE_MODEL_ID])]
+ProviderPath = Annotated[str, Path(description="Provider name, exactly as configured.", examples=[EXAMPLE_PROVIDER])]
+NOT_FOUND = {status.HTTP_404_NOT_FOUND: {"model": ErrorOut, "description": "Unknown model or provider"}}
+CACHED = {status.HTTP_304_NOT_MODIFIED: {"description": "The client's copy (If-None-Match) is current"}}
+
+
+def _max_age(settings: object) -> int:
+    return int(getattr(settings, "cache_max_age_s", DEFAULT_CACHE_MAX_AGE_S))
+
+
+def unknown_model(model_id: str) -> HTTPException:
+    return HTTPException(status.HTTP_404_NOT_FOUND, f"unknown model: {model_id}")
+
+
+@router.get("", response_model=ModelListOut, responses=CACHED, summary="Every model with its live figures")
+async def list_models(request: Request, live: LiveDep, settings: SettingsDep) -> Response:
+    payload = ModelListOut(
+        data=[
+            ModelOut(id=model.id, name=model.name, live=ModelLiveOut.of(figures))
+            for model, figures in live.models()
+        ]
+    )
+    return cached_json(request, payload, max_age_s=_max_age(settings))
+
+
+@router.get(
+    "/{model_id:path}/endpoints/{provider}/probes",
+    response_model=ProbeListOut,
+    responses={**NOT_FOUND, **CACHED},
+    summary="An endpoint's recent probes, newest first",
+)
+async def list_probes(
+    request: Request,
+    model_id: ModelIdPath,
+    provider: ProviderPath,
+    store: StoreDep,
+    live: LiveDep,
+    settings: SettingsDep,
+    limit: Annotated[int, Query(ge=1, le=1000, description="How many probes, newest first.")] = 50,
+) -> Response:
+    providers = live.providers(model_id)
+    if providers is None:
+        raise unknown_model(model_id)
+    if provider not in providers:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"unknown provider for {model_id}: {provider}")
+    results = await store.recent_results(model_id, provider, limit)
+    payload = ProbeListOut(data=[ProbeResultOut.of(result) for result in results])
+    return cached_json(request, payload, max_age_s=_max_age(settings))
+
+
+@router.get(
+    "/{model_id:path}/live",
+    response_model=ModelLiveOut,
+    responses={**NOT_FOUND, **CACHED},
+    summary="A model's live figures",
+)
+async def model_live(request: Request, model_id: ModelIdPath, live: LiveDep, settings: SettingsDep) -> Response:
+    figures = live.model(model_id)
+    if figures is None:
+        raise unknown_model(model_id)
+    return cached_json(request, ModelLiveOut.of(figures), max_age_s=_max_age(settings))

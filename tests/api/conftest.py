@@ -1,0 +1,203 @@
+"""Fakes for the API tests: a LiveView and a Store over literal data, and an in-process client.
+
+The fakes record what the app asked for, so tests can assert that live figures never touch the
+store and that the probes route passes the limit through.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from types import SimpleNamespace
+from typing import Any
+
+import httpx
+import pytest
+from prometheus_client import CollectorRegistry
+from pydantic import SecretStr
+
+from api.app import create_app
+from monitor.metrics import build_metrics
+from monitor.probes.base import ErrorKind, ProbeResult, TokenCountSource
+from monitor.stats import EndpointLive, ModelLive
+
+LLAMA = "meta-llama/llama-3.2-1b-instruct"
+QWEN = "qwen/qwen3-32b"
+T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=timezone.utc)
+ADMIN_TOKEN = "s3cret-admin-token"
+ALLOWED_ORIGIN = "https://catalog.example"
+
+
+@dataclass(frozen=True)
+class FakeModel:
+    id: str
+    name: str
+
+
+LLAMA_LIVE = ModelLive(
+    model=LLAMA,
+    best_ttft_ms=244.0,
+    best_throughput_tps=57.25,
+    active_endpoints=1,
+    total_endpoints=2,
+    available_via=("Cloudflare", "Groq"),
+    updated_at=T0,
+    window_s=86400.0,
+    endpoints=(
+        EndpointLive(
+            provider="Cloudflare", active=True, last_probe_at=T0, last_error_kind=None,
+            ttft_ms_p50=244.0, throughput_tps_p50=57.25, uptime=0.75, samples=4,
+        ),
+        EndpointLive(
+            provider="Groq", active=False, last_probe_at=T0 - timedelta(hours=2),
+            last_error_kind="auth_error", ttft_ms_p50=None, throughput_tps_p50=None, uptime=0.0, samples=3,
+        ),
+    ),
+)
+# A model with no data at all (fresh machine, no credentials).
+QWEN_LIVE = ModelLive(
+    model=QWEN, best_ttft_ms=None, best_throughput_tps=None, active_endpoints=0, total_endpoints=1,
+    available_via=("Cerebras",), updated_at=None, window_s=86400.0,
+    endpoints=(
+        EndpointLive(
+            provider="Cerebras", active=False, last_probe_at=None, last_error_kind=None,
+            ttft_ms_p50=None, throughput_tps_p50=None, uptime=None, samples=0,
+        ),
+    ),
+)
+
+
+class FakeLive:
+    def __init__(self, entries: list[tuple[FakeModel, ModelLive]]) -> None:
+        self.entries = entries
+
+    def models(self):
+        return list(self.entries)
+
+    def model(self, model_id: str):
+        return next((live for m, live in self.entries if m.id == model_id), None)
+
+    def providers(self, model_id: str):
+        live = self.model(model_id)
+        return None if live is None else tuple(live.available_via)
+
+
+def probe_result(minutes_ago: int, *, ok: bool = True) -> ProbeResult:
+    return ProbeResult(
+        ok=ok,
+        error_kind=None if ok else ErrorKind.TIMEOUT,
+        error=None if ok else "no first token within 60s",
+        http_status=200 if ok else None,
+        started_at=T0 - timedelta(minutes=minutes_ago),
+        ttft_s=0.244 if ok else None,
+        connect_s=0.05,
+        total_s=2.5 if ok else 60.0,
+        output_tokens=128 if ok else None,
+        token_count_source=TokenCountSource.USAGE if ok else None,
+        tokens_per_second=57.25 if ok else None,
+        protocol="cloudflare",
+        model="@cf/meta/llama-3.2-1b-instruct",
+        content_chunks=40 if ok else 0,
+        counted_tokens=40 if ok else 0,
+    )
+
+
+@dataclass
+class FakeStore:
+    history: dict[tuple[str, str], list[ProbeResult]] = field(default_factory=dict)
+    calls: list[tuple[Any, ...]] = field(default_factory=list)
+
+    async def recent_results(self, model_id: str, provider: str, limit: int) -> list[ProbeResult]:
+        self.calls.append(("recent_results", model_id, provider, limit))
+        return self.history.get((model_id, provider), [])[:limit]
+
+    async def ping(self) -> None:
+        self.calls.append(("ping",))
+
+    def __getattr__(self, name: str):
+        # Any other Store verb is a history query the live routes must never make.
+        raise AssertionError(f"the API called Store.{name}")
+
+
+class FakeAdmin:
+    def __init__(self) -> None:
+        self.calls: list[tuple[Any, ...]] = []
+
+    async def probe_now(self, model_id: str, provider: str) -> dict[str, Any]:
+        self.calls.append(("probe_now", model_id, provider))
+        return probe_result(0).to_dict()
+
+    async def reload(self) -> dict[str, Any]:
+        self.calls.append(("reload",))
+        return {"reloaded": True, "models": 2, "endpoints": 3}
+
+
+def make_settings(*, admin_token: str | None = ADMIN_TOKEN, cors_origins=(ALLOWED_ORIGIN,), cache_max_age_s=60):
+    return SimpleNamespace(
+        cors_origins=list(cors_origins),
+        admin_token=None if admin_token is None else SecretStr(admin_token),
+        window_s=86400.0,
+        cache_max_age_s=cache_max_age_s,
+    )
+
+
+@pytest.fixture
+def fake_live() -> FakeLive:
+    return FakeLive([(FakeModel(LLAMA, "Meta: Llama 3.2 1B Instruct"), LLAMA_LIVE), (FakeModel(QWEN, "Qwen3 32B"), QWEN_LIVE)])
+
+
+@pytest.fixture
+def fake_store() -> FakeStore:
+    newest_first = [probe_result(m, ok=m % 20 != 10) for m in range(0, 200, 5)]  # 40 probes
+    return FakeStore(history={(LLAMA, "Cloudflare"): newest_first})
+
+
+@pytest.fixture
+def readiness_state() -> dict[str, Any]:
+    return {"database": True, "scheduler": True, "buffered_results": 0}
+
+
+@pytest.fixture
+def registry() -> CollectorRegistry:
+    registry = CollectorRegistry()
+    metrics = build_metrics(registry, version="1.2.3")
+    metrics.set_model_live(LLAMA_LIVE)
+    metrics.record_probe(LLAMA, "Cloudflare", probe_result(0))
+    return registry
+
+
+@pytest.fixture
+def fake_admin() -> FakeAdmin:
+    return FakeAdmin()
+
+
+@pytest.fixture
+def app_factory(fake_live, fake_store, registry, readiness_state, fake_admin):
+    def build(*, settings=None, admin=fake_admin, live=fake_live):
+        async def readiness() -> dict[str, Any]:
+            if isinstance(readiness_state.get("raise"), Exception):
+                raise readiness_state["raise"]
+            return dict(readiness_state)
+
+        return create_app(
+            settings=settings or make_settings(),
+            store=fake_store,
+            live=live,
+            registry=registry,
+            readiness=readiness,
+            admin=admin,
+        )
+
+    return build
+
+
+@pytest.fixture
+def app(app_factory):
+    return app_factory()
+
+
+@pytest.fixture
+async def client(app):
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+        yield c
