@@ -1,0 +1,149 @@
+"""SQLModel tables: one row per probe (`probe_result`) and one pointer row per endpoint
+(`endpoint_latest`). Table rows only; API response models live in `api/`.
+
+The schema itself is owned by alembic (`monitor/migrations/versions/`): these classes describe it
+for queries, and `tests/store` checks that the migrations and these tables agree.
+
+Why `endpoint_latest` exists: "the latest probe of each of 6,000 endpoints" over a 1,000,000-row
+history would need a skip scan (no portable SQL for it) or a `DISTINCT ON`/window scan of the whole
+index. Instead the store updates one small pointer row per endpoint in the SAME transaction as the
+insert, so restoring metrics after a restart reads 6,000 rows plus 6,000 primary-key lookups.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Field, SQLModel
+
+
+class UTCDateTime(sa.types.TypeDecorator):
+    """Timezone-aware UTC datetimes in and out, on every backend.
+
+    PostgreSQL stores `timestamptz`. SQLite has no time zones: SQLAlchemy writes a fixed-width
+    text form and drops the offset, so values are converted to UTC first (text order = time order)
+    and labelled UTC again when read. Naive datetimes are refused: their zone is a guess.
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if not isinstance(value, datetime):
+            raise TypeError(f"expected a datetime, got {type(value).__name__}")
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError("naive datetime: timestamps must be timezone-aware (UTC)")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: Any, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+# 64-bit ids on PostgreSQL; on SQLite the id must be exactly INTEGER to alias the rowid.
+BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+
+class ProbeResultRow(SQLModel, table=True):
+    """One probe: every `ProbeResult` field under the same name, plus the endpoint it measured."""
+
+    __tablename__ = "probe_result"
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=BigId)
+    # The endpoint: catalog model id + provider name. `protocol` and `model` (the provider's own
+    # model name) are ProbeResult fields and are stored as such.
+    model_id: str = Field(sa_type=sa.String(), nullable=False)
+    provider: str = Field(sa_type=sa.String(), nullable=False)
+    protocol: str = Field(sa_type=sa.String(), nullable=False)
+    model: str = Field(sa_type=sa.String(), nullable=False)
+
+    # --- contract fields ---
+    ok: bool = Field(sa_type=sa.Boolean(), nullable=False)
+    error_kind: str | None = Field(default=None, sa_type=sa.String(32))  # ErrorKind value
+    error: str | None = Field(default=None, sa_type=sa.Text())
+    http_status: int | None = Field(default=None, sa_type=sa.Integer())
+    started_at: datetime = Field(sa_type=UTCDateTime(), nullable=False)
+    ttft_s: float | None = Field(default=None, sa_type=sa.Double())
+    connect_s: float | None = Field(default=None, sa_type=sa.Double())
+    total_s: float | None = Field(default=None, sa_type=sa.Double())
+    output_tokens: int | None = Field(default=None, sa_type=sa.Integer())
+    token_count_source: str | None = Field(default=None, sa_type=sa.String(16))  # TokenCountSource value
+    tokens_per_second: float | None = Field(default=None, sa_type=sa.Double())
+
+    # --- audit record ---
+    first_answer_s: float | None = Field(default=None, sa_type=sa.Double())
+    first_reasoning_s: float | None = Field(default=None, sa_type=sa.Double())
+    last_token_s: float | None = Field(default=None, sa_type=sa.Double())
+    headers_s: float | None = Field(default=None, sa_type=sa.Double())
+    dns_s: float | None = Field(default=None, sa_type=sa.Double())
+    tcp_s: float | None = Field(default=None, sa_type=sa.Double())
+    tls_s: float | None = Field(default=None, sa_type=sa.Double())
+    content_chunks: int = Field(sa_type=sa.Integer(), nullable=False)
+    usage_tokens: int | None = Field(default=None, sa_type=sa.Integer())
+    counted_tokens: int = Field(sa_type=sa.Integer(), nullable=False)
+    finish_reason: str | None = Field(default=None, sa_type=sa.String())
+    http_version: str | None = Field(default=None, sa_type=sa.String(16))
+    connection_reused: bool | None = Field(default=None, sa_type=sa.Boolean())
+    loop_lag_s: float | None = Field(default=None, sa_type=sa.Double())
+    cpu_s: float | None = Field(default=None, sa_type=sa.Double())
+    stream_bytes: int = Field(sa_type=sa.BigInteger(), nullable=False)
+    retry_after_s: float | None = Field(default=None, sa_type=sa.Double())
+    methodology: str = Field(sa_type=sa.String(32), nullable=False)
+
+    __table_args__ = (
+        # History, live windows and the consecutive-failure look-back all read one endpoint's
+        # newest rows: a range of this index, already in the order they are returned. `id` breaks
+        # ties between probes started in the same microsecond. On PostgreSQL the columns the live
+        # figures need ride along in the index so windows can be read index-only.
+        sa.Index(
+            "ix_probe_result_endpoint_recent",
+            "model_id",
+            "provider",
+            sa.text("started_at DESC"),
+            sa.text("id DESC"),
+            postgresql_include=["ok", "error_kind", "ttft_s", "tokens_per_second"],
+        ),
+    )
+
+
+class EndpointLatestRow(SQLModel, table=True):
+    """Pointers to the newest probe and the newest ok probe of one endpoint.
+
+    Written in the same transaction as the probes it points to, and only moved forward in
+    (started_at, id) order, so a late insert of an older (buffered) result never hides a newer one.
+    """
+
+    __tablename__ = "endpoint_latest"
+
+    model_id: str = Field(primary_key=True, sa_type=sa.String())
+    provider: str = Field(primary_key=True, sa_type=sa.String())
+    latest_probe_id: int = Field(
+        sa_type=BigId, foreign_key="probe_result.id", ondelete="CASCADE", nullable=False
+    )
+    latest_started_at: datetime = Field(sa_type=UTCDateTime(), nullable=False)
+    latest_ok_probe_id: int | None = Field(
+        default=None, sa_type=BigId, foreign_key="probe_result.id", ondelete="SET NULL"
+    )
+    latest_ok_started_at: datetime | None = Field(default=None, sa_type=UTCDateTime())
+
+    __table_args__ = (
+        # Without these, deleting old probes (a retention job) would make PostgreSQL scan this
+        # table once per deleted row to enforce the foreign keys.
+        sa.Index("ix_endpoint_latest_latest_probe_id", "latest_probe_id"),
+        sa.Index("ix_endpoint_latest_latest_ok_probe_id", "latest_ok_probe_id"),
+    )
+
+
+def probe_table() -> sa.Table:
+    return ProbeResultRow.__table__  # type: ignore[attr-defined, return-value]
+
+
+def endpoint_latest_table() -> sa.Table:
+    return EndpointLatestRow.__table__  # type: ignore[attr-defined, return-value]

@@ -1,0 +1,1 @@
+"""Contract tests for monitor.store, run against SQLite and PostgreSQL alike."""
