@@ -22,7 +22,7 @@ from monitor.live import LiveFigures
 from monitor.metrics import Metrics
 from monitor.probes.base import ProbeResult, ProbeTarget
 from monitor.probes.engine import LoopLagMonitor, run_probe
-from monitor.store import Store
+from monitor.store import Store, StoreError, StoreUnavailableError
 
 log = logging.getLogger(__name__)
 
@@ -79,19 +79,16 @@ class ResultBuffer:
             while self._pending:
                 batch = [self._pending[i] for i in range(min(self._batch_size, len(self._pending)))]
                 try:
-                    await asyncio.wait_for(
-                        self._store.insert_results(batch), timeout=self._write_timeout_s
-                    )
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:  # any database failure: keep the rows, retry later
-                    if self.healthy:
-                        log.warning(
-                            "database write failed, buffering results (%d pending): %s",
-                            len(self._pending), _short(exc),
-                        )
-                    self.healthy = False
-                    self.last_error = _short(exc)
+                    await self._write(batch)
+                except StoreError as exc:
+                    if isinstance(exc, StoreUnavailableError):
+                        self._mark_unavailable(exc)
+                        return False
+                    # The database refused the batch: find and drop only the offending rows.
+                    if not await self._write_one_by_one(batch):
+                        return False
+                except (TimeoutError, OSError) as exc:
+                    self._mark_unavailable(exc)
                     return False
                 for _ in batch:
                     self._pending.popleft()
@@ -102,6 +99,34 @@ class ResultBuffer:
                 self.healthy = True
                 self.last_error = None
             return True
+
+    async def _write(self, rows: list[Row]) -> None:
+        await asyncio.wait_for(self._store.insert_results(rows), timeout=self._write_timeout_s)
+
+    async def _write_one_by_one(self, batch: list[Row]) -> bool:
+        for model_id, provider, result in batch:
+            try:
+                await self._write([(model_id, provider, result)])
+            except StoreUnavailableError as exc:
+                self._mark_unavailable(exc)
+                return False
+            except StoreError as exc:
+                self.dropped += 1
+                self._metrics.inc_dropped(1)
+                log.error(
+                    "database refused the probe of %s/%s from %s, dropped: %s",
+                    model_id, provider, result.started_at.isoformat(), _short(exc),
+                )
+        return True
+
+    def _mark_unavailable(self, exc: BaseException) -> None:
+        if self.healthy:
+            log.warning(
+                "database write failed, buffering results (%d pending): %s",
+                len(self._pending), _short(exc),
+            )
+        self.healthy = False
+        self.last_error = _short(exc)
 
     async def run(self) -> None:
         """The writer task: flush on every new result, retry every `retry_s` while failing."""

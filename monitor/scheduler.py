@@ -122,19 +122,24 @@ class ProbeScheduler:
 
     async def shutdown(self, grace_s: float) -> int:
         """Stop scheduling; wait up to grace_s for probes in flight. Returns how many were cut."""
-        if self._scheduler.running:
-            self._scheduler.shutdown(wait=False)
+        if not self._scheduler.running:
+            return 0
+        # Pause first: APScheduler's shutdown cancels running coroutine jobs, and the probes in
+        # flight must be allowed to finish (and be stored) within the grace period.
+        self._scheduler.pause()
+        cut = 0
         pending = {task for task in self._in_flight if not task.done()}
         if pending:
             log.info("waiting up to %.0fs for %d probes in flight", grace_s, len(pending))
             _, still = await asyncio.wait(pending, timeout=grace_s)
-            for task in still:
-                task.cancel()
+            cut = len(still)
             if still:
-                log.warning("abandoned %d probes still running after %.0fs", len(still), grace_s)
+                log.warning("abandoned %d probes still running after %.0fs", cut, grace_s)
+                for task in still:
+                    task.cancel()
                 await asyncio.gather(*still, return_exceptions=True)
-            return len(still)
-        return 0
+        self._scheduler.shutdown(wait=False)
+        return cut
 
     async def _run_job(self, model_id: str, provider: str) -> None:
         task = asyncio.current_task()

@@ -68,6 +68,9 @@ class Store(Protocol):
     async def latest_ok_results(self) -> dict[tuple[str, str], ProbeResult]:
         """Latest ok probe per (model_id, provider)."""
 
+    async def consecutive_failures(self) -> dict[tuple[str, str], int]:
+        """Failed probes in a row per endpoint, newest backwards (rate_limited skipped)."""
+
     async def ping(self) -> None:
         """Raises when the database is unreachable."""
 

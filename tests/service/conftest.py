@@ -9,6 +9,7 @@ from prometheus_client import CollectorRegistry
 
 from monitor.metrics import build_metrics
 from monitor.probes.base import ErrorKind, ProbeResult, TokenCountSource
+from monitor.store import StoreError, StoreUnavailableError
 
 T0 = datetime(2026, 11, 24, 12, 0, tzinfo=timezone.utc)
 
@@ -40,7 +41,10 @@ class SwitchableStore:
     async def insert_results(self, rows):
         self.attempts += 1
         if self.down:
-            raise ConnectionRefusedError("connection refused (database is down)")
+            raise StoreUnavailableError("connection refused (database is down)")
+        refused = [r for r in rows if r[1] == "refused"]
+        if refused:
+            raise StoreError("value out of range")
         self.rows.extend(rows)
 
 

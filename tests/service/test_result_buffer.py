@@ -76,3 +76,16 @@ async def test_large_backlog_is_written_in_batches(metrics):
     assert await buffer.flush()
     assert batches == [500, 500, 200]
     assert len(store.rows) == 1200
+
+
+async def test_rows_the_database_refuses_are_dropped_alone_and_counted(metrics, registry, caplog):
+    store = SwitchableStore()
+    buffer = ResultBuffer(store, metrics, capacity=10)
+    buffer.put("m", "p", result(0))
+    buffer.put("m", "refused", result(1))
+    buffer.put("m", "p", result(2))
+    assert await buffer.flush() is True
+    assert [r.started_at for _, _, r in store.rows] == [result(0).started_at, result(2).started_at]
+    assert buffer.dropped == 1 and buffer.pending == 0 and buffer.healthy
+    assert registry.get_sample_value("llm_monitor_dropped_results_total") == 1
+    assert "database refused the probe of m/refused" in caplog.text
