@@ -17,7 +17,7 @@ DEFAULT_CONFIG_PATH = Path("config/endpoints.yaml")
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="LLM_MONITOR_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="LLM_MONITOR_", extra="ignore", populate_by_name=True)
 
     database_url: str = Field(
         DEFAULT_DATABASE_URL,
