@@ -13,7 +13,9 @@ TCP_NODELAY so each frame leaves at once), and how the response ends:
 
 Because the server loop is separate from the probe's loop, the probe's event-loop lag cannot
 distort the ground truth: every request records server-side `time.perf_counter_ns()` stamps of its
-receipt (last request byte read), of the response head and of each frame written. Frames built
+receipt (the kernel's arrival time of the last request bytes, via SO_TIMESTAMPNS on Linux, so a
+busy server thread reading late does not move it), of the response head and of each frame
+written (stamped just before the send call). Frames built
 with ``token=True`` are the token-bearing ones, so tests compute true TTFT and decode rate from
 the server's own clock (`ServedRequest.ttft_truth_s`, `.decode_rate_truth`).
 
@@ -27,8 +29,10 @@ from __future__ import annotations
 
 import asyncio
 import json as jsonlib
+import platform
 import socket
 import struct
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -132,7 +136,8 @@ class StreamServer:
         self.requests: list[ServedRequest] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
-        self._server: asyncio.base_events.Server | None = None
+        self._listener: socket.socket | None = None
+        self._accept_task: asyncio.Task | None = None
         self._connections: set[asyncio.Task] = set()
         self._next_connection_id = 0
         self._ready = threading.Event()
@@ -193,68 +198,75 @@ class StreamServer:
         self._loop = loop
         asyncio.set_event_loop(loop)
         try:
-            self._server = loop.run_until_complete(
-                asyncio.start_server(self._on_connection, self.host, 0, backlog=self._backlog)
-            )
-            self.port = self._server.sockets[0].getsockname()[1]
+            listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if _SO_TIMESTAMPNS is not None:
+                # Set on the listener so accepted sockets inherit it: a request that arrives
+                # before this loop gets round to accept() still carries its kernel stamp.
+                listener.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
+            listener.bind((self.host, 0))
+            listener.listen(self._backlog)
+            listener.setblocking(False)
+            self._listener = listener
+            self.port = listener.getsockname()[1]
         except BaseException as exc:  # surfaced to the caller of start()
             self._startup_error = exc
             self._ready.set()
             return
+        self._accept_task = loop.create_task(self._accept_loop(listener))
         self._ready.set()
         try:
             loop.run_forever()
         finally:
             loop.close()
 
+    async def _accept_loop(self, listener: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            sock, _addr = await loop.sock_accept(listener)
+            task = loop.create_task(self._on_connection(_Conn(sock)))
+            self._connections.add(task)
+            task.add_done_callback(self._connections.discard)
+
     async def _shutdown(self) -> None:
-        if self._server is not None:
-            self._server.close()
+        self._accept_task.cancel()
+        self._listener.close()
         for task in list(self._connections):
             task.cancel()
         if self._connections:
             await asyncio.gather(*self._connections, return_exceptions=True)
 
-    async def _on_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._connections.add(task)
+    async def _on_connection(self, conn: "_Conn") -> None:
         self._next_connection_id += 1
         self.connections_opened += 1
         connection_id = self._next_connection_id
-        sock = writer.get_extra_info("socket")
-        if sock is not None:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
             while True:
                 try:
-                    request = await self._read_request(reader, connection_id)
+                    request = await self._read_request(conn, connection_id)
                 except _BadRequest:
-                    await self._write_simple(writer, 400, b'{"error":"bad request"}', keep_alive=False)
+                    await conn.write(_simple_response(400, b'{"error":"bad request"}'))
                     break
                 if request is None:
                     break
                 self.requests.append(request)
                 response = self._respond_to(request)
-                keep_open = await self._send(writer, reader, request, response)
+                keep_open = await self._send(conn, request, response)
                 if not keep_open or request.headers.get("connection", "").lower() == "close":
                     break
-        except (ConnectionError, asyncio.IncompleteReadError):
-            pass
-        except asyncio.CancelledError:
+        except (ConnectionError, OSError, asyncio.IncompleteReadError, asyncio.CancelledError):
             pass
         finally:
-            self._connections.discard(task)
-            if not writer.transport.is_closing():
-                writer.close()
+            conn.close()
 
-    async def _read_request(self, reader: asyncio.StreamReader, connection_id: int) -> ServedRequest | None:
-        try:
-            head = await reader.readuntil(b"\r\n\r\n")
-        except asyncio.IncompleteReadError:
+    async def _read_request(self, conn: "_Conn", connection_id: int) -> ServedRequest | None:
+        first = await conn.peek()
+        if first is None:
             return None  # client closed the connection between requests
-        except asyncio.LimitOverrunError as exc:
-            raise _BadRequest() from exc
+        if first.startswith(b"\x16\x03"):
+            # A TLS ClientHello on this plain-HTTP port: answer in plain HTTP, as real servers do.
+            raise _BadRequest()
+        head = await conn.readuntil(b"\r\n\r\n")
         lines = head.decode("latin-1").split("\r\n")
         try:
             method, target, _version = lines[0].split(" ", 2)
@@ -268,18 +280,17 @@ class StreamServer:
             headers[name.strip().lower()] = value.strip()
         body = b""
         if "content-length" in headers:
-            body = await reader.readexactly(int(headers["content-length"]))
+            body = await conn.readexactly(int(headers["content-length"]))
         elif headers.get("transfer-encoding", "").lower() == "chunked":
             parts = []
             while True:
-                size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
+                size = int((await conn.readuntil(b"\r\n")).split(b";")[0], 16)
                 if size == 0:
-                    await reader.readuntil(b"\r\n")
+                    await conn.readuntil(b"\r\n")
                     break
-                parts.append(await reader.readexactly(size))
-                await reader.readexactly(2)
+                parts.append(await conn.readexactly(size))
+                await conn.readexactly(2)
             body = b"".join(parts)
-        received_ns = time.perf_counter_ns()
         split = urlsplit(target)
         try:
             parsed = jsonlib.loads(body) if body else None
@@ -292,7 +303,7 @@ class StreamServer:
             headers=headers,
             body=body,
             json=parsed,
-            received_ns=received_ns,
+            received_ns=conn.rx_ns,
             connection_id=connection_id,
         )
 
@@ -304,13 +315,7 @@ class StreamServer:
             return handler(request)
         return handler
 
-    async def _send(
-        self,
-        writer: asyncio.StreamWriter,
-        reader: asyncio.StreamReader,
-        request: ServedRequest,
-        response: ScriptedResponse,
-    ) -> bool:
+    async def _send(self, conn: "_Conn", request: ServedRequest, response: ScriptedResponse) -> bool:
         """Write the scripted response. Returns whether the connection may serve another request."""
         if response.head_delay_s > 0:
             await asyncio.sleep(response.head_delay_s)
@@ -324,11 +329,10 @@ class StreamServer:
         reason = _REASONS.get(response.status, "Status")
         head = [f"HTTP/1.1 {response.status} {reason}"]
         head += [f"{name}: {value}" for name, value in headers.items()]
-        writer.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1"))
-        if not streamed and response.body:
-            writer.write(response.body)
-        await writer.drain()
-        request.head_ns = time.perf_counter_ns()
+        payload = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1")
+        if not streamed:
+            payload += response.body
+        request.head_ns = await conn.write(payload)
 
         # Absolute schedule from the head: a late wake-up does not push later frames back.
         due_at = time.perf_counter()
@@ -337,38 +341,162 @@ class StreamServer:
             wait = due_at - time.perf_counter()
             if wait > 0:
                 await asyncio.sleep(wait)
+            sent_ns = time.perf_counter_ns()
             if frame.data:
-                writer.write(b"%x\r\n%s\r\n" % (len(frame.data), frame.data))
-                await writer.drain()
-            request.frame_ns.append(time.perf_counter_ns())
+                sent_ns = await conn.write(b"%x\r\n%s\r\n" % (len(frame.data), frame.data))
+            request.frame_ns.append(sent_ns)
             request.frames.append(frame)
 
         if response.end == "close":
             if streamed:
-                writer.write(b"0\r\n\r\n")
-                await writer.drain()
+                await conn.write(b"0\r\n\r\n")
             return True
         if response.end == "eof":
-            writer.close()
             return False
         if response.end == "reset":
-            sock = writer.get_extra_info("socket")
-            if sock is not None:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            writer.transport.abort()
+            conn.reset()
             return False
         # hang: keep the socket open, reading (and discarding) until the client goes away.
-        while await reader.read(65536):
+        while await conn.read_some():
             pass
         return False
 
-    async def _write_simple(self, writer: asyncio.StreamWriter, status: int, body: bytes, *, keep_alive: bool) -> None:
-        conn = "keep-alive" if keep_alive else "close"
-        writer.write(
-            f"HTTP/1.1 {status} {_REASONS.get(status, 'Status')}\r\ncontent-length: {len(body)}\r\n"
-            f"connection: {conn}\r\ncontent-type: application/json\r\n\r\n".encode() + body
-        )
-        await writer.drain()
+
+class _Conn:
+    """One accepted connection on raw non-blocking socket calls.
+
+    Reads use `recvmsg` with SO_TIMESTAMPNS (Linux) so `rx_ns` is the kernel's arrival time of the
+    latest bytes, on the `perf_counter_ns` timeline: the request's receipt is then independent of
+    how busy this server's loop (or the GIL) was. Writes stamp `perf_counter_ns()` just BEFORE
+    the send call: on loopback the kernel delivers during the call, which itself needs no GIL,
+    whereas a stamp after it could wait for the GIL.
+    """
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        sock.setblocking(False)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.kernel_stamps = False
+        if _SO_TIMESTAMPNS is not None:
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
+                self.kernel_stamps = True
+            except OSError:
+                pass
+        self.buffer = bytearray()
+        self.eof = False
+        self.rx_ns = 0
+        self.loop = asyncio.get_running_loop()
+
+    async def _wait(self, register: Callable, unregister: Callable) -> None:
+        fut = self.loop.create_future()
+        register(self.sock.fileno(), lambda: fut.done() or fut.set_result(None))
+        try:
+            await fut
+        finally:
+            unregister(self.sock.fileno())
+
+    async def _fill(self) -> None:
+        while True:
+            try:
+                if self.kernel_stamps:
+                    data, ancillary, _flags, _addr = self.sock.recvmsg(65536, _ANCILLARY_SPACE)
+                else:
+                    data, ancillary = self.sock.recv(65536), []
+            except (BlockingIOError, InterruptedError):
+                await self._wait(self.loop.add_reader, self.loop.remove_reader)
+                continue
+            self.rx_ns = _stamp_from(ancillary)
+            if not data:
+                self.eof = True
+            else:
+                self.buffer += data
+            return
+
+    async def peek(self) -> bytes | None:
+        while not self.buffer:
+            if self.eof:
+                return None
+            await self._fill()
+        return bytes(self.buffer[:8])
+
+    async def readuntil(self, separator: bytes) -> bytes:
+        while True:
+            index = self.buffer.find(separator)
+            if index >= 0:
+                end = index + len(separator)
+                data = bytes(self.buffer[:end])
+                del self.buffer[:end]
+                return data
+            if self.eof or len(self.buffer) > 1 << 20:
+                raise _BadRequest()
+            await self._fill()
+
+    async def readexactly(self, count: int) -> bytes:
+        while len(self.buffer) < count:
+            if self.eof:
+                raise asyncio.IncompleteReadError(bytes(self.buffer), count)
+            await self._fill()
+        data = bytes(self.buffer[:count])
+        del self.buffer[:count]
+        return data
+
+    async def read_some(self) -> bytes:
+        if not self.buffer and not self.eof:
+            await self._fill()
+        data = bytes(self.buffer)
+        self.buffer.clear()
+        return data
+
+    async def write(self, data: bytes) -> int:
+        """Send everything; returns the stamp taken just before the first send call."""
+        stamp = time.perf_counter_ns()
+        view = memoryview(data)
+        while view:
+            try:
+                sent = self.sock.send(view)
+            except (BlockingIOError, InterruptedError):
+                await self._wait(self.loop.add_writer, self.loop.remove_writer)
+                continue
+            view = view[sent:]
+        return stamp
+
+    def reset(self) -> None:
+        """Abort with RST: SO_LINGER with a zero timeout makes close() discard and reset."""
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.close()
+
+    def close(self) -> None:
+        if self.sock.fileno() >= 0:
+            self.sock.close()
+
+
+# Python does not export SO_TIMESTAMPNS; 35 is its value (== SCM_TIMESTAMPNS) in the generic
+# Linux ABI used by x86, ARM and RISC-V (MIPS, SPARC, PA-RISC and Alpha number it differently).
+_SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", None) or (
+    35 if sys.platform.startswith("linux")
+    and platform.machine().lower() in ("x86_64", "amd64", "i686", "i386", "aarch64", "arm64", "armv7l", "riscv64")
+    else None
+)
+_TIMESPEC = struct.Struct("@ll")
+_ANCILLARY_SPACE = socket.CMSG_SPACE(_TIMESPEC.size)
+
+
+def _stamp_from(ancillary: list[tuple[int, int, bytes]]) -> int:
+    """Kernel receive time (CLOCK_REALTIME) moved onto the perf_counter_ns timeline."""
+    now = time.perf_counter_ns()
+    for level, kind, payload in ancillary:
+        if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS and len(payload) >= _TIMESPEC.size:
+            seconds, nanos = _TIMESPEC.unpack_from(payload)
+            return min(now, now - (time.time_ns() - (seconds * 1_000_000_000 + nanos)))
+    return now
+
+
+def _simple_response(status: int, body: bytes) -> bytes:
+    return (
+        f"HTTP/1.1 {status} {_REASONS.get(status, 'Status')}\r\ncontent-length: {len(body)}\r\n"
+        "connection: close\r\ncontent-type: application/json\r\n\r\n"
+    ).encode() + body
 
 
 # ---------------------------------------------------------------------- response builders

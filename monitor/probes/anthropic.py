@@ -1,0 +1,179 @@
+"""Anthropic Messages streaming protocol (`POST {base_url}/messages`, base_url like
+`https://api.anthropic.com/v1`).
+
+Owns the request shape and the decoding of one SSE event into a `Delta` (PROTOCOLS.md §3):
+- dispatch on `data.type` (falling back to the SSE `event:` name when `type` is missing);
+- `content_block_delta`: `text_delta` -> content, `thinking_delta` -> reasoning,
+  `input_json_delta` with a non-empty fragment -> tool call; `signature_delta`,
+  `citations_delta` and unknown delta types carry no token;
+- `content_block_start` of a `tool_use` block (it names the tool) counts as a tool-call token,
+  and a text/thinking block that already carries text counts as that text;
+- `message_delta.usage.output_tokens` is CUMULATIVE: it is the total, and `message_start`'s
+  provisional count is not added to it (nor reported on its own);
+- `message_stop` is the end marker; `ping` and unknown event types are ignored (the versioning
+  policy allows new ones);
+- `event: error` (e.g. `overloaded_error`, the in-stream form of HTTP 529) -> an error delta.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Mapping
+
+from monitor.probes.base import (
+    Delta,
+    Framing,
+    ProbeTarget,
+    RequestSpec,
+    StreamDataError,
+    WireProtocol,
+)
+from monitor.probes.framing import SSEEvent
+
+API_VERSION = "2023-06-01"
+
+
+def _root(target: ProbeTarget) -> str:
+    return target.base_url.rstrip("/")
+
+
+def _headers(target: ProbeTarget) -> dict[str, str]:
+    headers = {"anthropic-version": API_VERSION}
+    if target.api_key is not None and target.api_key.reveal():
+        headers["x-api-key"] = target.api_key.reveal()
+    return headers
+
+
+def build_request(target: ProbeTarget, prompt: str) -> RequestSpec:
+    body: dict[str, Any] = {
+        "model": target.model,
+        "max_tokens": target.max_tokens,  # required by the Messages API
+        "stream": True,
+        "temperature": 0,
+        "messages": [{"role": "user", "content": prompt}],
+    }
+    extra = target.options.get("extra_body")
+    if isinstance(extra, Mapping):
+        body.update(extra)
+    return RequestSpec(
+        url=f"{_root(target)}/messages",
+        headers={**_headers(target), "content-type": "application/json", "accept": "text/event-stream"},
+        json=body,
+    )
+
+
+def warmup_url(target: ProbeTarget) -> str:
+    # Listing models is free and needs no inference; 200 or 401 both open the connection.
+    return f"{_root(target)}/models"
+
+
+def warmup_headers(target: ProbeTarget) -> dict[str, str]:
+    return _headers(target)
+
+
+def _load(data: str) -> dict[str, Any]:
+    try:
+        obj = json.loads(data)
+    except ValueError as exc:
+        raise StreamDataError(f"invalid JSON in Anthropic stream: {data[:80]!r}") from exc
+    if not isinstance(obj, dict):
+        raise StreamDataError(f"expected a JSON object, got {type(obj).__name__}")
+    return obj
+
+
+def _mapping(obj: Mapping[str, Any], key: str, kind: str) -> Mapping[str, Any]:
+    value = obj.get(key)
+    if not isinstance(value, Mapping):
+        raise StreamDataError(f"{kind}: `{key}` is missing or not an object")
+    return value
+
+
+def _text(obj: Mapping[str, Any], key: str, kind: str) -> str:
+    value = obj.get(key, "")
+    if not isinstance(value, str):
+        raise StreamDataError(f"{kind}: `{key}` is {type(value).__name__}, expected a string")
+    return value
+
+
+def _error_text(obj: Mapping[str, Any]) -> str:
+    error = obj.get("error")
+    if isinstance(error, Mapping):
+        kind, message = error.get("type"), error.get("message")
+        if kind and message:
+            return f"{kind}: {message}"
+        return str(message or kind or "error event")
+    return str(error) if error else "error event"
+
+
+def _content_block_delta(obj: Mapping[str, Any]) -> Delta | None:
+    delta = _mapping(obj, "delta", "content_block_delta")
+    kind = delta.get("type")
+    if kind == "text_delta":
+        text = _text(delta, "text", kind)
+        return Delta(content=text) if text else None
+    if kind == "thinking_delta":
+        thinking = _text(delta, "thinking", kind)
+        return Delta(reasoning=thinking) if thinking else None
+    if kind == "input_json_delta":
+        # The first fragment of a tool call's arguments is often "": not a token.
+        return Delta(tool_call=True) if _text(delta, "partial_json", kind) else None
+    return None  # signature_delta, citations_delta, future delta types
+
+
+def _content_block_start(obj: Mapping[str, Any]) -> Delta | None:
+    block = _mapping(obj, "content_block", "content_block_start")
+    kind = block.get("type")
+    if kind == "tool_use":
+        return Delta(tool_call=True) if block.get("name") else None
+    if kind == "text":
+        text = _text(block, "text", "content_block_start")
+        return Delta(content=text) if text else None
+    if kind == "thinking":
+        thinking = _text(block, "thinking", "content_block_start")
+        return Delta(reasoning=thinking) if thinking else None
+    return None
+
+
+def _message_delta(obj: Mapping[str, Any]) -> Delta:
+    delta = obj.get("delta") or {}
+    usage = obj.get("usage") or {}
+    if not isinstance(delta, Mapping) or not isinstance(usage, Mapping):
+        raise StreamDataError("message_delta: `delta`/`usage` is not an object")
+    output_tokens = usage.get("output_tokens")
+    if not isinstance(output_tokens, int) or isinstance(output_tokens, bool):
+        output_tokens = None
+    stop_reason = delta.get("stop_reason")
+    return Delta(
+        usage_output_tokens=output_tokens,
+        finish_reason=stop_reason if isinstance(stop_reason, str) else None,
+    )
+
+
+def parse_event(event: SSEEvent) -> Delta | None:
+    if not event.data.strip():
+        return None
+    obj = _load(event.data)
+    kind = obj.get("type") or event.event
+    if kind == "content_block_delta":
+        return _content_block_delta(obj)
+    if kind == "content_block_start":
+        return _content_block_start(obj)
+    if kind == "message_delta":
+        return _message_delta(obj)
+    if kind == "message_stop":
+        return Delta(done=True)
+    if kind == "error":
+        return Delta(error=_error_text(obj))
+    # message_start (its output_tokens is provisional), content_block_stop, ping, unknown types.
+    return None
+
+
+PROTOCOL = WireProtocol(
+    name="anthropic",
+    framing=Framing.SSE,
+    build_request=build_request,
+    parse_event=parse_event,
+    warmup_url=warmup_url,
+    warmup_headers=warmup_headers,
+    requires_end_marker=True,
+)

@@ -1,0 +1,186 @@
+"""Cloudflare Workers AI native streaming protocol (`POST {base_url}/run/{model}`).
+
+Owns the request shape and the decoding of one SSE event into a `Delta`. `base_url` is the
+account's AI root, e.g. `https://api.cloudflare.com/client/v4/accounts/<account_id>/ai`.
+
+Wire facts (PROTOCOLS.md §2):
+- text frames are `data: {"response": "<text>", "p": "<padding>"}`; `p` is random-length padding
+  against the token-length side channel and is ignored; frames whose `response` is "" carry no
+  token (padding-only frames exist), so they never count towards TTFT;
+- the last JSON frame is `{"response": "", "usage": {"completion_tokens": N, ...}}`, then
+  `data: [DONE]`;
+- newer models emit OpenAI-shaped chunks on this same endpoint (`choices[0].delta.content`,
+  `delta.reasoning` / `delta.reasoning_content`, `tool_calls`), still ending with the usage frame;
+  both shapes are accepted in any mix;
+- errors use the Cloudflare v4 envelope `{"success": false, "errors": [{"code", "message"}]}`;
+  the mid-stream error shape is undocumented, so an envelope or a top-level `error` inside the
+  stream becomes an error delta.
+
+`max_tokens` is always sent: Workers AI silently caps output at 256 tokens otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Mapping
+
+from monitor.probes.base import (
+    Delta,
+    Framing,
+    ProbeTarget,
+    RequestSpec,
+    StreamDataError,
+    WireProtocol,
+)
+from monitor.probes.framing import SSEEvent
+
+# The warm-up asks the model catalogue for one entry: an authenticated, cheap, non-inference
+# call on the same host (api.cloudflare.com), so the measured request finds the TLS connection
+# open. Its status (200, or 401/403 with a bad token) does not matter.
+_WARMUP_PATH = "/models/search?per_page=1"
+
+
+def _root(target: ProbeTarget) -> str:
+    return target.base_url.rstrip("/")
+
+
+def _auth_headers(target: ProbeTarget) -> dict[str, str]:
+    if target.api_key is None or not target.api_key.reveal():
+        return {}
+    return {"Authorization": f"Bearer {target.api_key.reveal()}"}
+
+
+def build_request(target: ProbeTarget, prompt: str) -> RequestSpec:
+    body: dict[str, Any] = {
+        "messages": [{"role": "user", "content": prompt}],
+        "stream": True,
+        "max_tokens": target.max_tokens,
+        "temperature": 0,
+    }
+    extra = target.options.get("extra_body")
+    if isinstance(extra, Mapping):
+        body.update(extra)
+    # The model id (`@cf/meta/llama-3.2-1b-instruct`) goes into the path as is: its `@` and `/`
+    # are what the API expects there.
+    return RequestSpec(
+        url=f"{_root(target)}/run/{target.model.lstrip('/')}",
+        headers={
+            **_auth_headers(target),
+            "Content-Type": "application/json",
+            "Accept": "text/event-stream",
+        },
+        json=body,
+    )
+
+
+def warmup_url(target: ProbeTarget) -> str:
+    return _root(target) + _WARMUP_PATH
+
+
+def warmup_headers(target: ProbeTarget) -> dict[str, str]:
+    return _auth_headers(target)
+
+
+def _load(data: str) -> dict[str, Any]:
+    try:
+        obj = json.loads(data)
+    except ValueError as exc:
+        raise StreamDataError(f"invalid JSON in Workers AI stream: {data[:80]!r}") from exc
+    if not isinstance(obj, dict):
+        raise StreamDataError(f"expected a JSON object, got {type(obj).__name__}")
+    return obj
+
+
+def _text(value: Any, field: str) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise StreamDataError(f"`{field}` is {type(value).__name__}, expected a string")
+    return value
+
+
+def _int_or_none(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def error_text(obj: Mapping[str, Any]) -> str | None:
+    """The error carried by a Cloudflare v4 envelope or a top-level `error`, else None."""
+    if obj.get("success") is False or (obj.get("errors") and not obj.get("result")):
+        errors = obj.get("errors")
+        if isinstance(errors, list) and errors:
+            parts = []
+            for err in errors:
+                if isinstance(err, Mapping):
+                    code, message = err.get("code"), err.get("message")
+                    parts.append(f"{code}: {message}" if code is not None else str(message))
+                else:
+                    parts.append(str(err))
+            return "; ".join(parts)
+        return "Workers AI reported success=false"
+    error = obj.get("error")
+    if error:
+        if isinstance(error, Mapping):
+            return str(error.get("message") or error.get("code") or "error")
+        return str(error)
+    return None
+
+
+def parse_event(event: SSEEvent) -> Delta | None:
+    data = event.data.strip()
+    if not data:
+        return None
+    if data.startswith("[DONE]"):
+        return Delta(done=True)
+    obj = _load(data)
+
+    error = error_text(obj)
+    if error is not None:
+        return Delta(error=error)
+
+    content = _text(obj.get("response"), "response")
+    reasoning = ""
+    tool_call = bool(obj.get("tool_calls"))
+    finish_reason: str | None = None
+
+    choices = obj.get("choices")
+    if choices is not None and not isinstance(choices, list):
+        raise StreamDataError("`choices` is not a list")
+    if choices:
+        choice = choices[0]
+        if not isinstance(choice, Mapping):
+            raise StreamDataError("`choices[0]` is not an object")
+        delta = choice.get("delta") or {}
+        if not isinstance(delta, Mapping):
+            raise StreamDataError("`choices[0].delta` is not an object")
+        content += _text(delta.get("content"), "delta.content")
+        reasoning += _text(delta.get("reasoning"), "delta.reasoning")
+        reasoning += _text(delta.get("reasoning_content"), "delta.reasoning_content")
+        tool_call = tool_call or bool(delta.get("tool_calls"))
+        if isinstance(choice.get("finish_reason"), str):
+            finish_reason = choice["finish_reason"]
+
+    usage_tokens: int | None = None
+    usage = obj.get("usage")
+    if isinstance(usage, Mapping):
+        usage_tokens = _int_or_none(usage.get("completion_tokens"))
+
+    if not (content or reasoning or tool_call or finish_reason or usage_tokens is not None):
+        return None  # padding-only or empty frame
+    return Delta(
+        content=content,
+        reasoning=reasoning,
+        tool_call=tool_call,
+        usage_output_tokens=usage_tokens,
+        finish_reason=finish_reason,
+    )
+
+
+PROTOCOL = WireProtocol(
+    name="cloudflare",
+    framing=Framing.SSE,
+    build_request=build_request,
+    parse_event=parse_event,
+    warmup_url=warmup_url,
+    warmup_headers=warmup_headers,
+    requires_end_marker=True,
+)

@@ -1,0 +1,1275 @@
+"""The timing core: every probe, whatever its protocol, goes through `run_probe` here.
+
+Protocols are declarative (`WireProtocol`: build the request, parse one event, name a warm-up
+URL); this module owns all I/O, all clocks and the error taxonomy.
+
+How a probe measures (all intervals from `time.perf_counter_ns()`):
+1. Config checks (`config_error`) happen before any network call.
+2. Warm-up: a cheap `GET warmup_url` opens the connection. Its cold set-up is reported as
+   `connect_s` = DNS (our own timed `loop.getaddrinfo`, done in `_TimedBackend`) + TCP connect
+   + TLS handshake (httpx `trace` events). Any status is fine; a connection failure here is the
+   probe's dns/connect/tls error.
+3. The measured request: the clock starts at the `send_request_headers.started` trace event,
+   i.e. when the request is handed to its (warm) connection, not while it waits for a pooled
+   connection or behind other work. Each network read is timestamped by the connection itself
+   (`_StreamProtocol`) as it arrives, before any HTTP or SSE decoding; events are framed, then
+   JSON-parsed only once complete, and carry the time of the read that completed them. On Linux that time is the kernel's receive timestamp (SO_TIMESTAMPNS), so a
+   busy event loop delays the processing of a token but not its timestamp.
+4. Limits: connect (`connect_timeout_s`), first token (`first_token_timeout_s`), stall between
+   reads (`stall_timeout_s`, once the response started) and total (`timeout_s`, which bounds the
+   measured request; the warm-up has its own bound). See `_Deadline`.
+5. Audit: worst event-loop lag while the probe ran (`LoopLagMonitor`) and the probe's own CPU
+   time (`_CpuMeter`), so a figure taken on an overloaded monitor can be recognised.
+
+Outcome: `ok` when at least one token-bearing delta (answer text, reasoning or a tool call, the
+same events that define `ttft_s`) arrived and the stream ended cleanly (with the protocol's end
+marker when it has one). `output_tokens` is the provider's usage count when the stream carries one
+(`usage`), else the number of token-bearing events (`estimate`); the decode rate follows the
+contract's formula over the first and last token-bearing events.
+
+No retries inside a measured probe. `run_probe` returns a `ProbeResult` for every probe outcome;
+only `asyncio.CancelledError` (and interpreter-exiting errors) propagate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import email.utils
+import ipaddress
+import json
+import os
+import platform
+import re
+import secrets
+import socket
+import ssl
+import struct
+import sys
+import time
+from collections import deque
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any, Awaitable, Generator, Mapping, TypeVar
+from urllib.parse import quote, urlsplit
+
+import httpcore
+import httpx
+
+from monitor.probes.base import (
+    METHODOLOGY_VERSION,
+    Delta,
+    ErrorKind,
+    Framing,
+    ProbeResult,
+    ProbeTarget,
+    RequestSpec,
+    StreamDataError,
+    TokenCountSource,
+    WireProtocol,
+)
+from monitor.probes.framing import NDJSONDecoder, SSEDecoder
+
+__all__ = [
+    "LoopLagMonitor",
+    "build_client",
+    "build_prompt",
+    "new_nonce",
+    "run_probe",
+]
+
+USER_AGENT = f"llm-endpoint-monitor/{METHODOLOGY_VERSION}"
+# Error bodies and warm-up bodies are read only this far.
+_ERROR_BODY_LIMIT = 64 * 1024
+_WARMUP_BODY_LIMIT = 8 * 1024 * 1024
+# After its connection is up, the warm-up exchange gets this long before we give up on it and
+# go on (the measured request then opens its own connection).
+_WARMUP_RESPONSE_LIMIT_S = 5.0
+_MAX_ERROR_TEXT = 240
+
+T = TypeVar("T")
+
+
+# --------------------------------------------------------------------------- request shape
+
+def new_nonce() -> str:
+    return secrets.token_hex(6)
+
+
+def build_prompt(nonce: str) -> str:
+    """The fixed probe prompt: a few dozen output tokens, deterministic at temperature 0.
+
+    The nonce comes FIRST: provider prompt caches match on prefixes, so a nonce at the end would
+    still let everything before it be served from cache and flatter TTFT.
+    """
+    return (
+        f"[probe {nonce}] Count from 1 to 30 in words, separated by commas "
+        "(one, two, three, ...). Reply with the list only."
+    )
+
+
+# --------------------------------------------------------------------------- clocks
+
+@dataclass
+class _ProbeClock:
+    """Per-probe timestamps written by the network layer (found through a context variable,
+    because httpcore connects and reads inside the probe's own task)."""
+
+    last_read_ns: int = 0
+    dns_ns: int | None = None
+    tcp_ns: int | None = None
+    pool_shard: int | None = None  # chosen by _ShardedPool on the probe's first request
+
+
+_CURRENT_CLOCK: contextvars.ContextVar[_ProbeClock | None] = contextvars.ContextVar(
+    "probe_clock", default=None
+)
+
+
+class _DNSLookupError(httpcore.ConnectError):
+    """Name resolution failed (subclass so httpx maps it to ConnectError; we find it as __cause__)."""
+
+
+class _DNSLookupTimeout(httpcore.ConnectTimeout):
+    pass
+
+
+# Flow control for a connection's receive buffer (the probe reads far faster than providers send).
+_READ_HIGH_WATER = 1024 * 1024
+_READ_LOW_WATER = 256 * 1024
+
+
+# Kernel receive timestamps (Linux): the time a packet reached the socket, whatever the event
+# loop was busy with. Without them, a loaded loop stamps data when it gets round to reading it.
+# Python does not export SO_TIMESTAMPNS; 35 is its value (== SCM_TIMESTAMPNS) in the generic
+# Linux ABI used by x86, ARM and RISC-V (MIPS, SPARC, PA-RISC and Alpha number it differently).
+_SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", None) or (
+    35 if sys.platform.startswith("linux")
+    and platform.machine().lower() in ("x86_64", "amd64", "i686", "i386", "aarch64", "arm64", "armv7l", "riscv64")
+    else None
+)
+_TIMESPEC = struct.Struct("@ll")
+_ANCILLARY_SPACE = socket.CMSG_SPACE(_TIMESPEC.size) if _SO_TIMESTAMPNS is not None else 0
+
+
+class _StampedSocket(socket.socket):
+    """A socket whose reads also fetch the kernel's receive timestamp of the data they return.
+
+    asyncio's transports call `recv`/`recv_into` on the socket they are given; these overrides
+    use `recvmsg` with SO_TIMESTAMPNS and keep the stamp, converted from CLOCK_REALTIME to the
+    `perf_counter_ns` timeline (offset taken at read time, so only a clock step within the few
+    microseconds between arrival and read could skew it), in `rx_ns`.
+    """
+
+    __slots__ = ("rx_ns", "kernel_stamps")
+
+    def enable_timestamps(self) -> None:
+        self.rx_ns = 0
+        self.kernel_stamps = False
+        if _SO_TIMESTAMPNS is not None:
+            try:
+                self.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
+                self.kernel_stamps = True
+            except OSError:
+                pass
+
+    def recv(self, bufsize: int, flags: int = 0) -> bytes:  # type: ignore[override]
+        if not self.kernel_stamps:
+            data = super().recv(bufsize, flags)
+            self.rx_ns = time.perf_counter_ns()
+            return data
+        data, ancillary, _flags, _addr = self.recvmsg(bufsize, _ANCILLARY_SPACE, flags)
+        self._stamp(ancillary)
+        return data
+
+    def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:  # type: ignore[override]
+        if not self.kernel_stamps:
+            count = super().recv_into(buffer, nbytes, flags)
+            self.rx_ns = time.perf_counter_ns()
+            return count
+        view = memoryview(buffer)
+        if nbytes:
+            view = view[:nbytes]
+        count, ancillary, _flags, _addr = self.recvmsg_into([view], _ANCILLARY_SPACE, flags)
+        self._stamp(ancillary)
+        return count
+
+    def _stamp(self, ancillary: list[tuple[int, int, bytes]]) -> None:
+        now = time.perf_counter_ns()
+        for level, kind, payload in ancillary:
+            if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS and len(payload) >= _TIMESPEC.size:
+                seconds, nanos = _TIMESPEC.unpack_from(payload)
+                arrived = now - (time.time_ns() - (seconds * 1_000_000_000 + nanos))
+                self.rx_ns = min(now, arrived)
+                return
+        self.rx_ns = now
+
+
+class _StreamProtocol(asyncio.Protocol):
+    """Receives a connection's bytes and stamps each arrival in `data_received`.
+
+    The stamp is the kernel's receive time when the socket provides it (`_StampedSocket`), else
+    the time of `data_received`, which runs in the loop iteration that saw the socket readable,
+    before the probe's task is even woken.
+    """
+
+    def __init__(self, sock: _StampedSocket | None = None) -> None:
+        self._sock = sock
+        self.transport: asyncio.Transport | None = None
+        self.chunks: deque[tuple[int, bytes]] = deque()
+        self.buffered = 0
+        self.eof = False
+        self.error: BaseException | None = None
+        self._waiter: asyncio.Future | None = None
+        self._reading_paused = False
+        self._writing_paused = False
+        self._drain_waiter: asyncio.Future | None = None
+
+    # -- asyncio callbacks
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        # For TLS, decrypted data is delivered inside the callback of the raw read that completed
+        # the record, so the socket's stamp is that read's.
+        stamp = self._sock.rx_ns if self._sock is not None and self._sock.rx_ns else time.perf_counter_ns()
+        self.chunks.append((stamp, data))
+        self.buffered += len(data)
+        if self.buffered > _READ_HIGH_WATER and not self._reading_paused and self.transport is not None:
+            self._reading_paused = True
+            self.transport.pause_reading()
+        self._wake()
+
+    def eof_received(self) -> bool:
+        self.eof = True
+        self._wake()
+        return False  # close our side too
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.eof = True
+        if exc is not None:
+            self.error = exc
+        self._wake()
+        self._wake_drain()
+
+    def pause_writing(self) -> None:
+        self._writing_paused = True
+
+    def resume_writing(self) -> None:
+        self._writing_paused = False
+        self._wake_drain()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _wake_drain(self) -> None:
+        waiter = self._drain_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    # -- used by _NetStream
+    async def read(self, max_bytes: int, timeout: float | None) -> bytes:
+        if not self.chunks and not self.eof:
+            waiter = self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                if timeout is None:
+                    await waiter
+                else:
+                    async with asyncio.timeout(timeout):
+                        await waiter
+            except TimeoutError:
+                raise httpcore.ReadTimeout("read timed out") from None
+            finally:
+                self._waiter = None
+        if self.chunks:
+            stamp, data = self.chunks.popleft()
+            if len(data) > max_bytes:
+                self.chunks.appendleft((stamp, data[max_bytes:]))
+                data = data[:max_bytes]
+            self.buffered -= len(data)
+            if self._reading_paused and self.buffered < _READ_LOW_WATER and self.transport is not None:
+                self._reading_paused = False
+                self.transport.resume_reading()
+            clock = _CURRENT_CLOCK.get()
+            if clock is not None:
+                clock.last_read_ns = stamp
+            return data
+        if self.error is not None:
+            raise httpcore.ReadError(_describe(self.error))
+        return b""
+
+    async def drain(self, timeout: float | None) -> None:
+        while self._writing_paused and self.error is None and not self.eof:
+            waiter = self._drain_waiter = asyncio.get_running_loop().create_future()
+            try:
+                async with asyncio.timeout(timeout):
+                    await waiter
+            except TimeoutError:
+                raise httpcore.WriteTimeout("write timed out") from None
+            finally:
+                self._drain_waiter = None
+
+
+class _NetStream(httpcore.AsyncNetworkStream):
+    """httpcore's view of one asyncio connection (plain or TLS)."""
+
+    def __init__(self, transport: asyncio.Transport, protocol: _StreamProtocol) -> None:
+        self._transport = transport
+        self._protocol = protocol
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return await self._protocol.read(max_bytes, timeout)
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        if not buffer:
+            return
+        if self._transport.is_closing() or self._protocol.error is not None:
+            raise httpcore.WriteError("connection closed")
+        self._transport.write(buffer)
+        await self._protocol.drain(timeout)
+
+    async def aclose(self) -> None:
+        self._transport.close()
+
+    async def start_tls(self, ssl_context: ssl.SSLContext, server_hostname: str | None = None,
+                        timeout: float | None = None) -> httpcore.AsyncNetworkStream:
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(timeout):
+                tls_transport = await loop.start_tls(
+                    self._transport, self._protocol, ssl_context,
+                    server_hostname=server_hostname, ssl_handshake_timeout=timeout,
+                )
+        except TimeoutError:
+            self._transport.abort()
+            raise httpcore.ConnectTimeout("TLS handshake timed out") from None
+        except (ssl.SSLError, OSError, ConnectionError) as exc:
+            self._transport.abort()
+            raise httpcore.ConnectError(_os_reason(exc)) from None
+        if tls_transport is None:  # the peer closed during the handshake
+            raise httpcore.ConnectError("connection closed during the TLS handshake")
+        self._protocol.transport = tls_transport
+        return _NetStream(tls_transport, self._protocol)
+
+    def get_extra_info(self, info: str) -> Any:
+        if info == "ssl_object":
+            return self._transport.get_extra_info("ssl_object")
+        if info == "client_addr":
+            return self._transport.get_extra_info("sockname")
+        if info == "server_addr":
+            return self._transport.get_extra_info("peername")
+        if info == "socket":
+            return self._transport.get_extra_info("socket")
+        if info == "is_readable":
+            # httpcore asks this of an idle pooled connection: anything readable (data or EOF)
+            # means the server closed or broke it.
+            protocol = self._protocol
+            return bool(protocol.chunks) or protocol.eof or self._transport.is_closing()
+        return None
+
+
+def _is_ip_literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
+class _TimedBackend(httpcore.AsyncNetworkBackend):
+    """asyncio network backend: our own timed DNS lookup (so DNS and TCP connect are told apart)
+    and connections whose reads are stamped on arrival (`_StreamProtocol`)."""
+
+    async def connect_tcp(self, host: str, port: int, timeout: float | None = None,
+                          local_address: str | None = None,
+                          socket_options: Any = None) -> httpcore.AsyncNetworkStream:
+        clock = _CURRENT_CLOCK.get()
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        bare = host.strip("[]")
+        if _is_ip_literal(bare):
+            family = socket.AF_INET6 if ":" in bare else socket.AF_INET
+            candidates: list[tuple[int, Any]] = [(family, (bare, port))]
+        else:
+            t0 = time.perf_counter_ns()
+            try:
+                async with asyncio.timeout(timeout):
+                    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            except TimeoutError:
+                raise _DNSLookupTimeout(f"DNS lookup of {host} timed out") from None
+            except (socket.gaierror, UnicodeError) as exc:
+                reason = getattr(exc, "strerror", None) or str(exc)
+                raise _DNSLookupError(f"cannot resolve {host}: {reason}") from None
+            if clock is not None:
+                clock.dns_ns = time.perf_counter_ns() - t0
+            candidates = list({info[4]: (info[0], info[4]) for info in infos}.values())
+        t0 = time.perf_counter_ns()
+        last_error: BaseException | None = None
+        for family, address in candidates:
+            remaining = None if timeout is None else timeout - (loop.time() - started)
+            if remaining is not None and remaining <= 0:
+                raise httpcore.ConnectTimeout("connect timed out")
+            sock = _StampedSocket(family, socket.SOCK_STREAM)
+            try:
+                sock.setblocking(False)
+                sock.enable_timestamps()
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                for option in socket_options or ():
+                    sock.setsockopt(*option)
+                if local_address:
+                    sock.bind((local_address, 0))
+                async with asyncio.timeout(remaining):
+                    await loop.sock_connect(sock, address)
+                transport, protocol = await loop.create_connection(lambda: _StreamProtocol(sock), sock=sock)
+            except TimeoutError:
+                sock.close()
+                raise httpcore.ConnectTimeout("connect timed out") from None
+            except OSError as exc:
+                sock.close()
+                last_error = exc
+                continue
+            except BaseException:
+                sock.close()
+                raise
+            if clock is not None:
+                clock.tcp_ns = time.perf_counter_ns() - t0
+            return _NetStream(transport, protocol)
+        raise httpcore.ConnectError(_os_reason(last_error) if last_error else "no address to connect to")
+
+    async def connect_unix_socket(self, path: str, timeout: float | None = None,
+                                  socket_options: Any = None) -> httpcore.AsyncNetworkStream:
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(timeout):
+                transport, protocol = await loop.create_unix_connection(_StreamProtocol, path)
+        except TimeoutError:
+            raise httpcore.ConnectTimeout("connect timed out") from None
+        except OSError as exc:
+            raise httpcore.ConnectError(_os_reason(exc)) from None
+        return _NetStream(transport, protocol)
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+
+class _ShardedPool:
+    """Several small httpcore connection pools behind one interface.
+
+    httpcore's pool rescans all its connections (and, for each idle one, all of them again) each
+    time a request starts or ends; at 200 concurrent probes on one pool that bookkeeping took
+    ~30 s of CPU. Probes are spread round-robin over shards and a probe keeps its shard (recorded
+    on its clock), so its warm-up and measured request still share a connection.
+    """
+
+    def __init__(self, shards: int, **pool_kw: Any) -> None:
+        self._pools = [httpcore.AsyncConnectionPool(**pool_kw) for _ in range(shards)]
+        self._next = 0
+
+    def _pool(self) -> httpcore.AsyncConnectionPool:
+        clock = _CURRENT_CLOCK.get()
+        if clock is None:
+            return self._pools[0]
+        if clock.pool_shard is None:
+            clock.pool_shard = self._next
+            self._next = (self._next + 1) % len(self._pools)
+        return self._pools[clock.pool_shard]
+
+    async def handle_async_request(self, request: httpcore.Request) -> httpcore.Response:
+        return await self._pool().handle_async_request(request)
+
+    async def aclose(self) -> None:
+        for pool in self._pools:
+            await pool.aclose()
+
+    async def __aenter__(self) -> "_ShardedPool":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
+class _ProbeTransport(httpx.AsyncHTTPTransport):
+    """httpx's transport on our network backend (timed DNS, reads stamped on arrival).
+
+    httpx does not take a network backend, so the connection pool it builds is replaced by
+    (sharded) pools that have ours. No proxy support: probes measure the direct path.
+    """
+
+    def __init__(self, *, verify: ssl.SSLContext | bool = True, http2: bool = False,
+                 limits: httpx.Limits, shards: int) -> None:
+        super().__init__(verify=verify, http2=http2, limits=limits, trust_env=False)
+        ssl_context = verify if isinstance(verify, ssl.SSLContext) else httpx.create_ssl_context(verify=verify)
+        per_shard = None if limits.max_connections is None else max(1, -(-limits.max_connections // shards))
+        self._pool = _ShardedPool(  # type: ignore[assignment]
+            shards,
+            ssl_context=ssl_context,
+            max_connections=per_shard,
+            max_keepalive_connections=per_shard,
+            keepalive_expiry=limits.keepalive_expiry,
+            http1=True,
+            http2=http2,
+            network_backend=_TimedBackend(),
+        )
+
+
+def build_client(*, max_connections: int | None = 1024, keepalive_expiry_s: float = 30.0,
+                 verify: ssl.SSLContext | bool = True, http2: bool = False,
+                 pool_shards: int = 16) -> httpx.AsyncClient:
+    """The one long-lived HTTP client every probe shares (create at the entrypoint, close at exit).
+
+    `max_connections` is split evenly over `pool_shards` connection pools (see `_ShardedPool`).
+    """
+    limits = httpx.Limits(
+        max_connections=max_connections,
+        max_keepalive_connections=max_connections,
+        keepalive_expiry=keepalive_expiry_s,
+    )
+    return httpx.AsyncClient(
+        transport=_ProbeTransport(verify=verify, http2=http2, limits=limits, shards=max(1, pool_shards)),
+        headers={"user-agent": USER_AGENT},
+        follow_redirects=False,
+        trust_env=False,
+        # Per-request timeouts are always set by the engine; this default only guards misuse.
+        timeout=httpx.Timeout(60.0),
+    )
+
+
+class LoopLagMonitor:
+    """Measures event-loop lag: a ticker asks to wake every `interval_s` and records how late it is.
+
+    Start one per process (inside the running loop); a probe asks for the worst lag seen between
+    its start and end. Lag includes up to ~1 ms of timer granularity (epoll's ms resolution).
+    """
+
+    def __init__(self, *, interval_s: float = 0.01, history_s: float = 900.0) -> None:
+        self.interval_s = interval_s
+        self._samples: deque[tuple[int, int]] = deque(maxlen=max(16, int(history_s / interval_s)))
+        self._task: asyncio.Task | None = None
+
+    def start(self) -> None:
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._tick(), name="loop-lag-monitor")
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
+
+    async def __aenter__(self) -> "LoopLagMonitor":
+        self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def _tick(self) -> None:
+        interval_ns = int(self.interval_s * 1e9)
+        expected = time.perf_counter_ns() + interval_ns
+        while True:
+            await asyncio.sleep(self.interval_s)
+            now = time.perf_counter_ns()
+            self._samples.append((now, max(0, now - expected)))
+            expected = now + interval_ns
+
+    def worst_lag_s(self, since_ns: int, until_ns: int | None = None) -> float | None:
+        """Worst lag among ticks that landed in [since_ns, until_ns]; None before any tick."""
+        worst: int | None = None
+        for stamp, lag in reversed(self._samples):
+            if stamp < since_ns:
+                break
+            if until_ns is not None and stamp > until_ns:
+                continue
+            worst = lag if worst is None else max(worst, lag)
+        return None if worst is None else worst / 1e9
+
+    @property
+    def latest_lag_s(self) -> float | None:
+        return self._samples[-1][1] / 1e9 if self._samples else None
+
+
+class _CpuMeter:
+    """Awaits a coroutine and sums `time.thread_time_ns()` over each of its steps.
+
+    An asyncio task runs a coroutine in synchronous slices between suspensions; measuring thread
+    CPU time around each `send`/`throw` into the coroutine counts exactly the CPU the probe itself
+    used (including httpx/httpcore and parsing work done in its task), and none of the other tasks
+    that run while it is suspended. DNS lookups run in the executor's threads and are not counted.
+    """
+
+    def __init__(self, coro: Awaitable[T]) -> None:
+        self._coro = coro
+        self.cpu_ns = 0
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        inner = self._coro.__await__()
+        send_value: Any = None
+        throw_exc: BaseException | None = None
+        while True:
+            t0 = time.thread_time_ns()
+            try:
+                if throw_exc is None:
+                    yielded = inner.send(send_value)
+                else:
+                    exc, throw_exc = throw_exc, None
+                    yielded = inner.throw(exc)
+            except StopIteration as stop:
+                self.cpu_ns += time.thread_time_ns() - t0
+                return stop.value
+            except BaseException:
+                self.cpu_ns += time.thread_time_ns() - t0
+                raise
+            self.cpu_ns += time.thread_time_ns() - t0
+            try:
+                send_value = yield yielded
+            except GeneratorExit:
+                inner.close()
+                raise
+            except BaseException as exc:  # cancellation and friends go to the probe
+                send_value, throw_exc = None, exc
+
+
+# --------------------------------------------------------------------------- measurement state
+
+class _ProbeFailure(Exception):
+    def __init__(self, kind: ErrorKind, message: str, *, status: int | None = None,
+                 retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+        self.status = status
+        self.retry_after_s = retry_after_s
+
+
+class _Trace:
+    """Collects httpcore trace events (`trace` request extension) of one request."""
+
+    __slots__ = ("events",)
+
+    def __init__(self) -> None:
+        self.events: dict[str, int] = {}
+
+    async def __call__(self, name: str, info: Mapping[str, Any]) -> None:
+        # name looks like "connection.connect_tcp.started" or "http11.send_request_headers.started"
+        self.events.setdefault(name.split(".", 1)[1], time.perf_counter_ns())
+
+    def span_ns(self, step: str) -> int | None:
+        start = self.events.get(f"{step}.started")
+        end = self.events.get(f"{step}.complete")
+        return None if start is None or end is None else end - start
+
+    def phase_in_progress(self) -> str | None:
+        """The connection phase that started but never completed (for classifying failures)."""
+        for step in ("start_tls", "connect_tcp"):
+            if f"{step}.started" in self.events and f"{step}.complete" not in self.events:
+                return step
+        return None
+
+    @property
+    def opened_connection(self) -> bool:
+        return "connect_tcp.started" in self.events
+
+    @property
+    def request_sent_ns(self) -> int | None:
+        return self.events.get("send_request_headers.started")
+
+    @property
+    def headers_received_ns(self) -> int | None:
+        return self.events.get("receive_response_headers.complete")
+
+
+@dataclass
+class _Phases:
+    dns_ns: int | None = None
+    tcp_ns: int | None = None
+    tls_ns: int | None = None
+
+    def connect_s(self) -> float | None:
+        parts = [p for p in (self.dns_ns, self.tcp_ns, self.tls_ns) if p is not None]
+        return _s(sum(parts)) if parts else None
+
+
+class _Measurement:
+    """Mutable record of one probe, turned into a ProbeResult at the end."""
+
+    def __init__(self, target: ProbeTarget, protocol_name: str) -> None:
+        self.target = target
+        self.protocol_name = protocol_name
+        self.wall_start = datetime.now(timezone.utc)
+        self.perf_start = time.perf_counter_ns()
+        self.request_start_ns: int | None = None
+        self.headers_ns: int | None = None
+        self.end_ns: int | None = None
+        self.first_token_ns: int | None = None
+        self.first_answer_ns: int | None = None
+        self.first_reasoning_ns: int | None = None
+        self.last_token_ns: int | None = None
+        self.token_chunks = 0
+        self.usage_tokens: int | None = None
+        self.finish_reason: str | None = None
+        self.saw_end_marker = False
+        self.events = 0
+        self.stream_bytes = 0
+        self.streaming = False  # a 2xx stream was being read
+        self.http_status: int | None = None
+        self.http_version: str | None = None
+        self.connection_reused: bool | None = None
+        self.phases = _Phases()
+
+    def apply(self, delta: Delta, at_ns: int) -> None:
+        if delta.content or delta.reasoning or delta.tool_call:
+            self.token_chunks += 1
+            if self.first_token_ns is None:
+                self.first_token_ns = at_ns
+            self.last_token_ns = at_ns
+            if delta.content and self.first_answer_ns is None:
+                self.first_answer_ns = at_ns
+            if delta.reasoning and self.first_reasoning_ns is None:
+                self.first_reasoning_ns = at_ns
+        if delta.usage_output_tokens is not None:
+            self.usage_tokens = delta.usage_output_tokens
+        if delta.finish_reason:
+            self.finish_reason = delta.finish_reason
+        if delta.done:
+            self.saw_end_marker = True
+
+    def result(self, failure: _ProbeFailure | None) -> ProbeResult:
+        start = self.request_start_ns if self.request_start_ns is not None else self.perf_start
+        end = self.end_ns if self.end_ns is not None else time.perf_counter_ns()
+
+        def since_start(ns: int | None) -> float | None:
+            return None if ns is None else _s(ns - start)
+
+        output_tokens: int | None = None
+        source: TokenCountSource | None = None
+        if self.streaming:
+            if self.usage_tokens is not None:
+                output_tokens, source = self.usage_tokens, TokenCountSource.USAGE
+            else:
+                output_tokens, source = self.token_chunks, TokenCountSource.ESTIMATE
+        tokens_per_second = None
+        if (output_tokens is not None and self.token_chunks >= 2
+                and self.first_token_ns is not None and self.last_token_ns is not None
+                and self.last_token_ns > self.first_token_ns):
+            first_chunk_tokens = output_tokens / self.token_chunks
+            tokens_per_second = round(
+                (output_tokens - first_chunk_tokens) / ((self.last_token_ns - self.first_token_ns) / 1e9), 3
+            )
+        error = None if failure is None else _scrub(failure.message, self.target)
+        return ProbeResult(
+            ok=failure is None,
+            error_kind=None if failure is None else failure.kind,
+            error=error,
+            http_status=self.http_status if failure is None or failure.status is None else failure.status,
+            started_at=self.wall_start + timedelta(microseconds=(start - self.perf_start) / 1000),
+            ttft_s=since_start(self.first_token_ns),
+            # A connection that never came up has no set-up time (its phases stay in dns_s/tcp_s).
+            connect_s=None if failure is not None and failure.kind in _CONNECTION_KINDS else self.phases.connect_s(),
+            total_s=_s(end - start),
+            output_tokens=output_tokens,
+            token_count_source=source,
+            tokens_per_second=tokens_per_second,
+            protocol=self.protocol_name,
+            model=self.target.model,
+            first_answer_s=since_start(self.first_answer_ns),
+            first_reasoning_s=since_start(self.first_reasoning_ns),
+            last_token_s=since_start(self.last_token_ns),
+            headers_s=since_start(self.headers_ns),
+            dns_s=_s_or_none(self.phases.dns_ns),
+            tcp_s=_s_or_none(self.phases.tcp_ns),
+            tls_s=_s_or_none(self.phases.tls_ns),
+            content_chunks=self.token_chunks,
+            usage_tokens=self.usage_tokens,
+            counted_tokens=self.token_chunks,
+            finish_reason=self.finish_reason,
+            http_version=self.http_version,
+            connection_reused=self.connection_reused,
+            stream_bytes=self.stream_bytes,
+            retry_after_s=None if failure is None else failure.retry_after_s,
+        )
+
+
+_CONNECTION_KINDS = frozenset({ErrorKind.DNS_ERROR, ErrorKind.CONNECT_ERROR, ErrorKind.TLS_ERROR})
+
+
+def _s(ns: int) -> float:
+    return round(ns / 1e9, 6)
+
+
+def _s_or_none(ns: int | None) -> float | None:
+    return None if ns is None else _s(ns)
+
+
+# --------------------------------------------------------------------------- the probe
+
+async def run_probe(client: httpx.AsyncClient, target: ProbeTarget, *,
+                    protocol: WireProtocol | None = None,
+                    lag_monitor: LoopLagMonitor | None = None) -> ProbeResult:
+    """Run one streaming probe against `target`; never raises for probe outcomes."""
+    started_ns = time.perf_counter_ns()
+    meter = _CpuMeter(_probe(client, target, protocol))
+    result: ProbeResult = await meter
+    result.cpu_s = round(meter.cpu_ns / 1e9, 6)
+    if lag_monitor is not None:
+        result.loop_lag_s = lag_monitor.worst_lag_s(started_ns, time.perf_counter_ns())
+    return result
+
+
+async def _probe(client: httpx.AsyncClient, target: ProbeTarget, protocol: WireProtocol | None) -> ProbeResult:
+    if protocol is None:
+        from monitor.probes.registry import PROTOCOLS  # deferred: registry imports every protocol
+
+        protocol = PROTOCOLS.get(target.protocol)
+    m = _Measurement(target, protocol.name if protocol is not None else target.protocol)
+    problem = _config_problem(target, protocol)
+    if problem is not None:
+        return m.result(_ProbeFailure(ErrorKind.CONFIG_ERROR, problem))
+    assert protocol is not None
+    try:
+        spec = protocol.build_request(target, build_prompt(new_nonce()))
+        warmup_url = protocol.warmup_url(target)
+        warmup_headers = dict(protocol.warmup_headers(target)) if protocol.warmup_headers else {}
+    except Exception as exc:  # a protocol that cannot express this target is a config problem
+        return m.result(_ProbeFailure(ErrorKind.CONFIG_ERROR, f"cannot build request: {_describe(exc)}"))
+
+    clock = _ProbeClock()
+    token = _CURRENT_CLOCK.set(clock)
+    try:
+        if warmup_url:
+            await _warm_up(client, target, warmup_url, warmup_headers, m, clock)
+        await _measure(client, target, protocol, spec, m, clock)
+    except _ProbeFailure as failure:
+        return m.result(failure)
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:  # a bug or an unforeseen library error still yields a result
+        if m.end_ns is None:
+            m.end_ns = time.perf_counter_ns()
+        kind = ErrorKind.STREAM_ERROR if m.streaming else ErrorKind.HTTP_ERROR
+        return m.result(_ProbeFailure(kind, f"unexpected error: {_describe(exc)}"))
+    finally:
+        _CURRENT_CLOCK.reset(token)
+    return m.result(None)
+
+
+def _config_problem(target: ProbeTarget, protocol: WireProtocol | None) -> str | None:
+    if target.config_error:
+        return target.config_error
+    if protocol is None:
+        return f"unknown protocol {target.protocol!r}"
+    if target.api_key_env and (target.api_key is None or not target.api_key.reveal()):
+        return f"API key variable {target.api_key_env} is not set"
+    parts = urlsplit(target.base_url)
+    try:
+        parts.port  # noqa: B018 - raises on a malformed port
+    except ValueError:
+        return f"base URL {target.base_url!r} has a malformed port"
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return f"base URL {target.base_url!r} is not an http(s) URL"
+    if target.max_tokens <= 0 or target.timeout_s <= 0:
+        return "max_tokens and timeout must be positive"
+    return None
+
+
+async def _warm_up(client: httpx.AsyncClient, target: ProbeTarget, url: str,
+                   headers: dict[str, str], m: _Measurement, clock: _ProbeClock) -> None:
+    """Open the connection with a cheap GET; only connection failures matter."""
+    trace = _Trace()
+    timeout = httpx.Timeout(connect=target.connect_timeout_s, read=_WARMUP_RESPONSE_LIMIT_S,
+                            write=_WARMUP_RESPONSE_LIMIT_S, pool=target.connect_timeout_s)
+    request = client.build_request("GET", url, headers=headers, timeout=timeout,
+                                   extensions={"trace": trace})
+    try:
+        async with asyncio.timeout(target.connect_timeout_s + _WARMUP_RESPONSE_LIMIT_S):
+            response = await client.send(request, stream=True)
+            try:
+                received = 0
+                async for chunk in response.aiter_raw():
+                    received += len(chunk)
+                    if received > _WARMUP_BODY_LIMIT:
+                        break  # closing unread drops the connection; the measured request reconnects
+            finally:
+                await response.aclose()
+    except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+        _record_phases(m, trace, clock)
+        m.end_ns = time.perf_counter_ns()
+        raise _connection_failure(exc, trace, target) from None
+    except TimeoutError:
+        if not trace.opened_connection or trace.phase_in_progress() is not None:
+            _record_phases(m, trace, clock)
+            m.end_ns = time.perf_counter_ns()
+            raise _connection_failure(httpx.ConnectTimeout("timed out"), trace, target) from None
+    except (httpx.HTTPError, ssl.SSLError, OSError):
+        pass  # the connection came up; a warm-up that fails later does not fail the probe
+    _record_phases(m, trace, clock)
+
+
+def _record_phases(m: _Measurement, trace: _Trace, clock: _ProbeClock) -> None:
+    if not trace.opened_connection or m.phases.tcp_ns is not None:
+        return
+    m.phases.dns_ns = clock.dns_ns
+    # Our backend times TCP alone; with another backend the trace span includes DNS.
+    m.phases.tcp_ns = clock.tcp_ns if clock.tcp_ns is not None else trace.span_ns("connect_tcp")
+    m.phases.tls_ns = trace.span_ns("start_tls")
+
+
+def _connection_failure(exc: BaseException, trace: _Trace, target: ProbeTarget) -> _ProbeFailure:
+    timed_out = isinstance(exc, (httpx.TimeoutException, TimeoutError))
+    cause = exc.__cause__
+    if isinstance(cause, (_DNSLookupError, _DNSLookupTimeout)):
+        return _ProbeFailure(ErrorKind.DNS_ERROR, str(cause))
+    phase = trace.phase_in_progress()
+    # Our backend raises httpcore errors with a ready human reason; anything else gets its type.
+    reason = str(cause) if isinstance(cause, httpcore.NetworkError) and str(cause) else _describe(cause or exc)
+    detail = "timed out" if timed_out else _one_line(reason)
+    if phase == "start_tls":
+        return _ProbeFailure(ErrorKind.TLS_ERROR, f"TLS handshake failed: {detail}")
+    if isinstance(exc, httpx.PoolTimeout):
+        return _ProbeFailure(ErrorKind.TIMEOUT, "no free connection in the client pool in time")
+    host = urlsplit(target.base_url).netloc
+    if timed_out:
+        return _ProbeFailure(ErrorKind.CONNECT_ERROR,
+                             f"connecting to {host} timed out after {target.connect_timeout_s:g} s")
+    return _ProbeFailure(ErrorKind.CONNECT_ERROR, f"cannot connect to {host}: {detail}")
+
+
+class _Deadline:
+    """The probe's limits on one `asyncio.Timeout`.
+
+    The timeout itself holds the nearer of the total and first-token limits (moved once, when the
+    first token arrives). The stall limit is a lazy watchdog: each read only notes the time
+    (`touch`), and a timer that fires at most once per stall period re-arms itself from the
+    latest read, so per-chunk cost stays at one attribute write.
+    """
+
+    def __init__(self, target: ProbeTarget, loop: asyncio.AbstractEventLoop) -> None:
+        self.target = target
+        self.loop = loop
+        now = loop.time()
+        self.total_at = now + target.timeout_s
+        self.first_token_at = (now + target.first_token_timeout_s
+                               if target.first_token_timeout_s is not None else None)
+        self.reason = "total"
+        self.last_read = now
+        self._limit: asyncio.Timeout | None = None
+        self._watchdog: asyncio.TimerHandle | None = None
+
+    def initial(self) -> float:
+        if self.first_token_at is not None and self.first_token_at < self.total_at:
+            self.reason = "first_token"
+            return self.first_token_at
+        return self.total_at
+
+    def response_started(self, limit: asyncio.Timeout) -> None:
+        """From here on, silence between reads is bounded by the stall limit."""
+        self._limit = limit
+        self.last_read = self.loop.time()
+        self._arm(self.last_read + self.target.stall_timeout_s)
+
+    def touch(self) -> None:
+        self.last_read = self.loop.time()
+
+    def first_token_seen(self, limit: asyncio.Timeout) -> None:
+        if self.reason == "first_token":
+            self.reason = "total"
+            limit.reschedule(self.total_at)
+
+    def stop(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
+
+    def _arm(self, when: float) -> None:
+        self._watchdog = self.loop.call_at(when, self._check_stall)
+
+    def _check_stall(self) -> None:
+        due = self.last_read + self.target.stall_timeout_s
+        if self.loop.time() < due:
+            self._arm(due)
+            return
+        limit = self._limit
+        if limit is not None and not limit.expired() and (limit.when() or 0) > self.loop.time():
+            self.reason = "stall"
+            limit.reschedule(self.loop.time())
+
+    def failure(self, *, headers_seen: bool) -> _ProbeFailure:
+        t = self.target
+        if self.reason == "stall":
+            text = f"stream stalled: no data for {t.stall_timeout_s:g} s"
+        elif self.reason == "first_token":
+            text = f"no first token within {t.first_token_timeout_s:g} s"
+        elif not headers_seen:
+            text = f"no response headers within the {t.timeout_s:g} s limit"
+        else:
+            text = f"stream not finished within the {t.timeout_s:g} s limit"
+        return _ProbeFailure(ErrorKind.TIMEOUT, text)
+
+
+async def _measure(client: httpx.AsyncClient, target: ProbeTarget, protocol: WireProtocol,
+                   spec: RequestSpec, m: _Measurement, clock: _ProbeClock) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = _Deadline(target, loop)
+    trace = _Trace()
+    headers = {"accept-encoding": "identity", **dict(spec.headers)}
+    timeout = httpx.Timeout(connect=target.connect_timeout_s, read=None, write=target.timeout_s,
+                            pool=target.timeout_s)
+    request = client.build_request("POST", spec.url, headers=headers, json=dict(spec.json),
+                                   timeout=timeout, extensions={"trace": trace})
+    fallback_start = time.perf_counter_ns()
+    response: httpx.Response | None = None
+    try:
+        async with asyncio.timeout_at(deadline.initial()) as limit:
+            try:
+                response = await client.send(request, stream=True)
+            finally:
+                m.request_start_ns = trace.request_sent_ns or fallback_start
+                m.connection_reused = not trace.opened_connection
+                _record_phases(m, trace, clock)
+            # The read that completed the head (kernel-stamped) when our backend made it.
+            started = m.request_start_ns or 0
+            m.headers_ns = (clock.last_read_ns if clock.last_read_ns > started
+                            else trace.headers_received_ns or time.perf_counter_ns())
+            m.http_status = response.status_code
+            m.http_version = response.http_version
+            if not 200 <= response.status_code < 300:
+                await _fail_on_status(response, m)
+            await _reject_non_stream_body(response, protocol, m)
+            await _read_stream(response, protocol, target, m, clock, deadline, limit)
+    except _ProbeFailure:
+        if m.end_ns is None:
+            m.end_ns = time.perf_counter_ns()
+        raise
+    except TimeoutError:
+        m.end_ns = time.perf_counter_ns()
+        if trace.phase_in_progress() is not None:
+            raise _connection_failure(httpx.ConnectTimeout("timed out"), trace, target) from None
+        raise deadline.failure(headers_seen=response is not None) from None
+    except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+        m.end_ns = time.perf_counter_ns()
+        raise _connection_failure(exc, trace, target) from None
+    except (httpx.HTTPError, ssl.SSLError, OSError) as exc:
+        m.end_ns = time.perf_counter_ns()
+        if response is None:
+            raise _ProbeFailure(ErrorKind.CONNECT_ERROR,
+                                f"connection lost before a response: {_describe(exc)}") from None
+        raise _ProbeFailure(ErrorKind.STREAM_ERROR, _stream_break_text(exc)) from None
+    finally:
+        deadline.stop()
+        if response is not None:
+            await response.aclose()
+
+
+async def _read_stream(response: httpx.Response, protocol: WireProtocol, target: ProbeTarget,
+                       m: _Measurement, clock: _ProbeClock, deadline: _Deadline,
+                       limit: asyncio.Timeout) -> None:
+    m.streaming = True
+    decoder = SSEDecoder() if protocol.framing == Framing.SSE else NDJSONDecoder()
+    parse = protocol.parse_event
+    max_bytes = target.max_stream_bytes
+    deadline.response_started(limit)
+    read_ns = 0
+    # We ask for identity encoding; only a server that compresses anyway needs the decoding path.
+    encoded = response.headers.get("content-encoding", "identity").lower() not in ("", "identity")
+    chunks = response.aiter_bytes() if encoded else response.aiter_raw()
+    async for chunk in chunks:
+        # The socket read that delivered these bytes; falls back to now with a foreign client.
+        read_ns = clock.last_read_ns or time.perf_counter_ns()
+        deadline.touch()
+        m.stream_bytes += len(chunk)
+        if m.stream_bytes > max_bytes:
+            m.end_ns = read_ns
+            raise _ProbeFailure(ErrorKind.STREAM_ERROR, f"stream exceeded {max_bytes} bytes")
+        had_token = m.first_token_ns is not None
+        if _consume(decoder.feed(chunk), parse, m, read_ns):
+            m.end_ns = read_ns
+            return  # explicit end marker: stop reading (and do not wait for the server to close)
+        if not had_token and m.first_token_ns is not None:
+            deadline.first_token_seen(limit)
+    eof_ns = clock.last_read_ns or time.perf_counter_ns()
+    m.end_ns = max(eof_ns, read_ns)
+    if _consume(decoder.flush(), parse, m, m.end_ns):
+        return
+    if m.events == 0 and m.stream_bytes > 0 and not getattr(decoder, "comments", 0):
+        raise _ProbeFailure(ErrorKind.STREAM_ERROR, "response body is not an event stream")
+    if protocol.requires_end_marker:
+        raise _ProbeFailure(ErrorKind.STREAM_ERROR,
+                            "stream ended without its end marker (truncated)")
+    if m.first_token_ns is None:
+        raise _ProbeFailure(ErrorKind.EMPTY_RESPONSE, "stream ended without any output token")
+
+
+def _consume(items: list[Any], parse: Any, m: _Measurement, at_ns: int) -> bool:
+    """Parse complete events; returns True at the end marker. Raises _ProbeFailure in-band."""
+    for item in items:
+        m.events += 1
+        try:
+            delta = parse(item)
+        except StreamDataError as exc:
+            raise _ProbeFailure(ErrorKind.STREAM_ERROR, f"malformed stream event: {_describe(exc)}") from None
+        except (ValueError, TypeError, KeyError, AttributeError, IndexError) as exc:
+            raise _ProbeFailure(ErrorKind.STREAM_ERROR, f"malformed stream event: {_describe(exc)}") from None
+        if delta is None:
+            continue
+        m.apply(delta, at_ns)
+        if delta.error:
+            raise _ProbeFailure(ErrorKind.STREAM_ERROR, f"error event in stream: {_one_line(delta.error)}")
+        if delta.done:
+            if m.first_token_ns is None:
+                raise _ProbeFailure(ErrorKind.EMPTY_RESPONSE,
+                                    "stream finished without any output token"
+                                    + (f" (finish reason {m.finish_reason})" if m.finish_reason else ""))
+            return True
+    return False
+
+
+async def _reject_non_stream_body(response: httpx.Response, protocol: WireProtocol, m: _Measurement) -> None:
+    """A 2xx carrying a JSON document or an HTML page where a stream was asked for."""
+    content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
+    if not (content_type == "text/html"
+            or (protocol.framing == Framing.SSE and content_type == "application/json")):
+        return
+    body = await _read_limited(response, _ERROR_BODY_LIMIT)
+    m.end_ns = time.perf_counter_ns()
+    m.stream_bytes = len(body)
+    detail = _error_detail(body, content_type)
+    raise _ProbeFailure(ErrorKind.STREAM_ERROR, f"HTTP {response.status_code} with a non-stream "
+                        f"{content_type} body" + (f": {detail}" if detail else ""))
+
+
+async def _fail_on_status(response: httpx.Response, m: _Measurement) -> None:
+    status = response.status_code
+    body = await _read_limited(response, _ERROR_BODY_LIMIT)
+    m.end_ns = time.perf_counter_ns()
+    detail = _error_detail(body, response.headers.get("content-type", ""))
+    text = f"HTTP {status}" + (f": {detail}" if detail else "")
+    if status in (401, 403):
+        raise _ProbeFailure(ErrorKind.AUTH_ERROR, text, status=status)
+    if status == 404:
+        raise _ProbeFailure(ErrorKind.NOT_FOUND, text, status=status)
+    if status in (429, 529):
+        retry_after = _retry_after_s(response.headers)
+        if retry_after is not None:
+            text += f" (retry after {retry_after:g} s)"
+        raise _ProbeFailure(ErrorKind.RATE_LIMITED, text, status=status, retry_after_s=retry_after)
+    raise _ProbeFailure(ErrorKind.HTTP_ERROR, text, status=status)
+
+
+async def _read_limited(response: httpx.Response, limit: int) -> bytes:
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_bytes():
+        parts.append(chunk)
+        size += len(chunk)
+        if size >= limit:
+            break
+    return b"".join(parts)[:limit]
+
+
+def _retry_after_s(headers: httpx.Headers) -> float | None:
+    value = headers.get("retry-after-ms")
+    if value:
+        try:
+            return max(0.0, float(value) / 1000)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0.0, round((when - datetime.now(timezone.utc)).total_seconds(), 3))
+
+
+_TITLE = re.compile(rb"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
+_TAG = re.compile(r"<[^>]+>")
+
+
+def _error_detail(body: bytes, content_type: str) -> str:
+    """A short human message from an error body: provider JSON, an HTML page or plain text."""
+    if not body.strip():
+        return ""
+    text = body.decode("utf-8", errors="replace").strip()
+    if "html" in content_type.lower() or text[:15].lower().startswith(("<!doctype", "<html")):
+        match = _TITLE.search(body)
+        title = _one_line(_TAG.sub("", match.group(1).decode("utf-8", "replace"))) if match else ""
+        return f"HTML error page ({title})" if title else "HTML error page"
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        return _one_line(text)
+    message = _json_error_message(doc)
+    return _one_line(message) if message else _one_line(text)
+
+
+def _json_error_message(doc: Any) -> str | None:
+    if isinstance(doc, list) and doc:
+        return _json_error_message(doc[0])  # Gemini sometimes wraps the error in a list
+    if not isinstance(doc, dict):
+        return None
+    error = doc.get("error")
+    if isinstance(error, dict):
+        message = error.get("message") or error.get("type") or error.get("status")
+        return str(message) if message else None
+    if isinstance(error, str) and error:
+        return error
+    errors = doc.get("errors")  # Cloudflare v4 envelope
+    if isinstance(errors, list) and errors and isinstance(errors[0], dict):
+        first = errors[0]
+        code = first.get("code")
+        return f"{first.get('message', '')}" + (f" (code {code})" if code is not None else "")
+    for key in ("message", "detail"):
+        if isinstance(doc.get(key), str):
+            return doc[key]
+    return None
+
+
+def _stream_break_text(exc: BaseException) -> str:
+    if isinstance(exc, httpx.ReadError) or isinstance(exc, ConnectionResetError):
+        return "connection reset mid-stream"
+    if isinstance(exc, httpx.RemoteProtocolError):
+        return f"connection closed mid-stream ({_one_line(str(exc))})"
+    return f"stream broke: {_describe(exc)}"
+
+
+def _os_reason(exc: BaseException) -> str:
+    """'connection refused' rather than "ConnectionRefusedError: [Errno 111] Connect call failed"."""
+    if isinstance(exc, ssl.SSLError):
+        return _one_line(exc.reason or str(exc)).lower().replace("_", " ")
+    if isinstance(exc, OSError) and exc.errno:
+        return os.strerror(exc.errno).lower()
+    return _describe(exc)
+
+
+def _describe(exc: BaseException) -> str:
+    text = _one_line(str(exc))
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _one_line(text: str) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= _MAX_ERROR_TEXT else text[: _MAX_ERROR_TEXT - 1] + "…"
+
+
+def _scrub(text: str, target: ProbeTarget) -> str:
+    """Belt and braces: no error text ever carries the key, even if a server echoes it."""
+    if target.api_key is None:
+        return text
+    key = target.api_key.reveal()
+    if len(key) < 4:
+        return text
+    for form in {key, quote(key, safe=""), quote(key)}:
+        text = text.replace(form, "***")
+    return text

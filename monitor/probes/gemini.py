@@ -1,0 +1,187 @@
+"""Google Gemini API streaming protocol
+(`POST {base_url}/models/{model}:streamGenerateContent?alt=sse`, base_url like
+`https://generativelanguage.googleapis.com/v1beta`).
+
+Owns the request shape and the decoding of one SSE event into a `Delta` (PROTOCOLS.md §4):
+- each event is a whole `GenerateContentResponse`; text is `candidates[0].content.parts[*].text`;
+  parts marked `"thought": true` are thought summaries: reasoning, never content;
+  a `functionCall` part is a tool call;
+- `usageMetadata` is cumulative on every chunk; output tokens =
+  `candidatesTokenCount + thoughtsTokenCount` (thinking tokens are not inside the first), so
+  each chunk reports its running total and the engine keeps the last one; a chunk with neither
+  count (early chunks) reports no usage;
+- there is no end marker: the stream ends at EOF (`requires_end_marker=False`); `finishReason`
+  can appear on every chunk, so it is passed on as the finish reason and nothing more;
+- a chunk with a top-level `error`, or a blocked prompt (`promptFeedback.blockReason` with no
+  candidates), becomes an error delta.
+
+The key goes in the `x-goog-api-key` header, never in the `?key=` query parameter, so it stays
+out of URLs (which end up in logs and exception texts).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Mapping
+
+from monitor.probes.base import (
+    Delta,
+    Framing,
+    ProbeTarget,
+    RequestSpec,
+    StreamDataError,
+    WireProtocol,
+)
+from monitor.probes.framing import SSEEvent
+
+# Model families that accept `thinkingBudget: 0` (thinking off). 2.5 Pro and Gemini 3 cannot turn
+# thinking off (a 0 budget is a 400 there) and pre-2.5 models have no thinking config, so for them
+# nothing is sent and any thinking shows up as `thoughtsTokenCount`. The endpoint option
+# `thinking_budget` overrides this: an int is sent as is, None sends no thinkingConfig.
+_THINKING_OFF_PREFIXES = ("gemini-2.5-flash",)
+
+
+def _root(target: ProbeTarget) -> str:
+    return target.base_url.rstrip("/")
+
+
+def _model_name(target: ProbeTarget) -> str:
+    # The API names models `models/<id>`; accept either spelling in the config.
+    return target.model.removeprefix("models/")
+
+
+def _headers(target: ProbeTarget) -> dict[str, str]:
+    if target.api_key is None or not target.api_key.reveal():
+        return {}
+    return {"x-goog-api-key": target.api_key.reveal()}
+
+
+def thinking_budget(target: ProbeTarget) -> int | None:
+    """The thinkingBudget to send for this target, or None to send no thinkingConfig."""
+    if "thinking_budget" in target.options:
+        budget = target.options["thinking_budget"]
+        return None if budget is None else int(budget)
+    return 0 if _model_name(target).startswith(_THINKING_OFF_PREFIXES) else None
+
+
+def build_request(target: ProbeTarget, prompt: str) -> RequestSpec:
+    generation_config: dict[str, Any] = {"maxOutputTokens": target.max_tokens, "temperature": 0}
+    budget = thinking_budget(target)
+    if budget is not None:
+        generation_config["thinkingConfig"] = {"thinkingBudget": budget}
+    body: dict[str, Any] = {
+        "contents": [{"role": "user", "parts": [{"text": prompt}]}],
+        "generationConfig": generation_config,
+    }
+    extra = target.options.get("extra_body")
+    if isinstance(extra, Mapping):
+        body.update(extra)
+    return RequestSpec(
+        url=f"{_root(target)}/models/{_model_name(target)}:streamGenerateContent?alt=sse",
+        headers={**_headers(target), "Content-Type": "application/json", "Accept": "text/event-stream"},
+        json=body,
+    )
+
+
+def warmup_url(target: ProbeTarget) -> str:
+    return f"{_root(target)}/models?pageSize=1"
+
+
+def warmup_headers(target: ProbeTarget) -> dict[str, str]:
+    return _headers(target)
+
+
+def _load(data: str) -> dict[str, Any]:
+    try:
+        obj = json.loads(data)
+    except ValueError as exc:
+        raise StreamDataError(f"invalid JSON in Gemini stream: {data[:80]!r}") from exc
+    if not isinstance(obj, dict):
+        raise StreamDataError(f"expected a JSON object, got {type(obj).__name__}")
+    return obj
+
+
+def _count(usage: Mapping[str, Any], key: str) -> int | None:
+    value = usage.get(key)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def output_tokens(usage: Any) -> int | None:
+    """candidatesTokenCount + thoughtsTokenCount, or None when the chunk carries neither."""
+    if not isinstance(usage, Mapping):
+        return None
+    counts = [c for c in (_count(usage, "candidatesTokenCount"), _count(usage, "thoughtsTokenCount")) if c is not None]
+    return sum(counts) if counts else None
+
+
+def _error_text(error: Any) -> str:
+    if isinstance(error, Mapping):
+        status, code, message = error.get("status"), error.get("code"), error.get("message")
+        label = " ".join(str(x) for x in (code, status) if x is not None)
+        if label and message:
+            return f"{label}: {message}"
+        return str(message or label or "error")
+    return str(error)
+
+
+def parse_event(event: SSEEvent) -> Delta | None:
+    if not event.data.strip():
+        return None
+    obj = _load(event.data)
+    if obj.get("error"):
+        return Delta(error=_error_text(obj["error"]))
+
+    candidates = obj.get("candidates")
+    if candidates is not None and not isinstance(candidates, list):
+        raise StreamDataError("`candidates` is not a list")
+    if not candidates:
+        feedback = obj.get("promptFeedback")
+        if isinstance(feedback, Mapping) and feedback.get("blockReason"):
+            return Delta(error=f"prompt blocked: {feedback['blockReason']}")
+
+    content, reasoning, tool_call, finish_reason = "", "", False, None
+    if candidates:
+        candidate = candidates[0]
+        if not isinstance(candidate, Mapping):
+            raise StreamDataError("`candidates[0]` is not an object")
+        body = candidate.get("content") or {}
+        if not isinstance(body, Mapping):
+            raise StreamDataError("`candidates[0].content` is not an object")
+        parts = body.get("parts") or []
+        if not isinstance(parts, list):
+            raise StreamDataError("`candidates[0].content.parts` is not a list")
+        for part in parts:
+            if not isinstance(part, Mapping):
+                raise StreamDataError("a content part is not an object")
+            text = part.get("text")
+            if text is not None and not isinstance(text, str):
+                raise StreamDataError("a part's `text` is not a string")
+            if part.get("thought") is True:
+                reasoning += text or ""
+            else:
+                content += text or ""
+            tool_call = tool_call or bool(part.get("functionCall"))
+        if isinstance(candidate.get("finishReason"), str):
+            finish_reason = candidate["finishReason"]
+
+    usage_tokens = output_tokens(obj.get("usageMetadata"))
+    if not (content or reasoning or tool_call or finish_reason or usage_tokens is not None):
+        return None
+    return Delta(
+        content=content,
+        reasoning=reasoning,
+        tool_call=tool_call,
+        usage_output_tokens=usage_tokens,
+        finish_reason=finish_reason,
+    )
+
+
+PROTOCOL = WireProtocol(
+    name="gemini",
+    framing=Framing.SSE,
+    build_request=build_request,
+    parse_event=parse_event,
+    warmup_url=warmup_url,
+    warmup_headers=warmup_headers,
+    requires_end_marker=False,
+)

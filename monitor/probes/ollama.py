@@ -1,0 +1,180 @@
+"""Ollama native chat protocol (`POST {base_url}/api/chat`, NDJSON; base_url like
+`http://127.0.0.1:11434`, or `https://ollama.com` with a key).
+
+Owns the request shape and the decoding of one NDJSON line into a `Delta` (PROTOCOLS.md §5):
+- each line is `{"message": {"content": ..., "thinking": ...}, "done": false}`; content is the
+  answer, `thinking` the reasoning trace, `tool_calls` a tool call;
+- the `/api/generate` shape (`response` / `thinking` at the top level) is accepted too, so one
+  parser reads both endpoints' transcripts (the documented mid-stream error example is one);
+- the final line has `done: true`, `done_reason` and the metrics; `eval_count` is the output token
+  count; metrics are `omitempty` on the wire, so a missing `eval_count` is unknown (None), never 0;
+- a line `{"error": "..."}` (HTTP status already 200) becomes an error delta.
+
+Ollama also reports its own decode rate (`eval_count / eval_duration`); `server_metrics()`
+extracts it from the final line for callers that want a server-side cross-check (the `Delta`
+has no field for it).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from monitor.probes.base import (
+    Delta,
+    Framing,
+    ProbeTarget,
+    RequestSpec,
+    StreamDataError,
+    WireProtocol,
+)
+
+
+def _root(target: ProbeTarget) -> str:
+    return target.base_url.rstrip("/")
+
+
+def _auth_headers(target: ProbeTarget) -> dict[str, str]:
+    # A local server needs no key; ollama.com's API takes a Bearer token.
+    if target.api_key is None or not target.api_key.reveal():
+        return {}
+    return {"Authorization": f"Bearer {target.api_key.reveal()}"}
+
+
+def build_request(target: ProbeTarget, prompt: str) -> RequestSpec:
+    body: dict[str, Any] = {
+        "model": target.model,
+        "messages": [{"role": "user", "content": prompt}],
+        "stream": True,
+        # Ollama rejects `think: true` on models without the capability, but accepts `false`
+        # everywhere; the endpoint option `think` overrides (None leaves the model default).
+        "think": False,
+        "options": {"num_predict": target.max_tokens, "temperature": 0},
+    }
+    if "think" in target.options:
+        think = target.options["think"]
+        if think is None:
+            del body["think"]
+        else:
+            body["think"] = think
+    extra = target.options.get("extra_body")
+    if isinstance(extra, Mapping):
+        body.update(extra)
+    return RequestSpec(
+        url=f"{_root(target)}/api/chat",
+        headers={**_auth_headers(target), "Content-Type": "application/json", "Accept": "application/x-ndjson"},
+        json=body,
+    )
+
+
+def warmup_url(target: ProbeTarget) -> str:
+    return f"{_root(target)}/api/version"
+
+
+def warmup_headers(target: ProbeTarget) -> dict[str, str]:
+    return _auth_headers(target)
+
+
+def _load(line: str) -> dict[str, Any]:
+    try:
+        obj = json.loads(line)
+    except ValueError as exc:
+        raise StreamDataError(f"invalid JSON line in Ollama stream: {line[:80]!r}") from exc
+    if not isinstance(obj, dict):
+        raise StreamDataError(f"expected a JSON object, got {type(obj).__name__}")
+    return obj
+
+
+def _text(obj: Mapping[str, Any], key: str) -> str:
+    value = obj.get(key)
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise StreamDataError(f"`{key}` is {type(value).__name__}, expected a string")
+    return value
+
+
+def _count(obj: Mapping[str, Any], key: str) -> int | None:
+    value = obj.get(key)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def parse_event(line: str) -> Delta | None:
+    if not line.strip():
+        return None
+    obj = _load(line)
+    error = obj.get("error")
+    if error:
+        return Delta(error=str(error))
+
+    message = obj.get("message")
+    if message is None:
+        message = {}
+    elif not isinstance(message, Mapping):
+        raise StreamDataError("`message` is not an object")
+    content = _text(message, "content") + _text(obj, "response")
+    reasoning = _text(message, "thinking") + _text(obj, "thinking")
+    tool_call = bool(message.get("tool_calls"))
+
+    if obj.get("done") is True:
+        done_reason = obj.get("done_reason")
+        return Delta(
+            content=content,
+            reasoning=reasoning,
+            tool_call=tool_call,
+            usage_output_tokens=_count(obj, "eval_count"),
+            finish_reason=done_reason if isinstance(done_reason, str) else None,
+            done=True,
+        )
+    if not (content or reasoning or tool_call):
+        return None
+    return Delta(content=content, reasoning=reasoning, tool_call=tool_call)
+
+
+@dataclass(frozen=True)
+class ServerMetrics:
+    """Ollama's own timings from the final `done: true` line (None = not reported)."""
+
+    eval_count: int | None
+    eval_duration_s: float | None
+    prompt_eval_count: int | None
+    load_duration_s: float | None
+    total_duration_s: float | None
+
+    @property
+    def decode_rate(self) -> float | None:
+        """Server-side output tokens per second: eval_count / eval_duration."""
+        if not self.eval_count or not self.eval_duration_s:
+            return None
+        return self.eval_count / self.eval_duration_s
+
+
+def server_metrics(line: str) -> ServerMetrics | None:
+    """Metrics of a final line, or None for any other line. Durations are ns on the wire."""
+    obj = _load(line)
+    if obj.get("done") is not True:
+        return None
+
+    def seconds(key: str) -> float | None:
+        ns = _count(obj, key)
+        return None if ns is None else ns / 1e9
+
+    return ServerMetrics(
+        eval_count=_count(obj, "eval_count"),
+        eval_duration_s=seconds("eval_duration"),
+        prompt_eval_count=_count(obj, "prompt_eval_count"),
+        load_duration_s=seconds("load_duration"),
+        total_duration_s=seconds("total_duration"),
+    )
+
+
+PROTOCOL = WireProtocol(
+    name="ollama",
+    framing=Framing.NDJSON,
+    build_request=build_request,
+    parse_event=parse_event,
+    warmup_url=warmup_url,
+    warmup_headers=warmup_headers,
+    requires_end_marker=True,
+)

@@ -1,0 +1,159 @@
+"""OpenAI Chat Completions streaming, declared as a WireProtocol (no I/O, no clocks).
+
+Covers every OpenAI-compatible server: api.openai.com, Cloudflare `/ai/v1`, OpenRouter, Groq,
+Together, vLLM, llama.cpp, Ollama `/v1`. Wire details: /work/shared/protocols/PROTOCOLS.md §1.
+
+Target options (all optional):
+- `max_tokens_field`: "max_tokens" (default, what most compatible servers read) or
+  "max_completion_tokens" (api.openai.com, required by o-series models).
+- `include_usage`: false for servers that reject `stream_options` (default true).
+- `extra_body`: a mapping merged into the request body (e.g. `{"reasoning_format": "parsed"}`).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Mapping
+
+from monitor.probes.base import Delta, Framing, ProbeTarget, RequestSpec, StreamDataError, WireProtocol
+from monitor.probes.framing import SSEEvent
+
+_MAX_TOKENS_FIELDS = ("max_tokens", "max_completion_tokens")
+# Compatible providers put reasoning text under one of these delta keys (see PROTOCOLS.md §1).
+_REASONING_KEYS = ("reasoning", "reasoning_content")
+
+
+def _base(target: ProbeTarget) -> str:
+    return target.base_url.rstrip("/")
+
+
+def _auth_headers(target: ProbeTarget) -> dict[str, str]:
+    if target.api_key is None or not target.api_key.reveal():
+        return {}
+    return {"authorization": f"Bearer {target.api_key.reveal()}"}
+
+
+def build_request(target: ProbeTarget, prompt: str) -> RequestSpec:
+    options: Mapping[str, Any] = target.options or {}
+    max_tokens_field = options.get("max_tokens_field", "max_tokens")
+    if max_tokens_field not in _MAX_TOKENS_FIELDS:
+        raise ValueError(f"options.max_tokens_field must be one of {', '.join(_MAX_TOKENS_FIELDS)}")
+    body: dict[str, Any] = {
+        "model": target.model,
+        "messages": [{"role": "user", "content": prompt}],
+        "stream": True,
+        "temperature": 0,
+        max_tokens_field: target.max_tokens,
+    }
+    if options.get("include_usage", True):
+        body["stream_options"] = {"include_usage": True}
+    extra = options.get("extra_body")
+    if extra:
+        body.update(dict(extra))
+    headers = {
+        "content-type": "application/json",
+        "accept": "text/event-stream",
+        **_auth_headers(target),
+    }
+    return RequestSpec(url=f"{_base(target)}/chat/completions", headers=headers, json=body)
+
+
+def warmup_url(target: ProbeTarget) -> str:
+    return f"{_base(target)}/models"
+
+
+def warmup_headers(target: ProbeTarget) -> dict[str, str]:
+    return _auth_headers(target)
+
+
+def parse_event(event: SSEEvent) -> Delta | None:
+    data = event.data.strip()
+    if not data:
+        return None
+    if data.startswith("[DONE]"):
+        return Delta(done=True)
+    try:
+        chunk = json.loads(data)
+    except ValueError as exc:
+        raise StreamDataError(f"invalid JSON in event: {data[:60]!r}") from exc
+    if not isinstance(chunk, dict):
+        raise StreamDataError("event is not a JSON object")
+
+    error = _error_text(chunk.get("error"))
+    if error is None and event.event == "error":
+        error = "error event"
+    x_groq = chunk.get("x_groq")
+    if error is None and isinstance(x_groq, dict):
+        error = _error_text(x_groq.get("error"))
+
+    content, reasoning, tool_call, finish_reason = "", "", False, None
+    choices = chunk.get("choices")
+    if isinstance(choices, list) and choices and isinstance(choices[0], dict):
+        choice = choices[0]
+        finish_reason = choice.get("finish_reason") or None
+        delta = choice.get("delta")
+        if isinstance(delta, dict):
+            content = _text(delta.get("content"))
+            for key in _REASONING_KEYS:
+                reasoning = _text(delta.get(key))
+                if reasoning:
+                    break
+            tool_call = _has_tool_call(delta)
+    if error is None and finish_reason == "error":
+        error = "stream finished with finish_reason 'error'"
+
+    return Delta(
+        content=content,
+        reasoning=reasoning,
+        tool_call=tool_call,
+        usage_output_tokens=_usage_tokens(chunk),
+        finish_reason=finish_reason,
+        error=error,
+    )
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _has_tool_call(delta: Mapping[str, Any]) -> bool:
+    calls = delta.get("tool_calls")
+    if isinstance(calls, list):
+        for call in calls:
+            function = call.get("function") if isinstance(call, dict) else None
+            if isinstance(function, dict) and (function.get("name") or function.get("arguments")):
+                return True
+    legacy = delta.get("function_call")
+    return isinstance(legacy, dict) and bool(legacy.get("name") or legacy.get("arguments"))
+
+
+def _usage_tokens(chunk: Mapping[str, Any]) -> int | None:
+    """completion_tokens from `usage` on any chunk, else from Groq's `x_groq.usage`."""
+    for holder in (chunk, chunk.get("x_groq")):
+        if isinstance(holder, dict):
+            usage = holder.get("usage")
+            if isinstance(usage, dict):
+                tokens = usage.get("completion_tokens")
+                if isinstance(tokens, int) and not isinstance(tokens, bool):
+                    return tokens
+    return None
+
+
+def _error_text(error: Any) -> str | None:
+    if not error:
+        return None
+    if isinstance(error, dict):
+        message = error.get("message") or error.get("type") or error.get("code")
+        return str(message) if message else "error in stream"
+    return str(error)
+
+
+PROTOCOL = WireProtocol(
+    name="openai",
+    framing=Framing.SSE,
+    build_request=build_request,
+    parse_event=parse_event,
+    warmup_url=warmup_url,
+    warmup_headers=warmup_headers,
+    requires_end_marker=True,
+)

@@ -1,0 +1,1 @@
+"""Probe engine and protocol tests."""

@@ -1,0 +1,20 @@
+"""Fixtures for probe tests: a fresh loopback stream server and the engine's shared client."""
+
+from __future__ import annotations
+
+import pytest
+
+from monitor.probes.engine import build_client
+from tests.support.stream_server import StreamServer
+
+
+@pytest.fixture
+def server():
+    with StreamServer() as srv:
+        yield srv
+
+
+@pytest.fixture
+async def client():
+    async with build_client() as http:
+        yield http
