@@ -1,8 +1,9 @@
 """Live figures held in memory: per-endpoint window samples and the derived ModelLive per model.
 
 The runner feeds every finished probe in (`add`); API requests read `model()` / `models()` and
-never query history. `load()` fills the window from the database at start-up (and, in an
-API-only process, periodically), so figures are back right after a restart. Activity decays with
+never query history. `load()` fills the window from the database at start-up, so figures are
+back right after a restart; an API-only process calls `follow()` periodically to apply what the
+scheduler process has stored since. Activity decays with
 time even when no probe lands, so `recompute()` runs on a timer too.
 """
 
@@ -48,6 +49,7 @@ class LiveFigures:
         self._clock = clock
         self._samples: dict[tuple[str, str], deque[ProbeSample]] = {}
         self._live: dict[str, ModelLive] = {}
+        self._cursor: int | None = None  # follow(): id of the newest stored probe applied
         self.set_catalog(catalog)
 
     # --- LiveView (read side, used by the API) ---
@@ -65,17 +67,44 @@ class LiveFigures:
     def set_catalog(self, catalog: Catalog) -> None:
         """Adopt a (re)loaded catalog: keep samples of endpoints that still exist."""
         self._catalog = catalog
+        self._cursor = None  # new endpoints need their window: the next follow() loads it all
         keep = {(m.id, e.provider) for m, e in catalog.endpoints()}
         self._samples = {key: self._samples.get(key, deque()) for key in keep}
         self.recompute()
 
     def add(self, model_id: str, provider: str, result: ProbeResult) -> ModelLive | None:
         """Record a finished probe; returns the model's new figures (None if not in the catalog)."""
+        if not self._add_sample(model_id, provider, sample_of(result)):
+            return None
+        return self._recompute_model(model_id)
+
+    def _add_sample(self, model_id: str, provider: str, sample: ProbeSample) -> bool:
         samples = self._samples.get((model_id, provider))
         if samples is None:
-            return None
-        samples.appendleft(sample_of(result))  # newest first
-        return self._recompute_model(model_id)
+            return False
+        if samples and samples[0].started_at >= sample.started_at:
+            return True  # already known (a follow() overlapping the initial load)
+        samples.appendleft(sample)  # newest first
+        return True
+
+    async def follow(self, store: Store, *, page: int = 5000) -> None:
+        """API replicas: apply the probes stored since the last call, then recompute.
+
+        The first call loads the whole window; later calls read only rows with a larger id
+        (a primary-key range), so a refresh costs what was written since, not the history."""
+        if self._cursor is None:
+            cursor = await store.max_result_id()  # before the load: overlap is deduplicated
+            await self.load(store)
+            self._cursor = cursor
+            return
+        while True:
+            rows = await store.samples_after(self._cursor, page)
+            for row_id, model_id, provider, sample in rows:
+                self._add_sample(model_id, provider, sample)
+                self._cursor = row_id
+            if len(rows) < page:
+                break
+        self.recompute()
 
     async def load(self, store: Store) -> None:
         """Replace the in-memory window with what the database holds."""

@@ -119,8 +119,8 @@ class Service:
         except Exception as exc:
             log.error("cannot open the database: %s", str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
             return 1
-        await self.live.load(self.store)
         probing = self.mode in ("run", "scheduler")
+        await (self.live.load(self.store) if probing else self.live.follow(self.store))
         if probing:
             await restore_metrics(self.store, self.metrics, self.live)
         background: list[asyncio.Task] = []
@@ -203,7 +203,7 @@ class Service:
         while True:
             await asyncio.sleep(self.settings.live_refresh_s)
             try:
-                await self.live.load(self.store)
+                await self.live.follow(self.store)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:

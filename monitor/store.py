@@ -71,6 +71,13 @@ class Store(Protocol):
     async def consecutive_failures(self) -> dict[tuple[str, str], int]:
         """Failed probes in a row per endpoint, newest backwards (rate_limited skipped)."""
 
+    async def samples_after(self, after_id: int, limit: int) -> list[tuple[int, str, str, ProbeSample]]:
+        """(id, model_id, provider, sample) of probes stored after id `after_id`, in id order:
+        how API replicas follow what the scheduler writes without re-reading history."""
+
+    async def max_result_id(self) -> int:
+        """The newest stored probe's id (0 when empty)."""
+
     async def ping(self) -> None:
         """Raises when the database is unreachable."""
 
@@ -397,6 +404,19 @@ def window_samples_statement(model_id: str, provider: str, since: datetime) -> s
     )
 
 
+def samples_after_statement(after_id: int, limit: int) -> sa.Select:
+    probe = probe_table()
+    return (
+        sa.select(
+            probe.c.id, probe.c.model_id, probe.c.provider, probe.c.started_at, probe.c.ok,
+            probe.c.error_kind, probe.c.ttft_s, probe.c.tokens_per_second,
+        )
+        .where(probe.c.id > after_id)
+        .order_by(probe.c.id)
+        .limit(limit)
+    )
+
+
 def consecutive_failures_statement(lookback: int = FAILURE_LOOKBACK) -> sa.Select:
     """(model_id, provider, failures) per endpoint: of the endpoint's newest `lookback` probes
     newer than its latest ok probe, those that failed and were not rate_limited. One index
@@ -543,6 +563,26 @@ class SQLStore:
                 for row in result
             ]
 
+    async def samples_after(self, after_id: int, limit: int) -> list[tuple[int, str, str, ProbeSample]]:
+        # Ids grow in commit order here: one scheduler process writes, one batch at a time.
+        async with self._reading("samples_after") as connection:
+            result = await connection.execute(samples_after_statement(after_id, limit))
+            return [
+                (
+                    row.id, row.model_id, row.provider,
+                    ProbeSample(
+                        started_at=row.started_at, ok=row.ok, error_kind=row.error_kind,
+                        ttft_s=row.ttft_s, tokens_per_second=row.tokens_per_second,
+                    ),
+                )
+                for row in result
+            ]
+
+    async def max_result_id(self) -> int:
+        probe = probe_table()
+        async with self._reading("max_result_id") as connection:
+            return int(await connection.scalar(sa.select(sa.func.coalesce(sa.func.max(probe.c.id), 0))))
+
     async def latest_results(self) -> dict[tuple[str, str], ProbeResult]:
         return await self._results_by_pointer("latest_probe_id", "latest_results")
 
@@ -621,6 +661,7 @@ __all__ = [
     "normalize_database_url",
     "open_store",
     "recent_results_statement",
+    "samples_after_statement",
     "redact_database_url",
     "upgrade",
     "upgrade_async",

@@ -70,9 +70,11 @@ def start_service(tmp_path: Path):
     started: list[Service] = []
 
     def start(config_text: str, *args: str, env: dict[str, str | None] | None = None,
-              db: str | None = None, interval: str = "1", wait_ready: bool = True) -> Service:
+              db: str | None = None, interval: str | None = "1", wait_ready: bool = True,
+              command: str = "run") -> Service:
         config = tmp_path / "endpoints.yaml"
-        config.write_text(config_text)
+        if not config.exists() or command == "run":
+            config.write_text(config_text)
         port = unused_port()
         log_path = tmp_path / f"service-{len(started)}.log"
         full_env = {k: v for k, v in os.environ.items() if not k.startswith("LLM_MONITOR_")}
@@ -83,7 +85,7 @@ def start_service(tmp_path: Path):
                 full_env[key] = value
         full_env.setdefault("LLM_MONITOR_SHUTDOWN_GRACE_S", "5")
         cmd = [
-            sys.executable, "-m", "monitor", "run",
+            sys.executable, "-m", "monitor", command,
             "--config", str(config),
             "--db", db or f"sqlite:///{tmp_path / 'monitor.db'}",
             "--port", str(port),

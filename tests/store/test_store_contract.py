@@ -572,3 +572,28 @@ def test_sql_store_implements_every_store_verb() -> None:
         assert list(inspect.signature(ours).parameters) == list(
             inspect.signature(getattr(Store, verb)).parameters
         ), verb
+
+
+# --- following new rows (API replicas) ------------------------------------------------------------
+
+
+async def test_samples_after_pages_through_new_rows_in_id_order(store: SQLStore) -> None:
+    assert await store.max_result_id() == 0
+    assert await store.samples_after(0, 10) == []
+    start = T0
+    await store.insert_results([(MODEL, "A", make_result(start))])
+    cursor = await store.max_result_id()
+    await store.insert_results([
+        (MODEL, "B", make_result(start + timedelta(seconds=1))),
+        (OTHER_MODEL, "A", failed(start + timedelta(seconds=2), ErrorKind.RATE_LIMITED)),
+        (MODEL, "A", make_result(start + timedelta(seconds=3), ttft_s=0.5)),
+    ])
+    first = await store.samples_after(cursor, 2)
+    rest = await store.samples_after(first[-1][0], 2)
+    rows = first + rest
+    assert [(m, p) for _, m, p, _ in rows] == [(MODEL, "B"), (OTHER_MODEL, "A"), (MODEL, "A")]
+    assert [row_id for row_id, *_ in rows] == sorted(row_id for row_id, *_ in rows)
+    assert rows[-1][0] == await store.max_result_id()
+    assert rows[1][3].error_kind == "rate_limited" and rows[1][3].ok is False
+    assert rows[2][3].ttft_s == 0.5 and rows[2][3].started_at == start + timedelta(seconds=3)
+    assert await store.samples_after(rows[-1][0], 10) == []
