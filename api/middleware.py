@@ -35,7 +35,9 @@ SECURITY_HEADERS = {
 }
 
 
-class ResponseHeadersMiddleware:
+class _HTTPMiddleware:
+    """Pure ASGI middleware that acts on HTTP requests only; lifespan and websocket pass through."""
+
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
@@ -43,7 +45,14 @@ class ResponseHeadersMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        await self.handle_http(scope, receive, send)
 
+    async def handle_http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        raise NotImplementedError
+
+
+class ResponseHeadersMiddleware(_HTTPMiddleware):
+    async def handle_http(self, scope: Scope, receive: Receive, send: Send) -> None:
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 harden(MutableHeaders(scope=message))
@@ -76,14 +85,8 @@ def harden(headers: MutableHeaders) -> None:
         headers["Vary"] = ", ".join(tokens)
 
 
-class InternalErrorMiddleware:
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+class InternalErrorMiddleware(_HTTPMiddleware):
+    async def handle_http(self, scope: Scope, receive: Receive, send: Send) -> None:
         response_started = False
 
         async def tracking_send(message: Message) -> None:

@@ -17,31 +17,17 @@ Owns the request shape and the decoding of one SSE event into a `Delta` (PROTOCO
 
 from __future__ import annotations
 
-import json
 from typing import Any, Mapping
 
-from monitor.probes.base import (
-    Delta,
-    Framing,
-    ProbeTarget,
-    RequestSpec,
-    StreamDataError,
-    WireProtocol,
-)
+from monitor.probes import wire
+from monitor.probes.base import Delta, Framing, ProbeTarget, RequestSpec, StreamDataError, WireProtocol
 from monitor.probes.framing import SSEEvent
 
 API_VERSION = "2023-06-01"
 
 
-def _root(target: ProbeTarget) -> str:
-    return target.base_url.rstrip("/")
-
-
 def _headers(target: ProbeTarget) -> dict[str, str]:
-    headers = {"anthropic-version": API_VERSION}
-    if target.api_key is not None and target.api_key.reveal():
-        headers["x-api-key"] = target.api_key.reveal()
-    return headers
+    return {"anthropic-version": API_VERSION, **wire.key_headers(target, "x-api-key")}
 
 
 def build_request(target: ProbeTarget, prompt: str) -> RequestSpec:
@@ -52,11 +38,9 @@ def build_request(target: ProbeTarget, prompt: str) -> RequestSpec:
         "temperature": 0,
         "messages": [{"role": "user", "content": prompt}],
     }
-    extra = target.options.get("extra_body")
-    if isinstance(extra, Mapping):
-        body.update(extra)
+    wire.merge_extra_body(body, target)
     return RequestSpec(
-        url=f"{_root(target)}/messages",
+        url=f"{wire.base_root(target)}/messages",
         headers={**_headers(target), "content-type": "application/json", "accept": "text/event-stream"},
         json=body,
     )
@@ -64,21 +48,11 @@ def build_request(target: ProbeTarget, prompt: str) -> RequestSpec:
 
 def warmup_url(target: ProbeTarget) -> str:
     # Listing models is free and needs no inference; 200 or 401 both open the connection.
-    return f"{_root(target)}/models"
+    return f"{wire.base_root(target)}/models"
 
 
 def warmup_headers(target: ProbeTarget) -> dict[str, str]:
     return _headers(target)
-
-
-def _load(data: str) -> dict[str, Any]:
-    try:
-        obj = json.loads(data)
-    except ValueError as exc:
-        raise StreamDataError(f"invalid JSON in Anthropic stream: {data[:80]!r}") from exc
-    if not isinstance(obj, dict):
-        raise StreamDataError(f"expected a JSON object, got {type(obj).__name__}")
-    return obj
 
 
 def _mapping(obj: Mapping[str, Any], key: str, kind: str) -> Mapping[str, Any]:
@@ -89,6 +63,7 @@ def _mapping(obj: Mapping[str, Any], key: str, kind: str) -> Mapping[str, Any]:
 
 
 def _text(obj: Mapping[str, Any], key: str, kind: str) -> str:
+    # Stricter than wire.optional_text: the key may be absent, but an explicit null is malformed.
     value = obj.get(key, "")
     if not isinstance(value, str):
         raise StreamDataError(f"{kind}: `{key}` is {type(value).__name__}, expected a string")
@@ -139,12 +114,9 @@ def _message_delta(obj: Mapping[str, Any]) -> Delta:
     usage = obj.get("usage") or {}
     if not isinstance(delta, Mapping) or not isinstance(usage, Mapping):
         raise StreamDataError("message_delta: `delta`/`usage` is not an object")
-    output_tokens = usage.get("output_tokens")
-    if not isinstance(output_tokens, int) or isinstance(output_tokens, bool):
-        output_tokens = None
     stop_reason = delta.get("stop_reason")
     return Delta(
-        usage_output_tokens=output_tokens,
+        usage_output_tokens=wire.int_or_none(usage.get("output_tokens")),
         finish_reason=stop_reason if isinstance(stop_reason, str) else None,
     )
 
@@ -152,7 +124,7 @@ def _message_delta(obj: Mapping[str, Any]) -> Delta:
 def parse_event(event: SSEEvent) -> Delta | None:
     if not event.data.strip():
         return None
-    obj = _load(event.data)
+    obj = wire.json_object(event.data, what="Anthropic stream")
     kind = obj.get("type") or event.event
     if kind == "content_block_delta":
         return _content_block_delta(obj)

@@ -21,33 +21,16 @@ Wire facts (PROTOCOLS.md §2):
 
 from __future__ import annotations
 
-import json
 from typing import Any, Mapping
 
-from monitor.probes.base import (
-    Delta,
-    Framing,
-    ProbeTarget,
-    RequestSpec,
-    StreamDataError,
-    WireProtocol,
-)
+from monitor.probes import wire
+from monitor.probes.base import Delta, Framing, ProbeTarget, RequestSpec, StreamDataError, WireProtocol
 from monitor.probes.framing import SSEEvent
 
 # The warm-up asks the model catalogue for one entry: an authenticated, cheap, non-inference
 # call on the same host (api.cloudflare.com), so the measured request finds the TLS connection
 # open. Its status (200, or 401/403 with a bad token) does not matter.
 _WARMUP_PATH = "/models/search?per_page=1"
-
-
-def _root(target: ProbeTarget) -> str:
-    return target.base_url.rstrip("/")
-
-
-def _auth_headers(target: ProbeTarget) -> dict[str, str]:
-    if target.api_key is None or not target.api_key.reveal():
-        return {}
-    return {"Authorization": f"Bearer {target.api_key.reveal()}"}
 
 
 def build_request(target: ProbeTarget, prompt: str) -> RequestSpec:
@@ -57,15 +40,13 @@ def build_request(target: ProbeTarget, prompt: str) -> RequestSpec:
         "max_tokens": target.max_tokens,
         "temperature": 0,
     }
-    extra = target.options.get("extra_body")
-    if isinstance(extra, Mapping):
-        body.update(extra)
+    wire.merge_extra_body(body, target)
     # The model id (`@cf/meta/llama-3.2-1b-instruct`) goes into the path as is: its `@` and `/`
     # are what the API expects there.
     return RequestSpec(
-        url=f"{_root(target)}/run/{target.model.lstrip('/')}",
+        url=f"{wire.base_root(target)}/run/{target.model.lstrip('/')}",
         headers={
-            **_auth_headers(target),
+            **wire.bearer_headers(target),
             "Content-Type": "application/json",
             "Accept": "text/event-stream",
         },
@@ -74,33 +55,11 @@ def build_request(target: ProbeTarget, prompt: str) -> RequestSpec:
 
 
 def warmup_url(target: ProbeTarget) -> str:
-    return _root(target) + _WARMUP_PATH
+    return wire.base_root(target) + _WARMUP_PATH
 
 
 def warmup_headers(target: ProbeTarget) -> dict[str, str]:
-    return _auth_headers(target)
-
-
-def _load(data: str) -> dict[str, Any]:
-    try:
-        obj = json.loads(data)
-    except ValueError as exc:
-        raise StreamDataError(f"invalid JSON in Workers AI stream: {data[:80]!r}") from exc
-    if not isinstance(obj, dict):
-        raise StreamDataError(f"expected a JSON object, got {type(obj).__name__}")
-    return obj
-
-
-def _text(value: Any, field: str) -> str:
-    if value is None:
-        return ""
-    if not isinstance(value, str):
-        raise StreamDataError(f"`{field}` is {type(value).__name__}, expected a string")
-    return value
-
-
-def _int_or_none(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
+    return wire.bearer_headers(target)
 
 
 def error_text(obj: Mapping[str, Any]) -> str | None:
@@ -131,13 +90,13 @@ def parse_event(event: SSEEvent) -> Delta | None:
         return None
     if data.startswith("[DONE]"):
         return Delta(done=True)
-    obj = _load(data)
+    obj = wire.json_object(data, what="Workers AI stream")
 
     error = error_text(obj)
     if error is not None:
         return Delta(error=error)
 
-    content = _text(obj.get("response"), "response")
+    content = wire.optional_text(obj.get("response"), field="response")
     reasoning = ""
     tool_call = bool(obj.get("tool_calls"))
     finish_reason: str | None = None
@@ -152,9 +111,9 @@ def parse_event(event: SSEEvent) -> Delta | None:
         delta = choice.get("delta") or {}
         if not isinstance(delta, Mapping):
             raise StreamDataError("`choices[0].delta` is not an object")
-        content += _text(delta.get("content"), "delta.content")
-        reasoning += _text(delta.get("reasoning"), "delta.reasoning")
-        reasoning += _text(delta.get("reasoning_content"), "delta.reasoning_content")
+        content += wire.optional_text(delta.get("content"), field="delta.content")
+        reasoning += wire.optional_text(delta.get("reasoning"), field="delta.reasoning")
+        reasoning += wire.optional_text(delta.get("reasoning_content"), field="delta.reasoning_content")
         tool_call = tool_call or bool(delta.get("tool_calls"))
         if isinstance(choice.get("finish_reason"), str):
             finish_reason = choice["finish_reason"]
@@ -162,11 +121,10 @@ def parse_event(event: SSEEvent) -> Delta | None:
     usage_tokens: int | None = None
     usage = obj.get("usage")
     if isinstance(usage, Mapping):
-        usage_tokens = _int_or_none(usage.get("completion_tokens"))
+        usage_tokens = wire.int_or_none(usage.get("completion_tokens"))
 
-    if not (content or reasoning or tool_call or finish_reason or usage_tokens is not None):
-        return None  # padding-only or empty frame
-    return Delta(
+    # A padding-only or empty frame carries nothing: None.
+    return wire.delta_or_none(
         content=content,
         reasoning=reasoning,
         tool_call=tool_call,

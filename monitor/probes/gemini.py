@@ -21,17 +21,10 @@ out of URLs (which end up in logs and exception texts).
 
 from __future__ import annotations
 
-import json
 from typing import Any, Mapping
 
-from monitor.probes.base import (
-    Delta,
-    Framing,
-    ProbeTarget,
-    RequestSpec,
-    StreamDataError,
-    WireProtocol,
-)
+from monitor.probes import wire
+from monitor.probes.base import Delta, Framing, ProbeTarget, RequestSpec, StreamDataError, WireProtocol
 from monitor.probes.framing import SSEEvent
 
 # Model families that accept `thinkingBudget: 0` (thinking off). 2.5 Pro and Gemini 3 cannot turn
@@ -41,19 +34,13 @@ from monitor.probes.framing import SSEEvent
 _THINKING_OFF_PREFIXES = ("gemini-2.5-flash",)
 
 
-def _root(target: ProbeTarget) -> str:
-    return target.base_url.rstrip("/")
-
-
 def _model_name(target: ProbeTarget) -> str:
     # The API names models `models/<id>`; accept either spelling in the config.
     return target.model.removeprefix("models/")
 
 
 def _headers(target: ProbeTarget) -> dict[str, str]:
-    if target.api_key is None or not target.api_key.reveal():
-        return {}
-    return {"x-goog-api-key": target.api_key.reveal()}
+    return wire.key_headers(target, "x-goog-api-key")
 
 
 def thinking_budget(target: ProbeTarget) -> int | None:
@@ -73,45 +60,29 @@ def build_request(target: ProbeTarget, prompt: str) -> RequestSpec:
         "contents": [{"role": "user", "parts": [{"text": prompt}]}],
         "generationConfig": generation_config,
     }
-    extra = target.options.get("extra_body")
-    if isinstance(extra, Mapping):
-        body.update(extra)
+    wire.merge_extra_body(body, target)
     return RequestSpec(
-        url=f"{_root(target)}/models/{_model_name(target)}:streamGenerateContent?alt=sse",
+        url=f"{wire.base_root(target)}/models/{_model_name(target)}:streamGenerateContent?alt=sse",
         headers={**_headers(target), "Content-Type": "application/json", "Accept": "text/event-stream"},
         json=body,
     )
 
 
 def warmup_url(target: ProbeTarget) -> str:
-    return f"{_root(target)}/models?pageSize=1"
+    return f"{wire.base_root(target)}/models?pageSize=1"
 
 
 def warmup_headers(target: ProbeTarget) -> dict[str, str]:
     return _headers(target)
 
 
-def _load(data: str) -> dict[str, Any]:
-    try:
-        obj = json.loads(data)
-    except ValueError as exc:
-        raise StreamDataError(f"invalid JSON in Gemini stream: {data[:80]!r}") from exc
-    if not isinstance(obj, dict):
-        raise StreamDataError(f"expected a JSON object, got {type(obj).__name__}")
-    return obj
-
-
-def _count(usage: Mapping[str, Any], key: str) -> int | None:
-    value = usage.get(key)
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
 def output_tokens(usage: Any) -> int | None:
     """candidatesTokenCount + thoughtsTokenCount, or None when the chunk carries neither."""
     if not isinstance(usage, Mapping):
         return None
-    counts = [c for c in (_count(usage, "candidatesTokenCount"), _count(usage, "thoughtsTokenCount")) if c is not None]
-    return sum(counts) if counts else None
+    counts = [wire.int_or_none(usage.get(key)) for key in ("candidatesTokenCount", "thoughtsTokenCount")]
+    known = [count for count in counts if count is not None]
+    return sum(known) if known else None
 
 
 def _error_text(error: Any) -> str:
@@ -127,7 +98,7 @@ def _error_text(error: Any) -> str:
 def parse_event(event: SSEEvent) -> Delta | None:
     if not event.data.strip():
         return None
-    obj = _load(event.data)
+    obj = wire.json_object(event.data, what="Gemini stream")
     if obj.get("error"):
         return Delta(error=_error_text(obj["error"]))
 
@@ -153,25 +124,20 @@ def parse_event(event: SSEEvent) -> Delta | None:
         for part in parts:
             if not isinstance(part, Mapping):
                 raise StreamDataError("a content part is not an object")
-            text = part.get("text")
-            if text is not None and not isinstance(text, str):
-                raise StreamDataError("a part's `text` is not a string")
+            text = wire.optional_text(part.get("text"), field="candidates[0].content.parts[].text")
             if part.get("thought") is True:
-                reasoning += text or ""
+                reasoning += text
             else:
-                content += text or ""
+                content += text
             tool_call = tool_call or bool(part.get("functionCall"))
         if isinstance(candidate.get("finishReason"), str):
             finish_reason = candidate["finishReason"]
 
-    usage_tokens = output_tokens(obj.get("usageMetadata"))
-    if not (content or reasoning or tool_call or finish_reason or usage_tokens is not None):
-        return None
-    return Delta(
+    return wire.delta_or_none(
         content=content,
         reasoning=reasoning,
         tool_call=tool_call,
-        usage_output_tokens=usage_tokens,
+        usage_output_tokens=output_tokens(obj.get("usageMetadata")),
         finish_reason=finish_reason,
     )
 

@@ -17,29 +17,16 @@ has no field for it).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from monitor.probes.base import (
-    Delta,
-    Framing,
-    ProbeTarget,
-    RequestSpec,
-    StreamDataError,
-    WireProtocol,
-)
-
-
-def _root(target: ProbeTarget) -> str:
-    return target.base_url.rstrip("/")
+from monitor.probes import wire
+from monitor.probes.base import Delta, Framing, ProbeTarget, RequestSpec, StreamDataError, WireProtocol
 
 
 def _auth_headers(target: ProbeTarget) -> dict[str, str]:
-    # A local server needs no key; ollama.com's API takes a Bearer token.
-    if target.api_key is None or not target.api_key.reveal():
-        return {}
-    return {"Authorization": f"Bearer {target.api_key.reveal()}"}
+    # A local server needs no key (none is sent); ollama.com's API takes a Bearer token.
+    return wire.bearer_headers(target)
 
 
 def build_request(target: ProbeTarget, prompt: str) -> RequestSpec:
@@ -58,18 +45,16 @@ def build_request(target: ProbeTarget, prompt: str) -> RequestSpec:
             del body["think"]
         else:
             body["think"] = think
-    extra = target.options.get("extra_body")
-    if isinstance(extra, Mapping):
-        body.update(extra)
+    wire.merge_extra_body(body, target)
     return RequestSpec(
-        url=f"{_root(target)}/api/chat",
+        url=f"{wire.base_root(target)}/api/chat",
         headers={**_auth_headers(target), "Content-Type": "application/json", "Accept": "application/x-ndjson"},
         json=body,
     )
 
 
 def warmup_url(target: ProbeTarget) -> str:
-    return f"{_root(target)}/api/version"
+    return f"{wire.base_root(target)}/api/version"
 
 
 def warmup_headers(target: ProbeTarget) -> dict[str, str]:
@@ -77,27 +62,11 @@ def warmup_headers(target: ProbeTarget) -> dict[str, str]:
 
 
 def _load(line: str) -> dict[str, Any]:
-    try:
-        obj = json.loads(line)
-    except ValueError as exc:
-        raise StreamDataError(f"invalid JSON line in Ollama stream: {line[:80]!r}") from exc
-    if not isinstance(obj, dict):
-        raise StreamDataError(f"expected a JSON object, got {type(obj).__name__}")
-    return obj
+    return wire.json_object(line, what="Ollama stream line")
 
 
 def _text(obj: Mapping[str, Any], key: str) -> str:
-    value = obj.get(key)
-    if value is None:
-        return ""
-    if not isinstance(value, str):
-        raise StreamDataError(f"`{key}` is {type(value).__name__}, expected a string")
-    return value
-
-
-def _count(obj: Mapping[str, Any], key: str) -> int | None:
-    value = obj.get(key)
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
+    return wire.optional_text(obj.get(key), field=key)
 
 
 def parse_event(line: str) -> Delta | None:
@@ -123,13 +92,11 @@ def parse_event(line: str) -> Delta | None:
             content=content,
             reasoning=reasoning,
             tool_call=tool_call,
-            usage_output_tokens=_count(obj, "eval_count"),
+            usage_output_tokens=wire.int_or_none(obj.get("eval_count")),
             finish_reason=done_reason if isinstance(done_reason, str) else None,
             done=True,
         )
-    if not (content or reasoning or tool_call):
-        return None
-    return Delta(content=content, reasoning=reasoning, tool_call=tool_call)
+    return wire.delta_or_none(content=content, reasoning=reasoning, tool_call=tool_call)
 
 
 @dataclass(frozen=True)
@@ -157,13 +124,13 @@ def server_metrics(line: str) -> ServerMetrics | None:
         return None
 
     def seconds(key: str) -> float | None:
-        ns = _count(obj, key)
+        ns = wire.int_or_none(obj.get(key))
         return None if ns is None else ns / 1e9
 
     return ServerMetrics(
-        eval_count=_count(obj, "eval_count"),
+        eval_count=wire.int_or_none(obj.get("eval_count")),
         eval_duration_s=seconds("eval_duration"),
-        prompt_eval_count=_count(obj, "prompt_eval_count"),
+        prompt_eval_count=wire.int_or_none(obj.get("prompt_eval_count")),
         load_duration_s=seconds("load_duration"),
         total_duration_s=seconds("total_duration"),
     )

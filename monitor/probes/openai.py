@@ -12,10 +12,10 @@ Target options (all optional):
 
 from __future__ import annotations
 
-import json
 from typing import Any, Mapping
 
-from monitor.probes.base import Delta, Framing, ProbeTarget, RequestSpec, StreamDataError, WireProtocol
+from monitor.probes import wire
+from monitor.probes.base import Delta, Framing, ProbeTarget, RequestSpec, WireProtocol
 from monitor.probes.framing import SSEEvent
 
 _MAX_TOKENS_FIELDS = ("max_tokens", "max_completion_tokens")
@@ -23,14 +23,8 @@ _MAX_TOKENS_FIELDS = ("max_tokens", "max_completion_tokens")
 _REASONING_KEYS = ("reasoning", "reasoning_content")
 
 
-def _base(target: ProbeTarget) -> str:
-    return target.base_url.rstrip("/")
-
-
 def _auth_headers(target: ProbeTarget) -> dict[str, str]:
-    if target.api_key is None or not target.api_key.reveal():
-        return {}
-    return {"authorization": f"Bearer {target.api_key.reveal()}"}
+    return wire.bearer_headers(target, header="authorization")
 
 
 def build_request(target: ProbeTarget, prompt: str) -> RequestSpec:
@@ -47,19 +41,17 @@ def build_request(target: ProbeTarget, prompt: str) -> RequestSpec:
     }
     if options.get("include_usage", True):
         body["stream_options"] = {"include_usage": True}
-    extra = options.get("extra_body")
-    if extra:
-        body.update(dict(extra))
+    wire.merge_extra_body(body, target)
     headers = {
         "content-type": "application/json",
         "accept": "text/event-stream",
         **_auth_headers(target),
     }
-    return RequestSpec(url=f"{_base(target)}/chat/completions", headers=headers, json=body)
+    return RequestSpec(url=f"{wire.base_root(target)}/chat/completions", headers=headers, json=body)
 
 
 def warmup_url(target: ProbeTarget) -> str:
-    return f"{_base(target)}/models"
+    return f"{wire.base_root(target)}/models"
 
 
 def warmup_headers(target: ProbeTarget) -> dict[str, str]:
@@ -72,12 +64,7 @@ def parse_event(event: SSEEvent) -> Delta | None:
         return None
     if data.startswith("[DONE]"):
         return Delta(done=True)
-    try:
-        chunk = json.loads(data)
-    except ValueError as exc:
-        raise StreamDataError(f"invalid JSON in event: {data[:60]!r}") from exc
-    if not isinstance(chunk, dict):
-        raise StreamDataError("event is not a JSON object")
+    chunk = wire.json_object(data, what="OpenAI stream")
 
     error = _error_text(chunk.get("error"))
     if error is None and event.event == "error":
@@ -133,8 +120,8 @@ def _usage_tokens(chunk: Mapping[str, Any]) -> int | None:
         if isinstance(holder, dict):
             usage = holder.get("usage")
             if isinstance(usage, dict):
-                tokens = usage.get("completion_tokens")
-                if isinstance(tokens, int) and not isinstance(tokens, bool):
+                tokens = wire.int_or_none(usage.get("completion_tokens"))
+                if tokens is not None:
                     return tokens
     return None
 

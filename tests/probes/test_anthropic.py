@@ -8,10 +8,10 @@ import pytest
 
 from monitor.probes.anthropic import API_VERSION, PROTOCOL, parse_event
 from monitor.probes.base import Delta, ErrorKind, ProbeTarget, Secret, StreamDataError, TokenCountSource
-from monitor.probes.engine import build_client, run_probe
+from monitor.probes.engine import run_probe
 from monitor.probes.framing import SSEEvent
 from tests.probes.test_fixtures import replay_fixture
-from tests.support.stream_server import Frame, StreamServer, json_response, sse_event, sse_stream_response
+from tests.support.stream_server import Frame, json_response, sse_event, sse_stream_response
 
 KEY = "sk-ant-test-5151"
 MODEL = "claude-haiku-4-5"
@@ -155,19 +155,13 @@ def _stream(ttft_s: float, gap_s: float, words: list[str], output_tokens: int, *
     return frames
 
 
-async def _probe(t: ProbeTarget):
-    async with build_client() as client:
-        return await run_probe(client, t)
-
-
-async def test_probe_measures_a_messages_stream():
-    with StreamServer() as srv:
-        srv.route("GET", "/v1/models", json_response(200, {"data": [], "has_more": False}))
-        srv.route("POST", "/v1/messages",
-                  sse_stream_response(_stream(0.150, 0.020, ["one", ", two", ", three", ", four"], output_tokens=11)))
-        result = await _probe(target(base_url=srv.url + "/v1"))
-        [warmup] = srv.requests_to("/v1/models")
-        [served] = srv.requests_to("/v1/messages")
+async def test_probe_measures_a_messages_stream(server, client):
+    server.route("GET", "/v1/models", json_response(200, {"data": [], "has_more": False}))
+    server.route("POST", "/v1/messages",
+                 sse_stream_response(_stream(0.150, 0.020, ["one", ", two", ", three", ", four"], output_tokens=11)))
+    result = await run_probe(client, target(base_url=server.url + "/v1"))
+    [warmup] = server.requests_to("/v1/models")
+    [served] = server.requests_to("/v1/messages")
 
     assert result.ok, result.error
     assert result.ttft_s == pytest.approx(served.ttft_truth_s(), abs=0.010)
@@ -179,22 +173,20 @@ async def test_probe_measures_a_messages_stream():
     assert served.headers["x-api-key"] == KEY and served.json["max_tokens"] == 96
 
 
-async def test_error_event_mid_stream_is_a_stream_error():
+async def test_error_event_mid_stream_is_a_stream_error(server, client):
     error = _ev("error", {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}})
     frames = _stream(0.030, 0.010, ["Hel", "lo"], output_tokens=0, end=False) + [Frame(0.010, error)]
-    with StreamServer() as srv:
-        srv.route("POST", "/v1/messages", sse_stream_response(frames))
-        result = await _probe(target(base_url=srv.url + "/v1"))
+    server.route("POST", "/v1/messages", sse_stream_response(frames))
+    result = await run_probe(client, target(base_url=server.url + "/v1"))
     assert not result.ok
     assert result.error_kind == ErrorKind.STREAM_ERROR and result.http_status == 200
     assert "overloaded_error" in result.error and "Overloaded" in result.error
 
 
-async def test_http_529_overloaded_is_rate_limited():
+async def test_http_529_overloaded_is_rate_limited(server, client):
     body = {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}, "request_id": "req_1"}
-    with StreamServer() as srv:
-        srv.route("POST", "/v1/messages", json_response(529, body, headers={"retry-after": "7"}))
-        result = await _probe(target(base_url=srv.url + "/v1"))
+    server.route("POST", "/v1/messages", json_response(529, body, headers={"retry-after": "7"}))
+    result = await run_probe(client, target(base_url=server.url + "/v1"))
     assert not result.ok
     assert result.error_kind == ErrorKind.RATE_LIMITED and result.http_status == 529
     assert result.retry_after_s == 7

@@ -8,10 +8,10 @@ import pytest
 
 from monitor.probes.base import Delta, ErrorKind, ProbeTarget, Secret, StreamDataError, TokenCountSource
 from monitor.probes.cloudflare import PROTOCOL, parse_event
-from monitor.probes.engine import build_client, run_probe
+from monitor.probes.engine import run_probe
 from monitor.probes.framing import SSEEvent
 from tests.probes.test_fixtures import replay_fixture
-from tests.support.stream_server import Frame, StreamServer, json_response, sse_event, sse_stream_response
+from tests.support.stream_server import Frame, json_response, sse_event, sse_stream_response
 
 KEY = "cf-secret-token-4242"
 MODEL = "@cf/meta/llama-3.2-1b-instruct"
@@ -148,19 +148,13 @@ def _stream(ttft_s: float, gap_s: float, words: list[str], usage_tokens: int | N
     return frames
 
 
-async def _probe(t: ProbeTarget):
-    async with build_client() as client:
-        return await run_probe(client, t)
-
-
-async def test_probe_measures_a_native_stream():
-    with StreamServer() as srv:
-        srv.route("GET", f"{AI_ROOT}/models/search", json_response(200, {"success": True, "result": []}))
-        srv.route("POST", f"{AI_ROOT}/run/{MODEL}",
-                  sse_stream_response(_stream(0.120, 0.025, ["One", ",", " two", ",", " three"], usage_tokens=9)))
-        result = await _probe(target(base_url=srv.url + AI_ROOT))
-        [warmup] = srv.requests_to(f"{AI_ROOT}/models/search")
-        [served] = srv.requests_to(f"{AI_ROOT}/run/{MODEL}")
+async def test_probe_measures_a_native_stream(server, client):
+    server.route("GET", f"{AI_ROOT}/models/search", json_response(200, {"success": True, "result": []}))
+    server.route("POST", f"{AI_ROOT}/run/{MODEL}",
+                 sse_stream_response(_stream(0.120, 0.025, ["One", ",", " two", ",", " three"], usage_tokens=9)))
+    result = await run_probe(client, target(base_url=server.url + AI_ROOT))
+    [warmup] = server.requests_to(f"{AI_ROOT}/models/search")
+    [served] = server.requests_to(f"{AI_ROOT}/run/{MODEL}")
 
     assert result.ok, result.error
     assert result.error_kind is None and result.http_status == 200
@@ -175,21 +169,19 @@ async def test_probe_measures_a_native_stream():
     assert served.json["messages"][0]["role"] == "user" and served.json["messages"][0]["content"]
 
 
-async def test_probe_without_usage_counts_deltas():
-    with StreamServer() as srv:
-        srv.route("POST", f"{AI_ROOT}/run/{MODEL}",
-                  sse_stream_response(_stream(0.050, 0.010, ["a", "b", "c"], usage_tokens=None)))
-        result = await _probe(target(base_url=srv.url + AI_ROOT))
+async def test_probe_without_usage_counts_deltas(server, client):
+    server.route("POST", f"{AI_ROOT}/run/{MODEL}",
+                 sse_stream_response(_stream(0.050, 0.010, ["a", "b", "c"], usage_tokens=None)))
+    result = await run_probe(client, target(base_url=server.url + AI_ROOT))
     assert result.ok, result.error
     assert result.output_tokens == 3 and result.token_count_source == TokenCountSource.ESTIMATE
 
 
-async def test_bad_token_envelope_is_an_auth_error():
+async def test_bad_token_envelope_is_an_auth_error(server, client):
     envelope = {"result": None, "success": False, "errors": [{"code": 10000, "message": "Authentication error"}],
                 "messages": []}
-    with StreamServer() as srv:
-        srv.route("POST", f"{AI_ROOT}/run/{MODEL}", json_response(401, envelope))
-        result = await _probe(target(base_url=srv.url + AI_ROOT))
+    server.route("POST", f"{AI_ROOT}/run/{MODEL}", json_response(401, envelope))
+    result = await run_probe(client, target(base_url=server.url + AI_ROOT))
     assert not result.ok
     assert result.error_kind == ErrorKind.AUTH_ERROR and result.http_status == 401
     assert "Authentication error" in result.error and KEY not in result.error

@@ -7,11 +7,11 @@ import json
 import pytest
 
 from monitor.probes.base import Delta, ErrorKind, ProbeTarget, Secret, StreamDataError, TokenCountSource
-from monitor.probes.engine import build_client, run_probe
+from monitor.probes.engine import run_probe
 from monitor.probes.framing import SSEEvent
 from monitor.probes.gemini import PROTOCOL, output_tokens, parse_event, thinking_budget
 from tests.probes.test_fixtures import replay_fixture
-from tests.support.stream_server import Frame, StreamServer, json_response, sse_event, sse_stream_response
+from tests.support.stream_server import Frame, json_response, sse_event, sse_stream_response
 
 KEY = "AIza-test-key-777"
 MODEL = "gemini-2.5-flash"
@@ -169,24 +169,18 @@ def _chunk(text: str, *, candidates_tokens: int | None = None, finish: str | Non
     return sse_event({"candidates": [candidate], "usageMetadata": usage, "modelVersion": MODEL})
 
 
-async def _probe(t: ProbeTarget):
-    async with build_client() as client:
-        return await run_probe(client, t)
-
-
-async def test_probe_measures_a_stream_that_ends_at_eof():
+async def test_probe_measures_a_stream_that_ends_at_eof(server, client):
     frames = [
         Frame(0.100, _chunk("One,"), token=True),
         Frame(0.030, _chunk(" two,"), token=True),
         Frame(0.030, _chunk(" three."), token=True),
         Frame(0.030, _chunk(" Four.", candidates_tokens=13, finish="STOP"), token=True),
     ]
-    with StreamServer() as srv:
-        srv.route("GET", "/v1beta/models", json_response(200, {"models": []}))
-        srv.route("POST", PATH, sse_stream_response(frames))
-        result = await _probe(target(base_url=srv.url + "/v1beta"))
-        [warmup] = srv.requests_to("/v1beta/models")
-        [served] = srv.requests_to(PATH)
+    server.route("GET", "/v1beta/models", json_response(200, {"models": []}))
+    server.route("POST", PATH, sse_stream_response(frames))
+    result = await run_probe(client, target(base_url=server.url + "/v1beta"))
+    [warmup] = server.requests_to("/v1beta/models")
+    [served] = server.requests_to(PATH)
 
     assert result.ok, result.error
     assert result.ttft_s == pytest.approx(served.ttft_truth_s(), abs=0.010)
@@ -199,24 +193,22 @@ async def test_probe_measures_a_stream_that_ends_at_eof():
     assert served.json["generationConfig"]["maxOutputTokens"] == 80
 
 
-async def test_http_429_resource_exhausted_is_rate_limited():
+async def test_http_429_resource_exhausted_is_rate_limited(server, client):
     body = {"error": {"code": 429, "message": "Resource has been exhausted (e.g. check quota).",
                       "status": "RESOURCE_EXHAUSTED",
                       "details": [{"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "37s"}]}}
-    with StreamServer() as srv:
-        srv.route("POST", PATH, json_response(429, body))
-        result = await _probe(target(base_url=srv.url + "/v1beta"))
+    server.route("POST", PATH, json_response(429, body))
+    result = await run_probe(client, target(base_url=server.url + "/v1beta"))
     assert not result.ok
     assert result.error_kind == ErrorKind.RATE_LIMITED and result.http_status == 429
     assert "Resource has been exhausted" in result.error and KEY not in result.error
 
 
-async def test_error_chunk_mid_stream_is_a_stream_error():
+async def test_error_chunk_mid_stream_is_a_stream_error(server, client):
     error = sse_event({"error": {"code": 500, "message": "Internal error encountered.", "status": "INTERNAL"}})
     frames = [Frame(0.020, _chunk("One,"), token=True), Frame(0.010, error)]
-    with StreamServer() as srv:
-        srv.route("POST", PATH, sse_stream_response(frames))
-        result = await _probe(target(base_url=srv.url + "/v1beta"))
+    server.route("POST", PATH, sse_stream_response(frames))
+    result = await run_probe(client, target(base_url=server.url + "/v1beta"))
     assert not result.ok
     assert result.error_kind == ErrorKind.STREAM_ERROR
     assert "Internal error encountered." in result.error

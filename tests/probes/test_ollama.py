@@ -7,10 +7,10 @@ import json
 import pytest
 
 from monitor.probes.base import Delta, ErrorKind, ProbeTarget, Secret, StreamDataError, TokenCountSource
-from monitor.probes.engine import build_client, run_probe
+from monitor.probes.engine import run_probe
 from monitor.probes.ollama import PROTOCOL, parse_event, server_metrics
 from tests.probes.test_fixtures import read_fixture, replay_fixture
-from tests.support.stream_server import Frame, ScriptedResponse, StreamServer, json_response
+from tests.support.stream_server import Frame, ScriptedResponse, json_response
 
 MODEL = "llama3.2:1b"
 
@@ -164,21 +164,15 @@ def _ndjson(frames: list[Frame]) -> ScriptedResponse:
     return ScriptedResponse(status=200, headers={"content-type": "application/x-ndjson"}, frames=frames)
 
 
-async def _probe(t: ProbeTarget):
-    async with build_client() as client:
-        return await run_probe(client, t)
-
-
-async def test_probe_measures_an_ndjson_stream():
+async def test_probe_measures_an_ndjson_stream(server, client):
     frames = [Frame(0.090 if i == 0 else 0.015, _line(_content(w)), token=True)
               for i, w in enumerate(["One", ",", " two", ",", " three"])]
     frames.append(Frame(0.0, _line(_done(eval_count=6))))
-    with StreamServer() as srv:
-        srv.route("GET", "/api/version", json_response(200, {"version": "0.12.0"}))
-        srv.route("POST", "/api/chat", _ndjson(frames))
-        result = await _probe(target(base_url=srv.url))
-        [warmup] = srv.requests_to("/api/version")
-        [served] = srv.requests_to("/api/chat")
+    server.route("GET", "/api/version", json_response(200, {"version": "0.12.0"}))
+    server.route("POST", "/api/chat", _ndjson(frames))
+    result = await run_probe(client, target(base_url=server.url))
+    [warmup] = server.requests_to("/api/version")
+    [served] = server.requests_to("/api/chat")
 
     assert result.ok, result.error
     assert result.ttft_s == pytest.approx(served.ttft_truth_s(), abs=0.010)
@@ -189,31 +183,28 @@ async def test_probe_measures_an_ndjson_stream():
     assert served.json["options"] == {"num_predict": 48, "temperature": 0} and served.json["think"] is False
 
 
-async def test_done_line_without_eval_count_falls_back_to_counting():
+async def test_done_line_without_eval_count_falls_back_to_counting(server, client):
     frames = [Frame(0.020, _line(_content("a")), token=True), Frame(0.010, _line(_content("b")), token=True),
               Frame(0.0, _line(_done(eval_count=None)))]
-    with StreamServer() as srv:
-        srv.route("POST", "/api/chat", _ndjson(frames))
-        result = await _probe(target(base_url=srv.url))
+    server.route("POST", "/api/chat", _ndjson(frames))
+    result = await run_probe(client, target(base_url=server.url))
     assert result.ok, result.error
     assert result.output_tokens == 2 and result.token_count_source == TokenCountSource.ESTIMATE
 
 
-async def test_error_line_mid_stream_is_a_stream_error():
+async def test_error_line_mid_stream_is_a_stream_error(server, client):
     frames = [Frame(0.020, _line(_content("Yes")), token=True),
               Frame(0.010, _line({"error": "an error was encountered while running the model"}))]
-    with StreamServer() as srv:
-        srv.route("POST", "/api/chat", _ndjson(frames))
-        result = await _probe(target(base_url=srv.url))
+    server.route("POST", "/api/chat", _ndjson(frames))
+    result = await run_probe(client, target(base_url=server.url))
     assert not result.ok
     assert result.error_kind == ErrorKind.STREAM_ERROR and result.http_status == 200
     assert "an error was encountered while running the model" in result.error
     assert result.ttft_s is not None  # the token before the error was still seen
 
 
-async def test_stream_cut_before_done_is_a_stream_error():
+async def test_stream_cut_before_done_is_a_stream_error(server, client):
     frames = [Frame(0.020, _line(_content("Yes")), token=True)]
-    with StreamServer() as srv:
-        srv.route("POST", "/api/chat", _ndjson(frames))  # ends cleanly but without done:true
-        result = await _probe(target(base_url=srv.url))
+    server.route("POST", "/api/chat", _ndjson(frames))  # ends cleanly but without done:true
+    result = await run_probe(client, target(base_url=server.url))
     assert not result.ok and result.error_kind == ErrorKind.STREAM_ERROR
