@@ -1,0 +1,1 @@
+"""Smoke tests of the on-demand benchmarks (tiny configurations: report structure, not speed)."""
