@@ -14,6 +14,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.middleware.gzip import GZipMiddleware
 from prometheus_client import CollectorRegistry
 
+from api.caching import RenderedBodies
 from api.deps import AdminHooks, LiveView, Readiness, admin_token_of
 from api.middleware import InternalErrorMiddleware, ResponseHeadersMiddleware
 from api.routes import admin as admin_routes
@@ -46,6 +47,7 @@ def create_app(
     app.state.settings = settings
     app.state.store = store
     app.state.live = live
+    app.state.rendered = RenderedBodies()
     app.state.registry = registry
     app.state.readiness = readiness
     app.state.admin = admin

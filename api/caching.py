@@ -8,6 +8,7 @@ validator must differ between content codings); `If-None-Match` accepts either f
 from __future__ import annotations
 
 import hashlib
+from typing import Callable
 
 from fastapi import Request, Response
 from pydantic import BaseModel
@@ -43,10 +44,35 @@ def matching_tag(if_none_match: str | None, etag: str) -> str | None:
     return None
 
 
+class RenderedBodies:
+    """Serialised bodies (and their ETags) of live figures, keyed by the IDENTITY of the immutable
+    figures objects they were rendered from. Live figures are replaced, never mutated, when they
+    change, so a request re-serialises and re-hashes nothing until its figures object changes."""
+
+    def __init__(self) -> None:
+        self._entries: dict[str, tuple[tuple[object, ...], bytes, str]] = {}
+
+    def get(self, key: str, sources: tuple[object, ...], render: Callable[[], BaseModel]) -> tuple[bytes, str]:
+        entry = self._entries.get(key)
+        if entry is not None and len(entry[0]) == len(sources) and all(
+            cached is current for cached, current in zip(entry[0], sources)
+        ):
+            return entry[1], entry[2]
+        body = render().model_dump_json().encode()
+        etag = strong_etag(body)
+        # Keeping `sources` referenced also keeps their identities from being reused.
+        self._entries[key] = (sources, body, etag)
+        return body, etag
+
+
 def cached_json(request: Request, payload: BaseModel, *, max_age_s: int) -> Response:
     """Serialise `payload` and answer 200 with validators, or 304 when the client is current."""
     body = payload.model_dump_json().encode()
-    etag = strong_etag(body)
+    return json_with_validators(request, body, strong_etag(body), max_age_s=max_age_s)
+
+
+def json_with_validators(request: Request, body: bytes, etag: str, *, max_age_s: int) -> Response:
+    """Answer 200 with `body` and its validators, or 304 when the client already has it."""
     headers = {
         "Cache-Control": f"public, max-age={max_age_s}",
         "Vary": "Accept-Encoding",

@@ -14,6 +14,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
 
+from api.caching import RenderedBodies
 from monitor.stats import ModelLive
 from monitor.store import Store
 
@@ -77,6 +78,10 @@ def get_live(request: Request) -> LiveView:
     return _state(request).live
 
 
+def get_rendered(request: Request) -> RenderedBodies:
+    return _state(request).rendered
+
+
 def get_registry(request: Request) -> CollectorRegistry:
     return _state(request).registry
 
@@ -95,6 +100,7 @@ def get_admin_hooks(request: Request) -> AdminHooks:
 SettingsDep = Annotated[Any, Depends(get_settings)]
 StoreDep = Annotated[Store, Depends(get_store)]
 LiveDep = Annotated[LiveView, Depends(get_live)]
+RenderedDep = Annotated[RenderedBodies, Depends(get_rendered)]
 RegistryDep = Annotated[CollectorRegistry, Depends(get_registry)]
 ReadinessDep = Annotated[Readiness, Depends(get_readiness)]
 AdminHooksDep = Annotated[AdminHooks, Depends(get_admin_hooks)]

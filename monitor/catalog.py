@@ -32,6 +32,8 @@ Secrets: the file holds only environment variable NAMES. A key-like field (`api_
 
 from __future__ import annotations
 
+import functools
+
 import copy
 import math
 import re
@@ -319,7 +321,12 @@ class Catalog(_Frozen):
     models: tuple[ModelConfig, ...]
 
     def find(self, model_id: str) -> ModelConfig | None:
-        return next((m for m in self.models if m.id == model_id), None)
+        # Called on every API request: a dict built once, not a scan of thousands of models.
+        return self._by_id.get(model_id)
+
+    @functools.cached_property
+    def _by_id(self) -> dict[str, ModelConfig]:
+        return {model.id: model for model in self.models}
 
     def endpoints(self) -> Iterator[tuple[ModelConfig, EndpointConfig]]:
         """Every (model, endpoint) pair, in file order."""

@@ -19,6 +19,9 @@ from monitor.stats import EndpointLive, ModelLive, ProbeSample, endpoint_live, m
 from monitor.store import Store
 
 
+NEVER = datetime.max.replace(tzinfo=timezone.utc)
+
+
 def _utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -49,6 +52,8 @@ class LiveFigures:
         self._clock = clock
         self._samples: dict[tuple[str, str], deque[ProbeSample]] = {}
         self._live: dict[str, ModelLive] = {}
+        # When each model's figures next change by the passage of time alone (see _due_at).
+        self._due: dict[str, datetime] = {}
         self._cursor: int | None = None  # follow(): id of the newest stored probe applied
         self.set_catalog(catalog)
 
@@ -70,7 +75,8 @@ class LiveFigures:
         self._cursor = None  # new endpoints need their window: the next follow() loads it all
         keep = {(m.id, e.provider) for m, e in catalog.endpoints()}
         self._samples = {key: self._samples.get(key, deque()) for key in keep}
-        self.recompute()
+        self._due = {}
+        self.recompute(force=True)
 
     def add(self, model_id: str, provider: str, result: ProbeResult) -> ModelLive | None:
         """Record a finished probe; returns the model's new figures (None if not in the catalog)."""
@@ -97,13 +103,17 @@ class LiveFigures:
             await self.load(store)
             self._cursor = cursor
             return
+        touched: set[str] = set()
         while True:
             rows = await store.samples_after(self._cursor, page)
             for row_id, model_id, provider, sample in rows:
-                self._add_sample(model_id, provider, sample)
+                if self._add_sample(model_id, provider, sample):
+                    touched.add(model_id)
                 self._cursor = row_id
             if len(rows) < page:
                 break
+        for model_id in touched:
+            self._recompute_model(model_id)
         self.recompute()
 
     async def load(self, store: Store) -> None:
@@ -112,11 +122,22 @@ class LiveFigures:
         for key in self._samples:
             rows = await store.window_samples(key[0], key[1], since)
             self._samples[key] = deque(sorted(rows, key=lambda s: s.started_at, reverse=True))
-        self.recompute()
+        self.recompute(force=True)
 
-    def recompute(self) -> None:
+    def recompute(self, *, force: bool = False) -> list[ModelLive]:
+        """Refresh figures that time alone has changed (all of them with `force`).
+
+        Returns the models recomputed. Cheap when nothing is due: one comparison per model, so a
+        catalog of thousands of endpoints is not re-derived every few seconds."""
+        now = self._clock()
+        changed = []
         for model in self._catalog.models:
-            self._recompute_model(model.id)
+            due = self._due.get(model.id)
+            if force or due is None or due <= now:
+                live = self._recompute_model(model.id)
+                if live is not None:
+                    changed.append(live)
+        return changed
 
     def _recompute_model(self, model_id: str) -> ModelLive | None:
         model = self._catalog.find(model_id)
@@ -142,4 +163,21 @@ class LiveFigures:
             model.id, [e.provider for e in model.endpoints], lives, window_s=self._window_s
         )
         self._live[model.id] = live
+        self._due[model.id] = self._due_at(model, now)
         return live
+
+    def _due_at(self, model: ModelConfig, now: datetime) -> datetime:
+        """The first moment the model's figures can change with no new probe: an endpoint's
+        newest probe passing 2 intervals (activity lapses) or its oldest sample leaving the
+        window (medians, uptime and samples change). Earlier is harmless, later would be wrong."""
+        horizon = NEVER  # no samples: nothing changes until a probe lands (add/follow recompute)
+        for endpoint in model.endpoints:
+            samples = self._samples[(model.id, endpoint.provider)]
+            if not samples:
+                continue
+            lapse = samples[0].started_at + timedelta(seconds=2 * self._interval_of(endpoint))
+            evict = samples[-1].started_at + timedelta(seconds=self._window_s)
+            for moment in (lapse, evict):
+                if now < moment < horizon:
+                    horizon = moment
+        return horizon

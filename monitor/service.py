@@ -194,8 +194,7 @@ class Service:
         """Activity decays with time (2 intervals without a probe): refresh figures periodically."""
         while True:
             await asyncio.sleep(LIVE_RECOMPUTE_S)
-            self.live.recompute()
-            for _, model_live in self.live.models():
+            for model_live in self.live.recompute():
                 self.metrics.set_model_live(model_live)
 
     async def _reload_from_db_loop(self) -> None:

@@ -10,8 +10,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request, Response, status
 
-from api.caching import cached_json
-from api.deps import LiveDep, SettingsDep, StoreDep
+from api.caching import cached_json, json_with_validators
+from api.deps import LiveDep, RenderedDep, SettingsDep, StoreDep
 from api.schemas import ErrorOut, ModelListOut, ModelLiveOut, ModelOut, ProbeListOut, ProbeResultOut
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
@@ -35,14 +35,16 @@ def unknown_model(model_id: str) -> HTTPException:
 
 
 @router.get("", response_model=ModelListOut, responses=CACHED, summary="Every model with its live figures")
-async def list_models(request: Request, live: LiveDep, settings: SettingsDep) -> Response:
-    payload = ModelListOut(
-        data=[
-            ModelOut(id=model.id, name=model.name, live=ModelLiveOut.of(figures))
-            for model, figures in live.models()
-        ]
+async def list_models(request: Request, live: LiveDep, settings: SettingsDep, rendered: RenderedDep) -> Response:
+    models = live.models()
+    body, etag = rendered.get(
+        "models",
+        tuple(item for pair in models for item in pair),
+        lambda: ModelListOut(
+            data=[ModelOut(id=m.id, name=m.name, live=ModelLiveOut.of(figures)) for m, figures in models]
+        ),
     )
-    return cached_json(request, payload, max_age_s=_max_age(settings))
+    return json_with_validators(request, body, etag, max_age_s=_max_age(settings))
 
 
 @router.get(
@@ -76,8 +78,11 @@ async def list_probes(
     responses={**NOT_FOUND, **CACHED},
     summary="A model's live figures",
 )
-async def model_live(request: Request, model_id: ModelIdPath, live: LiveDep, settings: SettingsDep) -> Response:
+async def model_live(
+    request: Request, model_id: ModelIdPath, live: LiveDep, settings: SettingsDep, rendered: RenderedDep
+) -> Response:
     figures = live.model(model_id)
     if figures is None:
         raise unknown_model(model_id)
-    return cached_json(request, ModelLiveOut.of(figures), max_age_s=_max_age(settings))
+    body, etag = rendered.get(f"live:{model_id}", (figures,), lambda: ModelLiveOut.of(figures))
+    return json_with_validators(request, body, etag, max_age_s=_max_age(settings))

@@ -1,0 +1,117 @@
+"""LiveFigures: figures follow probes at once, lapse with time, and follow the database by id."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from monitor.catalog import parse_catalog
+from monitor.live import LiveFigures, sample_of
+from tests.service.conftest import result
+
+T = datetime(2026, 11, 24, 12, 0, tzinfo=timezone.utc)
+CONFIG = """
+models:
+  - id: m1
+    name: M1
+    endpoints:
+      - {provider: A, protocol: openai, base_url: "http://127.0.0.1:9/v1", model: x}
+      - {provider: B, protocol: openai, base_url: "http://127.0.0.1:9/v1", model: x}
+  - id: m2
+    name: M2
+    endpoints:
+      - {provider: A, protocol: openai, base_url: "http://127.0.0.1:9/v1", model: x}
+"""
+
+
+class Clock:
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def at(seconds: float, *, ok: bool = True):
+    r = result(ok=ok)
+    r.started_at = T + timedelta(seconds=seconds)
+    return r
+
+
+def figures(clock: Clock, interval_s: float = 60, window_s: float = 3600) -> LiveFigures:
+    return LiveFigures(parse_catalog(CONFIG, source="t"), window_s=window_s,
+                       interval_of=lambda e: interval_s, clock=clock)
+
+
+def test_a_probe_updates_its_model_at_once():
+    clock = Clock(T + timedelta(seconds=1))
+    live = figures(clock)
+    assert live.model("m1").active_endpoints == 0 and live.model("m1").best_ttft_ms is None
+    updated = live.add("m1", "A", at(0))
+    assert updated is live.model("m1")
+    assert (updated.active_endpoints, updated.total_endpoints, updated.best_ttft_ms) == (1, 2, 100.0)
+    assert live.model("m2").active_endpoints == 0
+    assert live.add("m9", "A", at(0)) is None  # not in the catalog: ignored
+    assert [m.id for m, _ in live.models()] == ["m1", "m2"]
+    assert live.providers("m1") == ("A", "B") and live.providers("nope") is None
+
+
+def test_activity_lapses_after_two_intervals_and_only_due_models_are_recomputed():
+    clock = Clock(T + timedelta(seconds=1))
+    live = figures(clock, interval_s=60)
+    live.add("m1", "A", at(0))
+    clock.now = T + timedelta(seconds=30)
+    assert live.recompute() == []  # nothing can have changed yet: no work
+    clock.now = T + timedelta(seconds=121)
+    changed = live.recompute()
+    assert [m.model for m in changed] == ["m1"]
+    assert changed[0].active_endpoints == 0
+    assert changed[0].best_ttft_ms == 100.0  # still shown: data in the window, none active
+
+
+def test_samples_leave_the_window():
+    clock = Clock(T + timedelta(seconds=1))
+    live = figures(clock, interval_s=60, window_s=600)
+    live.add("m1", "A", at(0))
+    live.add("m1", "A", at(500, ok=False))
+    clock.now = T + timedelta(seconds=601)
+    (m1,) = live.recompute()
+    endpoint = m1.endpoints[0]
+    assert endpoint.samples == 1 and endpoint.uptime == 0.0 and endpoint.ttft_ms_p50 is None
+
+
+class FollowStore:
+    """The two read verbs follow() uses, over a list of rows with ids."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[int, str, str, object]] = []
+
+    def insert(self, model_id: str, provider: str, r) -> None:
+        self.rows.append((len(self.rows) + 1, model_id, provider, sample_of(r)))
+
+    async def max_result_id(self) -> int:
+        return len(self.rows)
+
+    async def window_samples(self, model_id, provider, since):
+        return [s for _, m, p, s in self.rows if (m, p) == (model_id, provider) and s.started_at >= since]
+
+    async def samples_after(self, after_id, limit):
+        return [row for row in self.rows if row[0] > after_id][:limit]
+
+
+async def test_follow_loads_once_then_applies_only_new_rows():
+    clock = Clock(T + timedelta(seconds=100))
+    store = FollowStore()
+    store.insert("m1", "A", at(0))
+    live = figures(clock)
+    await live.follow(store)
+    assert live.model("m1").endpoints[0].samples == 1
+    store.insert("m1", "A", at(10))
+    store.insert("m1", "B", at(11, ok=False))
+    store.insert("m2", "A", at(12))
+    await live.follow(store, page=2)  # two pages
+    m1 = live.model("m1")
+    assert [e.samples for e in m1.endpoints] == [2, 1]
+    assert m1.endpoints[1].last_error_kind == "http_error"
+    assert live.model("m2").active_endpoints == 1
+    await live.follow(store)  # nothing new: nothing changes, no duplicates
+    assert [e.samples for e in live.model("m1").endpoints] == [2, 1]
