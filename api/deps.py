@@ -62,35 +62,39 @@ class AdminHooks(Protocol):
 Readiness = Callable[[], Awaitable[dict[str, Any]]]
 
 
+# Dependencies are `async def` on purpose: FastAPI runs plain `def` dependencies in a worker
+# thread, which would cost a thread hop per dependency on every request.
+
+
 def _state(request: Request) -> Any:
     return request.app.state
 
 
-def get_settings(request: Request) -> Any:
+async def get_settings(request: Request) -> Any:
     return _state(request).settings
 
 
-def get_store(request: Request) -> Store:
+async def get_store(request: Request) -> Store:
     return _state(request).store
 
 
-def get_live(request: Request) -> LiveView:
+async def get_live(request: Request) -> LiveView:
     return _state(request).live
 
 
-def get_rendered(request: Request) -> RenderedBodies:
+async def get_rendered(request: Request) -> RenderedBodies:
     return _state(request).rendered
 
 
-def get_registry(request: Request) -> CollectorRegistry:
+async def get_registry(request: Request) -> CollectorRegistry:
     return _state(request).registry
 
 
-def get_readiness(request: Request) -> Readiness:
+async def get_readiness(request: Request) -> Readiness:
     return _state(request).readiness
 
 
-def get_admin_hooks(request: Request) -> AdminHooks:
+async def get_admin_hooks(request: Request) -> AdminHooks:
     hooks = _state(request).admin
     if hooks is None:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "admin operations are not available")
@@ -109,7 +113,7 @@ AdminHooksDep = Annotated[AdminHooks, Depends(get_admin_hooks)]
 _bearer = HTTPBearer(auto_error=False, description="Bearer <admin token>")
 
 
-def require_admin(
+async def require_admin(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> None:
