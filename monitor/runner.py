@@ -21,7 +21,8 @@ from monitor.catalog import EndpointConfig, ModelConfig
 from monitor.live import LiveFigures
 from monitor.metrics import Metrics
 from monitor.probes.base import ProbeResult, ProbeTarget
-from monitor.probes.engine import LoopLagMonitor, run_probe
+from monitor.probes.engine import run_probe
+from monitor.probes.meters import LoopLagMonitor
 from monitor.store import Store, StoreError, StoreUnavailableError
 
 log = logging.getLogger(__name__)

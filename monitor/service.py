@@ -22,7 +22,8 @@ from api.app import create_app
 from monitor.catalog import Catalog, CatalogError, EndpointConfig, catalog_warnings, load_catalog
 from monitor.live import LiveFigures
 from monitor.metrics import Metrics, build_metrics
-from monitor.probes.engine import LoopLagMonitor, build_client
+from monitor.probes.meters import LoopLagMonitor
+from monitor.probes.transport import build_client
 from monitor.runner import ResultBuffer, Runner
 from monitor.scheduler import ProbeScheduler
 from monitor.settings import Settings

@@ -22,8 +22,8 @@ from monitor.probes.base import (
 _LAZY = {
     "PROTOCOLS": "monitor.probes.registry",
     "run_probe": "monitor.probes.engine",
-    "build_client": "monitor.probes.engine",
-    "LoopLagMonitor": "monitor.probes.engine",
+    "build_client": "monitor.probes.transport",
+    "LoopLagMonitor": "monitor.probes.meters",
 }
 
 

@@ -109,7 +109,9 @@ def target_from_args(args: argparse.Namespace, environ: Mapping[str, str]) -> Pr
 
 
 async def probe_once(target: ProbeTarget) -> ProbeResult:
-    from monitor.probes.engine import LoopLagMonitor, build_client, run_probe
+    from monitor.probes.engine import run_probe
+    from monitor.probes.meters import LoopLagMonitor
+    from monitor.probes.transport import build_client
 
     async with build_client() as client, LoopLagMonitor() as lag:
         return await run_probe(client, target, lag_monitor=lag)

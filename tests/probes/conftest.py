@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from monitor.probes.engine import build_client
+from monitor.probes.transport import build_client
 from tests.support.stream_server import StreamServer
 
 

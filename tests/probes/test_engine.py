@@ -13,7 +13,9 @@ import time
 import pytest
 
 from monitor.probes.base import CONTRACT_FIELDS, ProbeTarget, Secret, TokenCountSource
-from monitor.probes.engine import LoopLagMonitor, build_client, build_prompt, run_probe
+from monitor.probes.engine import build_prompt, run_probe
+from monitor.probes.meters import LoopLagMonitor
+from monitor.probes.transport import build_client
 from tests.support.stream_server import (
     Frame,
     ScriptedResponse,
