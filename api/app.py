@@ -14,7 +14,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.middleware.gzip import GZipMiddleware
 from prometheus_client import CollectorRegistry
 
-from api.caching import RenderedBodies
+from api.caching import RenderedBodies, max_age_of
 from api.deps import AdminHooks, LiveView, Readiness, admin_token_of
 from api.middleware import InternalErrorMiddleware, ResponseHeadersMiddleware
 from api.routes import admin as admin_routes
@@ -47,11 +47,12 @@ def create_app(
     app.state.settings = settings
     app.state.store = store
     app.state.live = live
-    app.state.rendered = RenderedBodies()
+    app.state.rendered = RenderedBodies(max_age_s=max_age_of(settings))
     app.state.registry = registry
     app.state.readiness = readiness
     app.state.admin = admin
 
+    app.router.routes.extend(models.FAST_ROUTES)  # first: they shadow their documented twins
     app.include_router(models.router)
     app.include_router(health.router)
     if admin_token_of(settings) is not None:

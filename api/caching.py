@@ -8,6 +8,7 @@ validator must differ between content codings); `If-None-Match` accepts either f
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from typing import Callable
 
 from fastapi import Request, Response
@@ -44,41 +45,76 @@ def matching_tag(if_none_match: str | None, etag: str) -> str | None:
     return None
 
 
+@dataclass(frozen=True)
+class Rendered:
+    """A serialised body with its strong ETag and the raw headers of its 200 response."""
+
+    body: bytes
+    etag: str
+    raw_headers: tuple[tuple[bytes, bytes], ...]
+
+
 class RenderedBodies:
     """Serialised bodies (and their ETags) of live figures, keyed by the IDENTITY of the immutable
     figures objects they were rendered from. Live figures are replaced, never mutated, when they
-    change, so a request re-serialises and re-hashes nothing until its figures object changes."""
+    change, so a request re-serialises, re-hashes and re-encodes headers for nothing until its
+    figures object changes."""
 
-    def __init__(self) -> None:
-        self._entries: dict[str, tuple[tuple[object, ...], bytes, str]] = {}
+    def __init__(self, *, max_age_s: int) -> None:
+        self._max_age_s = max_age_s
+        self._entries: dict[str, tuple[tuple[object, ...], Rendered]] = {}
 
-    def get(self, key: str, sources: tuple[object, ...], render: Callable[[], BaseModel]) -> tuple[bytes, str]:
+    def get(self, key: str, sources: tuple[object, ...], render: Callable[[], BaseModel]) -> Rendered:
         entry = self._entries.get(key)
         if entry is not None and len(entry[0]) == len(sources) and all(
             cached is current for cached, current in zip(entry[0], sources)
         ):
-            return entry[1], entry[2]
+            return entry[1]
         body = render().model_dump_json().encode()
         etag = strong_etag(body)
+        headers = {"content-type": "application/json", "content-length": str(len(body)), "etag": etag}
+        headers.update(validator_headers(self._max_age_s))
+        rendered = Rendered(
+            body, etag, tuple((k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items())
+        )
         # Keeping `sources` referenced also keeps their identities from being reused.
-        self._entries[key] = (sources, body, etag)
-        return body, etag
+        self._entries[key] = (sources, rendered)
+        return rendered
+
+    def respond(self, request: Request, rendered: Rendered) -> Response:
+        """200 with the prebuilt headers, or 304 when the client already holds this body."""
+        matched = matching_tag(request.headers.get("if-none-match"), rendered.etag)
+        if matched is not None:
+            return not_modified(matched, self._max_age_s)
+        response = Response.__new__(Response)  # skip per-request header encoding
+        response.status_code = 200
+        response.body = rendered.body
+        response.background = None
+        response.raw_headers = list(rendered.raw_headers)
+        return response
+
+
+DEFAULT_CACHE_MAX_AGE_S = 60
+
+
+def max_age_of(settings: object) -> int:
+    return int(getattr(settings, "cache_max_age_s", DEFAULT_CACHE_MAX_AGE_S))
+
+
+def validator_headers(max_age_s: int) -> dict[str, str]:
+    return {"Cache-Control": f"public, max-age={max_age_s}", "Vary": "Accept-Encoding"}
+
+
+def not_modified(client_tag: str, max_age_s: int) -> Response:
+    # A 304 carries the validator of the representation the client holds.
+    return Response(status_code=304, headers={**validator_headers(max_age_s), "ETag": client_tag})
 
 
 def cached_json(request: Request, payload: BaseModel, *, max_age_s: int) -> Response:
     """Serialise `payload` and answer 200 with validators, or 304 when the client is current."""
     body = payload.model_dump_json().encode()
-    return json_with_validators(request, body, strong_etag(body), max_age_s=max_age_s)
-
-
-def json_with_validators(request: Request, body: bytes, etag: str, *, max_age_s: int) -> Response:
-    """Answer 200 with `body` and its validators, or 304 when the client already has it."""
-    headers = {
-        "Cache-Control": f"public, max-age={max_age_s}",
-        "Vary": "Accept-Encoding",
-    }
+    etag = strong_etag(body)
     matched = matching_tag(request.headers.get("if-none-match"), etag)
     if matched is not None:
-        # A 304 carries the validator of the representation the client holds.
-        return Response(status_code=304, headers={**headers, "ETag": matched})
-    return Response(body, media_type="application/json", headers={**headers, "ETag": etag})
+        return not_modified(matched, max_age_s)
+    return Response(body, media_type="application/json", headers={**validator_headers(max_age_s), "ETag": etag})

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 
-from starlette.datastructures import MutableHeaders
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -55,34 +54,48 @@ class ResponseHeadersMiddleware(_HTTPMiddleware):
     async def handle_http(self, scope: Scope, receive: Receive, send: Send) -> None:
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                harden(MutableHeaders(scope=message))
+                harden(message)
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
 
 
-def harden(headers: MutableHeaders) -> None:
-    for name, value in SECURITY_HEADERS.items():
-        headers.setdefault(name, value)
-    is_html = headers.get("content-type", "").startswith("text/html")
-    headers.setdefault("Content-Security-Policy", DOCS_CSP if is_html else JSON_CSP)
-    etag = headers.get("etag")
-    if (
-        etag is not None
-        and headers.get("content-encoding") == "gzip"
-        and etag.startswith('"')
-        and etag.endswith('"')
-    ):
-        headers["ETag"] = gzip_variant(etag)
-    vary = headers.getlist("vary")
-    if vary:
+_SECURITY_RAW = [(name.lower().encode(), value.encode()) for name, value in SECURITY_HEADERS.items()]
+_JSON_CSP_RAW = JSON_CSP.encode()
+_DOCS_CSP_RAW = DOCS_CSP.encode()
+
+
+def harden(message: Message) -> None:
+    """Add the security headers to a response start message, in one pass over its raw headers
+    (this runs on every response, the hot live-figures path included)."""
+    raw = list(message.get("headers", ()))
+    message["headers"] = raw
+    present: dict[bytes, bytes] = {}
+    vary: list[bytes] = []
+    for name, value in raw:
+        name = name.lower()
+        present.setdefault(name, value)
+        if name == b"vary":
+            vary.append(value)
+    for name, value in _SECURITY_RAW:
+        if name not in present:
+            raw.append((name, value))
+    if b"content-security-policy" not in present:
+        is_html = present.get(b"content-type", b"").startswith(b"text/html")
+        raw.append((b"content-security-policy", _DOCS_CSP_RAW if is_html else _JSON_CSP_RAW))
+    etag = present.get(b"etag")
+    if etag and present.get(b"content-encoding") == b"gzip" and etag[:1] == b'"' and etag[-1:] == b'"':
+        tagged = gzip_variant(etag.decode("latin-1")).encode("latin-1")
+        raw[:] = [(n, tagged if n.lower() == b"etag" else v) for n, v in raw]
+    if len(vary) > 1 or (vary and b"," in vary[0]):
         tokens: list[str] = []
         for value in vary:
-            for token in value.split(","):
+            for token in value.decode("latin-1").split(","):
                 token = token.strip()
                 if token and token.lower() not in {t.lower() for t in tokens}:
                     tokens.append(token)
-        headers["Vary"] = ", ".join(tokens)
+        raw[:] = [(n, v) for n, v in raw if n.lower() != b"vary"]
+        raw.append((b"vary", ", ".join(tokens).encode("latin-1")))
 
 
 class InternalErrorMiddleware(_HTTPMiddleware):

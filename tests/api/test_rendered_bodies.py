@@ -12,7 +12,7 @@ class Out(BaseModel):
 
 
 def test_body_is_rendered_once_per_source_identity():
-    cache = RenderedBodies()
+    cache = RenderedBodies(max_age_s=60)
     calls = []
 
     def render(value):
@@ -20,12 +20,14 @@ def test_body_is_rendered_once_per_source_identity():
         return Out(value=value)
 
     first, second = object(), object()
-    body, etag = cache.get("k", (first,), lambda: render(1))
-    assert body == b'{"value":1}' and etag == strong_etag(body)
-    assert cache.get("k", (first,), lambda: render(99)) == (body, etag)  # same object: cached
+    rendered = cache.get("k", (first,), lambda: render(1))
+    assert rendered.body == b'{"value":1}' and rendered.etag == strong_etag(rendered.body)
+    assert dict(rendered.raw_headers)[b"content-length"] == b"11"
+    assert dict(rendered.raw_headers)[b"cache-control"] == b"public, max-age=60"
+    assert cache.get("k", (first,), lambda: render(99)) is rendered  # same object: cached
     assert calls == [1]
-    body2, etag2 = cache.get("k", (second,), lambda: render(2))  # replaced figures: re-rendered
-    assert body2 == b'{"value":2}' and etag2 != etag and calls == [1, 2]
+    again = cache.get("k", (second,), lambda: render(2))  # replaced figures: re-rendered
+    assert again.body == b'{"value":2}' and again.etag != rendered.etag and calls == [1, 2]
     cache.get("k", (second, first), lambda: render(3))  # a different number of sources too
     assert calls == [1, 2, 3]
     cache.get("other", (second, first), lambda: render(4))  # keys are independent
