@@ -249,7 +249,7 @@ class OursClient:
     name = "ours"
 
     def __init__(self, base_url: str, lag_monitor: Any) -> None:
-        from monitor.probes.engine import build_client
+        from monitor.probes.transport import build_client
 
         self.base_url = base_url + "/v1"
         self.lag_monitor = lag_monitor
@@ -407,7 +407,7 @@ async def _run_round(client: Any, concurrency: int, round_no: int,
 async def run_benchmark(config: BenchConfig, server_url: str, fetch_truth: Callable[[], dict],
                         progress: Callable[[str], None] = lambda line: None) -> RawRun:
     """All levels, all clients, interleaved; warm-up rounds (round_no < 0) are discarded."""
-    from monitor.probes.engine import LoopLagMonitor
+    from monitor.probes.meters import LoopLagMonitor
 
     raw = RawRun()
     if config.no_kernel_stamps:
@@ -443,11 +443,11 @@ async def run_benchmark(config: BenchConfig, server_url: str, fetch_truth: Calla
 
 
 def _disable_kernel_stamps() -> None:
-    from monitor.probes import engine
+    from monitor.probes import transport
 
-    if not hasattr(engine, "_SO_TIMESTAMPNS"):
-        raise RuntimeError("--no-kernel-stamps: the engine no longer has _SO_TIMESTAMPNS")
-    engine._SO_TIMESTAMPNS = None  # read by each new connection's socket set-up
+    if not hasattr(transport, "_SO_TIMESTAMPNS"):
+        raise RuntimeError("--no-kernel-stamps: the transport no longer has _SO_TIMESTAMPNS")
+    transport._SO_TIMESTAMPNS = None  # read by each new connection's socket set-up
 
 
 # --------------------------------------------------------------------------- statistics
@@ -663,9 +663,9 @@ def render_markdown(report: dict[str, Any]) -> str:
 
 
 def _kernel_rx_timestamps(config: BenchConfig) -> bool:
-    from monitor.probes import engine
+    from monitor.probes import transport
 
-    return getattr(engine, "_SO_TIMESTAMPNS", None) is not None and not config.no_kernel_stamps
+    return getattr(transport, "_SO_TIMESTAMPNS", None) is not None and not config.no_kernel_stamps
 
 
 def build_report(config: BenchConfig, raw: RawRun, *, command: str, loadavg_before: Sequence[float],

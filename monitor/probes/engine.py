@@ -42,9 +42,7 @@ import json
 import re
 import secrets
 import ssl
-import sys
 import time
-import types
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Mapping
@@ -53,7 +51,6 @@ from urllib.parse import quote, urlsplit
 import httpcore
 import httpx
 
-from monitor.probes import transport as _transport
 from monitor.probes.base import (
     Delta,
     ErrorKind,
@@ -72,7 +69,6 @@ from monitor.probes.transport import (
     DNSLookupError,
     DNSLookupTimeout,
     ProbeClock,
-    build_client,  # noqa: F401 - re-exported for bench/ (see "compatibility" at the end)
     describe,
     one_line,
 )
@@ -729,25 +725,3 @@ def _scrub(text: str, target: ProbeTarget) -> str:
     for form in {key, quote(key, safe=""), quote(key)}:
         text = text.replace(form, "***")
     return text
-
-
-# --------------------------------------------------------------------------- compatibility
-
-# bench/probe_accuracy.py, being edited elsewhere, still imports `build_client` and
-# `LoopLagMonitor` from this module (both imported above) and reads and sets
-# `engine._SO_TIMESTAMPNS` for --no-kernel-stamps. That flag now lives in `transport`, where each
-# new socket reads it; a plain re-export would let the bench's assignment silently miss, so the
-# attribute is forwarded. Remove this once the bench uses `monitor.probes.transport` directly.
-
-
-class _ForwardKernelStampFlag(types.ModuleType):
-    @property
-    def _SO_TIMESTAMPNS(self) -> int | None:
-        return _transport._SO_TIMESTAMPNS
-
-    @_SO_TIMESTAMPNS.setter
-    def _SO_TIMESTAMPNS(self, value: int | None) -> None:
-        _transport._SO_TIMESTAMPNS = value
-
-
-sys.modules[__name__].__class__ = _ForwardKernelStampFlag
