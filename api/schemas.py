@@ -125,7 +125,7 @@ class ProbeResultOut(_Out):
     tls_s: float | None
     content_chunks: int
     usage_tokens: int | None
-    counted_tokens: int
+    first_read_tokens: int
     finish_reason: str | None
     http_version: str | None
     connection_reused: bool | None

@@ -162,7 +162,7 @@ class HistoryShape:
 _COLUMNS = (
     "model_id, provider, protocol, model, ok, error_kind, error, http_status, started_at, ttft_s, "
     "total_s, output_tokens, token_count_source, tokens_per_second, first_answer_s, last_token_s, "
-    "headers_s, content_chunks, usage_tokens, counted_tokens, finish_reason, http_version, "
+    "headers_s, content_chunks, usage_tokens, first_read_tokens, finish_reason, http_version, "
     "connection_reused, stream_bytes, methodology"
 )
 
@@ -212,7 +212,7 @@ INSERT INTO probe_result ({_COLUMNS})
   {ttft} * 0.8,
   CASE WHEN {failed} THEN 0 ELSE 64 END,
   CASE WHEN {failed} THEN NULL ELSE 64 END,
-  CASE WHEN {failed} THEN 0 ELSE 64 END,
+  CASE WHEN {failed} THEN 0 ELSE 1 END,
   CASE WHEN {failed} THEN NULL ELSE 'stop' END,
   'HTTP/1.1', {true}, 9000, '2026.11-1'
 FROM {source}

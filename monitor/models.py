@@ -87,7 +87,7 @@ class ProbeResultRow(SQLModel, table=True):
     tls_s: float | None = Field(default=None, sa_type=sa.Double())
     content_chunks: int = Field(sa_type=sa.Integer(), nullable=False)
     usage_tokens: int | None = Field(default=None, sa_type=sa.Integer())
-    counted_tokens: int = Field(sa_type=sa.Integer(), nullable=False)
+    first_read_tokens: int = Field(sa_type=sa.Integer(), nullable=False)
     finish_reason: str | None = Field(default=None, sa_type=sa.String())
     http_version: str | None = Field(default=None, sa_type=sa.String(16))
     connection_reused: bool | None = Field(default=None, sa_type=sa.Boolean())

@@ -30,6 +30,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sqlite3
+import time
 import dataclasses
 import enum
 import logging
@@ -239,6 +241,24 @@ def _create_engine(url: str) -> AsyncEngine:
     )
 
 
+def _ensure_wal(cursor: Any) -> None:
+    """Switch the file to WAL (persistent, so only its first opener really does it). Switching
+    needs an exclusive lock and SQLite may answer "database is locked" at once, without waiting
+    out busy_timeout, while another connection is switching the same new file: retry briefly.
+    Runs on aiosqlite's own thread, so sleeping here does not block the event loop."""
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode")
+            if cursor.fetchone()[0].lower() != "wal":
+                cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+
+
 def _configure_sqlite(engine: AsyncEngine) -> None:
     @sa.event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -247,9 +267,9 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         try:
-            # WAL: readers (API) never block the writer (runner) and vice versa.
-            cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+            # WAL: readers (API) never block the writer (runner) and vice versa.
+            _ensure_wal(cursor)
             cursor.execute("PRAGMA foreign_keys=ON")
             # Safe with WAL: a power cut may lose the last commits, never corrupt the file.
             cursor.execute("PRAGMA synchronous=NORMAL")

@@ -152,7 +152,10 @@ class ProbeResult:
     tls_s: float | None = None
     content_chunks: int = 0  # stream events that carried a token (content, reasoning or tool call)
     usage_tokens: int | None = None  # provider-reported output tokens
-    counted_tokens: int = 0  # token-bearing events counted by the probe
+    # Token-bearing events that arrived in the same network read as the first one. 1: ttft_s is
+    # exact to the read. More: the first token was read late, together with later ones (a busy
+    # event loop), so ttft_s is an upper bound and the decode rate is less certain.
+    first_read_tokens: int = 0
     finish_reason: str | None = None
     http_version: str | None = None
     connection_reused: bool | None = None

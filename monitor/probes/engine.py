@@ -181,6 +181,7 @@ class _Measurement:
         self.first_reasoning_ns: int | None = None
         self.last_token_ns: int | None = None
         self.token_chunks = 0
+        self.first_read_tokens = 0  # token events sharing the first token's read
         self.usage_tokens: int | None = None
         self.finish_reason: str | None = None
         self.saw_end_marker = False
@@ -197,6 +198,8 @@ class _Measurement:
             self.token_chunks += 1
             if self.first_token_ns is None:
                 self.first_token_ns = at_ns
+            if at_ns == self.first_token_ns:  # events carry the time of the read that held them
+                self.first_read_tokens += 1
             self.last_token_ns = at_ns
             if delta.content and self.first_answer_ns is None:
                 self.first_answer_ns = at_ns
@@ -256,7 +259,7 @@ class _Measurement:
             tls_s=_s_or_none(self.phases.tls_ns),
             content_chunks=self.token_chunks,
             usage_tokens=self.usage_tokens,
-            counted_tokens=self.token_chunks,
+            first_read_tokens=self.first_read_tokens,
             finish_reason=self.finish_reason,
             http_version=self.http_version,
             connection_reused=self.connection_reused,

@@ -98,7 +98,7 @@ def probe_result(minutes_ago: int, *, ok: bool = True) -> ProbeResult:
         protocol="cloudflare",
         model="@cf/meta/llama-3.2-1b-instruct",
         content_chunks=40 if ok else 0,
-        counted_tokens=40 if ok else 0,
+        first_read_tokens=1 if ok else 0,
     )
 
 

@@ -58,7 +58,7 @@ async def test_ttft_and_decode_rate_match_the_server_clock(server, client, ttft_
     truth_rate = served.decode_rate_truth(n_tokens)
     assert result.tokens_per_second == pytest.approx(truth_rate, rel=0.03)
     assert result.output_tokens == n_tokens
-    assert result.content_chunks == n_tokens and result.counted_tokens == n_tokens
+    assert result.content_chunks == n_tokens and result.first_read_tokens == 1
     expected_source = TokenCountSource.USAGE if include_usage else TokenCountSource.ESTIMATE
     assert result.token_count_source == expected_source
     assert result.usage_tokens == (n_tokens if include_usage else None)
@@ -74,7 +74,7 @@ async def test_usage_count_wins_over_chunk_count(server, client):
         ttft_s=0.05, gap_s=0.02, n_tokens=12, usage_tokens=36)))
     result = await run_probe(client, target(server))
     assert result.ok
-    assert (result.output_tokens, result.usage_tokens, result.counted_tokens) == (36, 36, 12)
+    assert (result.output_tokens, result.usage_tokens, result.content_chunks) == (36, 36, 12)
     assert result.token_count_source == TokenCountSource.USAGE
     truth = server.requests_to(CHAT)[0].decode_rate_truth(36)
     assert result.tokens_per_second == pytest.approx(truth, rel=0.03)
@@ -267,3 +267,16 @@ async def test_tls_connection_phases_and_reuse(server, tls_files):
     assert result.connect_s == pytest.approx(result.tcp_s + result.tls_s, abs=2e-6)
     assert result.connection_reused is True
     assert abs(result.ttft_s - server.requests_to(CHAT)[0].ttft_truth_s()) <= 0.020
+
+
+async def test_first_read_tokens_flags_a_first_token_read_together_with_later_ones(server, client):
+    # Three token events in ONE write: they arrive in one read, so the first token's time is
+    # really the arrival of the batch and ttft_s can only be an upper bound.
+    head = b"".join(sse_event(openai_chunk({"content": f"t{i} "})) for i in range(3))
+    frames = [Frame(0.05, head, token=True)] + [
+        Frame(0.01, sse_event(openai_chunk({"content": f"u{i} "})), token=True) for i in range(4)
+    ] + [Frame(0.0, b"data: [DONE]\n\n")]
+    server.route("POST", CHAT, sse_stream_response(frames))
+    result = await run_probe(client, target(server))
+    assert result.ok and result.content_chunks == 7
+    assert result.first_read_tokens == 3

@@ -29,11 +29,11 @@ INTERVAL_S = 1800
 _FILL_SQL = """
 INSERT INTO probe_result (model_id, provider, protocol, model, ok, error_kind, error, http_status,
     started_at, ttft_s, total_s, output_tokens, token_count_source, tokens_per_second,
-    content_chunks, counted_tokens, stream_bytes, methodology)
+    content_chunks, first_read_tokens, stream_bytes, methodology)
 SELECT 'model-' || (e.n / 6), 'provider-' || (e.n % 6), 'openai', 'm',
     {ok}, CASE WHEN {failed} THEN 'timeout' END, CASE WHEN {failed} THEN 'timed out' END,
     CASE WHEN {failed} THEN NULL ELSE 200 END, {started_at},
-    0.2 + (e.n % 7) * 0.01, 1.5, 64, 'usage', 50.0 + (i.n % 13), 60, 60, 4096, '2026.11-1'
+    0.2 + (e.n % 7) * 0.01, 1.5, 64, 'usage', 50.0 + (i.n % 13), 60, 1, 4096, '2026.11-1'
 FROM {series_i} CROSS JOIN {series_e}
 ORDER BY i.n, e.n
 """

@@ -89,7 +89,7 @@ def fully_populated_result() -> ProbeResult:
         tls_s=0.0301,
         content_chunks=97,
         usage_tokens=128,
-        counted_tokens=97,
+        first_read_tokens=2,
         finish_reason="max_tokens",
         http_version="HTTP/2",
         connection_reused=True,
@@ -347,16 +347,18 @@ async def test_migrations_are_idempotent(fresh_database_url: str) -> None:
 
 
 async def test_concurrent_first_starts_migrate_once(fresh_database_url: str) -> None:
-    stores = await asyncio.gather(*(open_store(fresh_database_url) for _ in range(3)))
+    opened = await asyncio.gather(*(open_store(fresh_database_url) for _ in range(3)), return_exceptions=True)
+    stores = [s for s in opened if isinstance(s, SQLStore)]
     try:
+        assert len(stores) == 3, [repr(e) for e in opened if not isinstance(e, SQLStore)]
         await asyncio.gather(
             *(s.insert_results([(MODEL, f"P{i}", make_result(T0))]) for i, s in enumerate(stores))
         )
         assert [await s.schema_revision() for s in stores] == [head_revision()] * 3
         assert await stores[0].count_results() == 3
     finally:
-        for opened in stores:
-            await opened.close()
+        for store in stores:
+            await store.close()
 
 
 async def test_in_memory_sqlite_store() -> None:

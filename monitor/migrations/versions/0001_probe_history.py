@@ -46,7 +46,7 @@ def upgrade() -> None:
         sa.Column("tls_s", sa.Double(), nullable=True),
         sa.Column("content_chunks", sa.Integer(), nullable=False),
         sa.Column("usage_tokens", sa.Integer(), nullable=True),
-        sa.Column("counted_tokens", sa.Integer(), nullable=False),
+        sa.Column("first_read_tokens", sa.Integer(), nullable=False),
         sa.Column("finish_reason", sa.String(), nullable=True),
         sa.Column("http_version", sa.String(16), nullable=True),
         sa.Column("connection_reused", sa.Boolean(), nullable=True),
