@@ -302,8 +302,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gap", type=float, default=0.02)
     parser.add_argument("--tokens", type=int, default=40)
     parser.add_argument("--catalog-endpoints", type=int, default=10_002)
-    parser.add_argument("--gc-freeze", action="store_true",
-                        help="gc.freeze() after start-up (a proposed fix: full GC passes stall the loop)")
+    parser.add_argument("--no-gc-freeze", dest="gc_freeze", action="store_false",
+                        help="skip the gc.freeze() the service does after start-up (to see GC pauses)")
     parser.add_argument("--name", default="capacity")
     parser.add_argument("--results-dir", type=Path, default=None)
     args = parser.parse_args(argv)
