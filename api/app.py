@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry
 
 from api.caching import RenderedBodies, max_age_of
 from api.deps import AdminHooks, LiveView, Readiness, admin_token_of
-from api.middleware import InternalErrorMiddleware, ResponseHeadersMiddleware
+from api.middleware import InternalErrorMiddleware, LiveFiguresFastPath, ResponseHeadersMiddleware
 from api.routes import admin as admin_routes
 from api.routes import health, models
 from monitor.metrics import installed_version
@@ -52,13 +52,13 @@ def create_app(
     app.state.readiness = readiness
     app.state.admin = admin
 
-    app.router.routes.extend(models.FAST_ROUTES)  # first: they shadow their documented twins
     app.include_router(models.router)
     app.include_router(health.router)
     if admin_token_of(settings) is not None:
         app.include_router(admin_routes.router)
 
     # add_middleware wraps: the last one added is the outermost.
+    app.add_middleware(LiveFiguresFastPath)
     app.add_middleware(InternalErrorMiddleware)
     app.add_middleware(GZipMiddleware, minimum_size=GZIP_MINIMUM_BYTES)
     origins = list(getattr(settings, "cors_origins", None) or [])

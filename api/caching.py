@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 from fastapi import Request, Response
 from pydantic import BaseModel
+
+from api.schemas import ModelLiveOut
 
 GZIP_TAG_SUFFIX = "-gzip"
 
@@ -118,3 +120,13 @@ def cached_json(request: Request, payload: BaseModel, *, max_age_s: int) -> Resp
     if matched is not None:
         return not_modified(matched, max_age_s)
     return Response(body, media_type="application/json", headers={**validator_headers(max_age_s), "ETag": etag})
+
+
+def live_response(request: Request, model_id: str, live: Any, rendered: RenderedBodies) -> Response | None:
+    """A model's live figures as a cached response (200 or 304); None for an unknown model.
+
+    Shared by the documented route and the fast path (`api.middleware.LiveFiguresFastPath`)."""
+    figures = live.model(model_id)
+    if figures is None:
+        return None
+    return rendered.respond(request, rendered.get(f"live:{model_id}", (figures,), lambda: ModelLiveOut.of(figures)))

@@ -1,19 +1,21 @@
-"""ASGI middleware: response hardening headers and the generic 500 handler.
+"""ASGI middleware: response hardening headers, the generic 500 handler, the live-figures fast path.
 
 - `ResponseHeadersMiddleware` (outermost): security headers on every response; marks the ETag of a
   gzip-coded body as such; folds duplicate `Vary` tokens added by several layers.
-- `InternalErrorMiddleware` (innermost, inside gzip and CORS): turns an unhandled exception into
+- `InternalErrorMiddleware` (inside gzip and CORS): turns an unhandled exception into
   `500 {"detail": "internal error"}` (no traceback leaves the process) and logs it server side.
+- `LiveFiguresFastPath` (innermost): answers `GET /v1/models/{id}/live` for known models.
 """
 
 from __future__ import annotations
 
 import logging
 
+from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.caching import gzip_variant
+from api.caching import gzip_variant, live_response
 
 log = logging.getLogger(__name__)
 
@@ -115,3 +117,34 @@ class InternalErrorMiddleware(_HTTPMiddleware):
             if response_started:
                 raise  # too late for a clean 500; the server closes the connection
             await JSONResponse({"detail": "internal error"}, status_code=500)(scope, receive, send)
+
+
+LIVE_PREFIX = "/v1/models/"
+LIVE_SUFFIX = "/live"
+
+
+class LiveFiguresFastPath(_HTTPMiddleware):
+    """Answers `GET /v1/models/{id}/live` for known models from the pre-rendered bodies.
+
+    This is the catalog's hot path (one request per page view). Installed innermost, it sits
+    inside every middleware above (security headers, CORS, gzip, error handling), so responses
+    are exactly those of the documented `model_live` route, but it skips FastAPI's own per-request
+    layers and routing, which cost about as much as the answer itself. Anything else, including
+    an unknown model (the route's 404), goes on to the application.
+    """
+
+    async def handle_http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope["path"]
+        if (
+            scope["method"] in ("GET", "HEAD")
+            and path.startswith(LIVE_PREFIX)
+            and path.endswith(LIVE_SUFFIX)
+            and len(path) > len(LIVE_PREFIX) + len(LIVE_SUFFIX)
+        ):
+            state = scope["app"].state
+            model_id = path[len(LIVE_PREFIX) : -len(LIVE_SUFFIX)]
+            response = live_response(Request(scope), model_id, state.live, state.rendered)
+            if response is not None:
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)

@@ -9,11 +9,9 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request, Response, status
-from fastapi.responses import JSONResponse
-from starlette.routing import Route
 
-from api.caching import RenderedBodies, cached_json, max_age_of
-from api.deps import LiveDep, LiveView, RenderedDep, SettingsDep, StoreDep
+from api.caching import cached_json, live_response, max_age_of
+from api.deps import LiveDep, RenderedDep, SettingsDep, StoreDep
 from api.schemas import ErrorOut, ModelListOut, ModelLiveOut, ModelOut, ProbeListOut, ProbeResultOut
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
@@ -77,27 +75,7 @@ async def list_probes(
 async def model_live(
     request: Request, model_id: ModelIdPath, live: LiveDep, rendered: RenderedDep
 ) -> Response:
-    return _live_response(request, model_id, live, rendered)
-
-
-def _live_response(request: Request, model_id: str, live: LiveView, rendered: RenderedBodies) -> Response:
-    figures = live.model(model_id)
-    if figures is None:
-        return JSONResponse({"detail": f"unknown model: {model_id}"}, status_code=status.HTTP_404_NOT_FOUND)
-    return rendered.respond(request, rendered.get(f"live:{model_id}", (figures,), lambda: ModelLiveOut.of(figures)))
-
-
-async def model_live_fast(request: Request) -> Response:
-    """The same answer as `model_live`, as a plain Starlette endpoint.
-
-    This is the catalog's hot path (one request per page view): it skips FastAPI's per-request
-    dependency solving and parameter validation, which cost about as much as the whole response.
-    `model_live` above stays registered for the OpenAPI schema; `create_app` puts this route first
-    so it serves the requests. Both go through `_live_response`, and the schemathesis run in
-    tests/api checks the served responses against the documented schema."""
-    state = request.app.state
-    return _live_response(request, request.path_params["model_id"], state.live, state.rendered)
-
-
-# Registered ahead of the router by create_app (see model_live_fast).
-FAST_ROUTES = [Route("/v1/models/{model_id:path}/live", model_live_fast, methods=["GET"], include_in_schema=False)]
+    response = live_response(request, model_id, live, rendered)
+    if response is None:
+        raise unknown_model(model_id)
+    return response

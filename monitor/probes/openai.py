@@ -1,7 +1,7 @@
 """OpenAI Chat Completions streaming, declared as a WireProtocol (no I/O, no clocks).
 
 Covers every OpenAI-compatible server: api.openai.com, Cloudflare `/ai/v1`, OpenRouter, Groq,
-Together, vLLM, llama.cpp, Ollama `/v1`. Wire details: /work/shared/protocols/PROTOCOLS.md §1.
+Together, vLLM, llama.cpp, Ollama `/v1`. Wire details: the shared protocol notes (shared/protocols/PROTOCOLS.md, section 1).
 
 Target options (all optional):
 - `max_tokens_field`: "max_tokens" (default, what most compatible servers read) or
