@@ -35,9 +35,11 @@ def create_app(
     readiness: Readiness,
     admin: AdminHooks | None = None,
     lifespan: Callable[[FastAPI], Any] | None = None,
+    fast_path: bool = True,
 ) -> FastAPI:
     """The API over injected resources. `settings` needs `cors_origins`, `admin_token` and
-    optionally `cache_max_age_s`; the admin routes exist only when `admin_token` is set."""
+    optionally `cache_max_age_s`; the admin routes exist only when `admin_token` is set.
+    `fast_path=False` serves live figures only through the documented route (tests compare)."""
     app = FastAPI(
         title="llm-endpoint-monitor",
         version=installed_version(),
@@ -47,7 +49,7 @@ def create_app(
     app.state.settings = settings
     app.state.store = store
     app.state.live = live
-    app.state.rendered = RenderedBodies(max_age_s=max_age_of(settings))
+    app.state.rendered = RenderedBodies(max_age_s=max_age_of(settings), gzip_minimum_bytes=GZIP_MINIMUM_BYTES)
     app.state.registry = registry
     app.state.readiness = readiness
     app.state.admin = admin
@@ -58,9 +60,10 @@ def create_app(
         app.include_router(admin_routes.router)
 
     # add_middleware wraps: the last one added is the outermost.
-    app.add_middleware(LiveFiguresFastPath)
     app.add_middleware(InternalErrorMiddleware)
     app.add_middleware(GZipMiddleware, minimum_size=GZIP_MINIMUM_BYTES)
+    if fast_path:
+        app.add_middleware(LiveFiguresFastPath)
     origins = list(getattr(settings, "cors_origins", None) or [])
     if origins:
         app.add_middleware(

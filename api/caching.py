@@ -7,6 +7,7 @@ validator must differ between content codings); `If-None-Match` accepts either f
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -49,11 +50,15 @@ def matching_tag(if_none_match: str | None, etag: str) -> str | None:
 
 @dataclass(frozen=True)
 class Rendered:
-    """A serialised body with its strong ETag and the raw headers of its 200 response."""
+    """A serialised body with its strong ETag and the raw headers of its 200 response, plus the
+    gzip-coded form when the body is large enough to be worth compressing (compressed once per
+    figures change instead of on every request)."""
 
     body: bytes
     etag: str
     raw_headers: tuple[tuple[bytes, bytes], ...]
+    gzip_body: bytes | None = None
+    gzip_raw_headers: tuple[tuple[bytes, bytes], ...] = ()
 
 
 class RenderedBodies:
@@ -62,8 +67,9 @@ class RenderedBodies:
     change, so a request re-serialises, re-hashes and re-encodes headers for nothing until its
     figures object changes."""
 
-    def __init__(self, *, max_age_s: int) -> None:
+    def __init__(self, *, max_age_s: int, gzip_minimum_bytes: int = 500) -> None:
         self._max_age_s = max_age_s
+        self._gzip_minimum_bytes = gzip_minimum_bytes
         self._entries: dict[str, tuple[tuple[object, ...], Rendered]] = {}
 
     def get(self, key: str, sources: tuple[object, ...], render: Callable[[], BaseModel]) -> Rendered:
@@ -76,24 +82,42 @@ class RenderedBodies:
         etag = strong_etag(body)
         headers = {"content-type": "application/json", "content-length": str(len(body)), "etag": etag}
         headers.update(validator_headers(self._max_age_s))
-        rendered = Rendered(
-            body, etag, tuple((k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items())
-        )
+        gzip_body, gzip_headers = None, {}
+        if len(body) >= self._gzip_minimum_bytes:
+            gzip_body = gzip.compress(body, compresslevel=9, mtime=0)
+            gzip_headers = {**headers, "content-length": str(len(gzip_body)), "content-encoding": "gzip"}
+        rendered = Rendered(body, etag, _raw(headers), gzip_body, _raw(gzip_headers))
         # Keeping `sources` referenced also keeps their identities from being reused.
         self._entries[key] = (sources, rendered)
         return rendered
 
-    def respond(self, request: Request, rendered: Rendered) -> Response:
-        """200 with the prebuilt headers, or 304 when the client already holds this body."""
+    def respond(self, request: Request, rendered: Rendered, *, encode: bool = False) -> Response:
+        """200 with the prebuilt headers, or 304 when the client already holds this body.
+
+        `encode=True` (the fast path, which sits outside the gzip middleware) serves the
+        pre-compressed body to clients that accept gzip, as the middleware would."""
         matched = matching_tag(request.headers.get("if-none-match"), rendered.etag)
         if matched is not None:
             return not_modified(matched, self._max_age_s)
         response = Response.__new__(Response)  # skip per-request header encoding
         response.status_code = 200
-        response.body = rendered.body
         response.background = None
-        response.raw_headers = list(rendered.raw_headers)
+        if encode and rendered.gzip_body is not None and accepts_gzip(request):
+            response.body = rendered.gzip_body
+            response.raw_headers = list(rendered.gzip_raw_headers)
+        else:
+            response.body = rendered.body
+            response.raw_headers = list(rendered.raw_headers)
         return response
+
+
+def accepts_gzip(request: Request) -> bool:
+    # The same test as Starlette's GZipMiddleware, so both paths agree on who gets gzip.
+    return "gzip" in request.headers.get("accept-encoding", "")
+
+
+def _raw(headers: dict[str, str]) -> tuple[tuple[bytes, bytes], ...]:
+    return tuple((k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items())
 
 
 DEFAULT_CACHE_MAX_AGE_S = 60
@@ -122,11 +146,14 @@ def cached_json(request: Request, payload: BaseModel, *, max_age_s: int) -> Resp
     return Response(body, media_type="application/json", headers={**validator_headers(max_age_s), "ETag": etag})
 
 
-def live_response(request: Request, model_id: str, live: Any, rendered: RenderedBodies) -> Response | None:
+def live_response(
+    request: Request, model_id: str, live: Any, rendered: RenderedBodies, *, encode: bool = False
+) -> Response | None:
     """A model's live figures as a cached response (200 or 304); None for an unknown model.
 
     Shared by the documented route and the fast path (`api.middleware.LiveFiguresFastPath`)."""
     figures = live.model(model_id)
     if figures is None:
         return None
-    return rendered.respond(request, rendered.get(f"live:{model_id}", (figures,), lambda: ModelLiveOut.of(figures)))
+    entry = rendered.get(f"live:{model_id}", (figures,), lambda: ModelLiveOut.of(figures))
+    return rendered.respond(request, entry, encode=encode)

@@ -2,9 +2,10 @@
 
 - `ResponseHeadersMiddleware` (outermost): security headers on every response; marks the ETag of a
   gzip-coded body as such; folds duplicate `Vary` tokens added by several layers.
-- `InternalErrorMiddleware` (inside gzip and CORS): turns an unhandled exception into
+- `InternalErrorMiddleware` (innermost, inside gzip and CORS): turns an unhandled exception into
   `500 {"detail": "internal error"}` (no traceback leaves the process) and logs it server side.
-- `LiveFiguresFastPath` (innermost): answers `GET /v1/models/{id}/live` for known models.
+- `LiveFiguresFastPath` (inside CORS, outside gzip): answers `GET /v1/models/{id}/live` for
+  known models from pre-rendered (and pre-compressed) bodies.
 """
 
 from __future__ import annotations
@@ -126,24 +127,29 @@ LIVE_SUFFIX = "/live"
 class LiveFiguresFastPath(_HTTPMiddleware):
     """Answers `GET /v1/models/{id}/live` for known models from the pre-rendered bodies.
 
-    This is the catalog's hot path (one request per page view). Installed innermost, it sits
-    inside every middleware above (security headers, CORS, gzip, error handling), so responses
-    are exactly those of the documented `model_live` route, but it skips FastAPI's own per-request
-    layers and routing, which cost about as much as the answer itself. Anything else, including
-    an unknown model (the route's 404), goes on to the application.
+    This is the catalog's hot path (one request per page view). It sits inside the security
+    headers and CORS middleware and outside gzip, serving the body compressed once per figures
+    change to clients that accept gzip, so responses match those of the documented `model_live`
+    route (tests/api/test_fast_path.py compares them) while skipping FastAPI's per-request layers
+    and per-request compression. Anything else, an unknown model (the route's 404) or a failure
+    here, goes on to the application.
     """
 
     async def handle_http(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope["path"]
         if (
-            scope["method"] in ("GET", "HEAD")
+            scope["method"] == "GET"
             and path.startswith(LIVE_PREFIX)
             and path.endswith(LIVE_SUFFIX)
             and len(path) > len(LIVE_PREFIX) + len(LIVE_SUFFIX)
         ):
-            state = scope["app"].state
-            model_id = path[len(LIVE_PREFIX) : -len(LIVE_SUFFIX)]
-            response = live_response(Request(scope), model_id, state.live, state.rendered)
+            try:
+                state = scope["app"].state
+                model_id = path[len(LIVE_PREFIX) : -len(LIVE_SUFFIX)]
+                response = live_response(Request(scope), model_id, state.live, state.rendered, encode=True)
+            except Exception:
+                log.exception("live-figures fast path failed; serving through the application")
+                response = None
             if response is not None:
                 await response(scope, receive, send)
                 return

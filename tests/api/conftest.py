@@ -173,7 +173,7 @@ def fake_admin() -> FakeAdmin:
 
 @pytest.fixture
 def app_factory(fake_live, fake_store, registry, readiness_state, fake_admin):
-    def build(*, settings=None, admin=fake_admin, live=fake_live):
+    def build(*, settings=None, admin=fake_admin, live=fake_live, fast_path=True):
         async def readiness() -> dict[str, Any]:
             if isinstance(readiness_state.get("raise"), Exception):
                 raise readiness_state["raise"]
@@ -186,6 +186,7 @@ def app_factory(fake_live, fake_store, registry, readiness_state, fake_admin):
             registry=registry,
             readiness=readiness,
             admin=admin,
+            fast_path=fast_path,
         )
 
     return build
