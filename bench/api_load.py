@@ -37,6 +37,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import (
+    log,
+    publish,
     PROVIDERS,
     Child,
     HistoryShape,
@@ -54,7 +56,6 @@ from bench.common import (
     run_wrk,
     start_stream_server,
     wait_http_ok,
-    write_results,
     write_wrk_files,
     free_port,
 )
@@ -71,10 +72,6 @@ ENDPOINT_KEYS = {
     "provider", "active", "last_probe_at", "last_error_kind", "ttft_ms_p50", "throughput_tps_p50",
     "uptime", "samples",
 }
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 # --------------------------------------------------------------------------- servers under test
@@ -494,12 +491,7 @@ def main(argv: list[str] | None = None) -> int:
             report["throughput"] = part_throughput(args, work, db, paths, scripts)
         if not args.skip_concurrency:
             report["concurrency"] = part_concurrency(args, work, db, paths, scripts)
-    report["machine"]["load_average_after"] = [round(x, 2) for x in load_average()]
-    markdown = render(report)
-    kwargs = {"directory": args.results_dir} if args.results_dir else {}
-    path = write_results(args.name, report, markdown, **kwargs)
-    print(markdown)
-    log(f"results: {path}")
+    publish(report, render, args.name, args.results_dir)
     return 0
 
 

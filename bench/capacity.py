@@ -48,6 +48,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import (
+    log,
+    publish,
     all_finite,
     catalog_yaml,
     cpu_seconds_of,
@@ -57,18 +59,13 @@ from bench.common import (
     markdown_table,
     percentile,
     start_stream_server,
-    write_results,
-)
+    )
 
 CYCLE_S = 1800
 TARGET_ERROR_P99_MS = 5.0
 TARGET_ENDPOINTS = 10_000
 MIN_OK_SHARE = 0.99
 MIN_PROBES_PER_LEVEL = 200
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 async def run_levels(args: argparse.Namespace, base_url: str, server_pid: int, work: Path) -> list[dict[str, Any]]:
@@ -325,12 +322,7 @@ def main(argv: list[str] | None = None) -> int:
             server.stop()
     report["verdict"] = verdict(report["levels"])
     report["finite"] = all_finite([{k: v for k, v in lv.items() if k != "recompute_ms_max"} for lv in report["levels"]])
-    report["machine"]["load_average_after"] = [round(x, 2) for x in load_average()]
-    markdown = render(report)
-    kwargs = {"directory": args.results_dir} if args.results_dir else {}
-    path = write_results(args.name, report, markdown, **kwargs)
-    print(markdown)
-    log(f"results: {path}")
+    publish(report, render, args.name, args.results_dir)
     return 0
 
 

@@ -105,6 +105,21 @@ def write_results(name: str, payload: dict[str, Any], markdown: str, *, director
     return json_path
 
 
+def log(message: str) -> None:
+    """Progress goes to stderr; stdout carries only the result table."""
+    print(message, file=sys.stderr, flush=True)
+
+
+def publish(report: dict[str, Any], render: Any, name: str, results_dir: Path | str | None) -> Path:
+    """Finish a benchmark: note the load after it, write JSON + markdown, print the table."""
+    report["machine"]["load_average_after"] = [round(x, 2) for x in load_average()]
+    markdown = render(report)
+    path = write_results(name, report, markdown, directory=Path(results_dir) if results_dir else RESULTS_DIR)
+    print(markdown)
+    log(f"results: {path}")
+    return path
+
+
 def all_finite(value: Any) -> bool:
     """True when every float nested in `value` is finite (report sanity check)."""
     if isinstance(value, float):

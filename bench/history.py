@@ -31,6 +31,8 @@ from datetime import datetime, timedelta
 from typing import Any, Awaitable, Callable
 
 from bench.common import (
+    log,
+    publish,
     PROVIDERS,
     HistoryShape,
     all_finite,
@@ -43,16 +45,11 @@ from bench.common import (
     model_id_of,
     percentile,
     scratch_postgres,
-    write_results,
-)
+    )
 
 TARGET_RATIO = 1.5
 WINDOW_S = 24 * 3600.0
 QUERIES = ("window_samples(24h)", "LiveFigures.load(1 model)", "recent_results(limit=50)")
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 async def _timed(call: Callable[[], Awaitable[Any]], repeat: int) -> list[float]:
@@ -212,14 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     report["summary"] = summarize(results)
     report["all_pass"] = all(r["pass"] for r in report["summary"])
     report["finite"] = all_finite(report["summary"])
-    report["machine"]["load_average_after"] = [round(x, 2) for x in load_average()]
-    markdown = render(report)
-    from pathlib import Path
-
-    kwargs = {"directory": Path(args.results_dir)} if args.results_dir else {}
-    path = write_results(args.name, report, markdown, **kwargs)
-    print(markdown)
-    log(f"results: {path}")
+    publish(report, render, args.name, args.results_dir)
     return 0
 
 
