@@ -104,12 +104,17 @@ class Delta:
     done: bool = False  # explicit end-of-stream marker ([DONE], message_stop, done:true, ...)
     error: str | None = None  # an in-band error event; becomes stream_error
 
+    @property
+    def has_token(self) -> bool:
+        """A token-bearing event: the events that define ttft_s and count as content chunks."""
+        return bool(self.content or self.reasoning or self.tool_call)
+
 
 class StreamDataError(ValueError):
     """Raised by a protocol parser on a malformed event (invalid JSON, wrong shape)."""
 
 
-# Contract fields, in contract order. `ProbeResult.contract_dict()` emits exactly these.
+# Contract fields, in contract order; `ProbeResult.to_dict()` emits them first.
 CONTRACT_FIELDS = (
     "ok",
     "error_kind",
@@ -164,10 +169,6 @@ class ProbeResult:
     stream_bytes: int = 0
     retry_after_s: float | None = None
     methodology: str = METHODOLOGY_VERSION
-
-    def contract_dict(self) -> dict[str, Any]:
-        full = self.to_dict()
-        return {name: full[name] for name in CONTRACT_FIELDS}
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict: contract fields first, enums as strings, ISO 8601 UTC timestamps."""

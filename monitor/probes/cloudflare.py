@@ -112,9 +112,8 @@ def parse_event(event: SSEEvent) -> Delta | None:
         if not isinstance(delta, Mapping):
             raise StreamDataError("`choices[0].delta` is not an object")
         content += wire.optional_text(delta.get("content"), field="delta.content")
-        reasoning += wire.optional_text(delta.get("reasoning"), field="delta.reasoning")
-        reasoning += wire.optional_text(delta.get("reasoning_content"), field="delta.reasoning_content")
-        tool_call = tool_call or bool(delta.get("tool_calls"))
+        reasoning += wire.reasoning_text(delta)
+        tool_call = tool_call or wire.has_tool_call(delta)
         if isinstance(choice.get("finish_reason"), str):
             finish_reason = choice["finish_reason"]
 

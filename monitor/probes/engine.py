@@ -58,12 +58,12 @@ from monitor.probes.base import (
     ProbeResult,
     ProbeTarget,
     RequestSpec,
-    StreamDataError,
     TokenCountSource,
     WireProtocol,
 )
 from monitor.probes.framing import NDJSONDecoder, SSEDecoder
 from monitor.probes.meters import CpuMeter, LoopLagMonitor
+from monitor.probes.registry import PROTOCOLS
 from monitor.probes.transport import (
     CURRENT_CLOCK,
     DNSLookupError,
@@ -184,7 +184,6 @@ class _Measurement:
         self.first_read_tokens = 0  # token events sharing the first token's read
         self.usage_tokens: int | None = None
         self.finish_reason: str | None = None
-        self.saw_end_marker = False
         self.events = 0
         self.stream_bytes = 0
         self.streaming = False  # a 2xx stream was being read
@@ -194,7 +193,7 @@ class _Measurement:
         self.phases = _Phases()
 
     def apply(self, delta: Delta, at_ns: int) -> None:
-        if delta.content or delta.reasoning or delta.tool_call:
+        if delta.has_token:
             self.token_chunks += 1
             if self.first_token_ns is None:
                 self.first_token_ns = at_ns
@@ -209,8 +208,6 @@ class _Measurement:
             self.usage_tokens = delta.usage_output_tokens
         if delta.finish_reason:
             self.finish_reason = delta.finish_reason
-        if delta.done:
-            self.saw_end_marker = True
 
     def result(self, failure: _ProbeFailure | None) -> ProbeResult:
         start = self.request_start_ns if self.request_start_ns is not None else self.perf_start
@@ -282,11 +279,10 @@ def _s_or_none(ns: int | None) -> float | None:
 # --------------------------------------------------------------------------- the probe
 
 async def run_probe(client: httpx.AsyncClient, target: ProbeTarget, *,
-                    protocol: WireProtocol | None = None,
                     lag_monitor: LoopLagMonitor | None = None) -> ProbeResult:
     """Run one streaming probe against `target`; never raises for probe outcomes."""
     started_ns = time.perf_counter_ns()
-    meter = CpuMeter(_probe(client, target, protocol))
+    meter = CpuMeter(_probe(client, target))
     result: ProbeResult = await meter
     result.cpu_s = round(meter.cpu_ns / 1e9, 6)
     if lag_monitor is not None:
@@ -294,11 +290,8 @@ async def run_probe(client: httpx.AsyncClient, target: ProbeTarget, *,
     return result
 
 
-async def _probe(client: httpx.AsyncClient, target: ProbeTarget, protocol: WireProtocol | None) -> ProbeResult:
-    if protocol is None:
-        from monitor.probes.registry import PROTOCOLS  # deferred: registry imports every protocol
-
-        protocol = PROTOCOLS.get(target.protocol)
+async def _probe(client: httpx.AsyncClient, target: ProbeTarget) -> ProbeResult:
+    protocol = PROTOCOLS.get(target.protocol)
     m = _Measurement(target, protocol.name if protocol is not None else target.protocol)
     problem = _config_problem(target, protocol)
     if problem is not None:
@@ -568,7 +561,7 @@ async def _read_stream(response: httpx.Response, protocol: WireProtocol, target:
     m.end_ns = max(eof_ns, read_ns)
     if _consume(decoder.flush(), parse, m, m.end_ns):
         return
-    if m.events == 0 and m.stream_bytes > 0 and not getattr(decoder, "comments", 0):
+    if m.events == 0 and m.stream_bytes > 0 and not decoder.comments:
         raise _ProbeFailure(ErrorKind.STREAM_ERROR, "response body is not an event stream")
     if protocol.requires_end_marker:
         raise _ProbeFailure(ErrorKind.STREAM_ERROR,
@@ -583,8 +576,6 @@ def _consume(items: list[Any], parse: Any, m: _Measurement, at_ns: int) -> bool:
         m.events += 1
         try:
             delta = parse(item)
-        except StreamDataError as exc:
-            raise _ProbeFailure(ErrorKind.STREAM_ERROR, f"malformed stream event: {describe(exc)}") from None
         except (ValueError, TypeError, KeyError, AttributeError, IndexError) as exc:
             raise _ProbeFailure(ErrorKind.STREAM_ERROR, f"malformed stream event: {describe(exc)}") from None
         if delta is None:

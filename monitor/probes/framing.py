@@ -101,6 +101,7 @@ class NDJSONDecoder:
 
     def __init__(self) -> None:
         self._lines = _LineSplitter()
+        self.comments = 0  # NDJSON has no comments; kept so both decoders answer alike
 
     def feed(self, chunk: bytes) -> list[str]:
         return [line for line in self._lines.feed(chunk) if line.strip()]

@@ -70,10 +70,6 @@ class LoopLagMonitor:
             worst = lag if worst is None else max(worst, lag)
         return None if worst is None else worst / 1e9
 
-    @property
-    def latest_lag_s(self) -> float | None:
-        return self._samples[-1][1] / 1e9 if self._samples else None
-
 
 class CpuMeter:
     """Awaits a coroutine and sums `time.thread_time_ns()` over each of its steps.

@@ -9,15 +9,10 @@ Owns the request shape and the decoding of one NDJSON line into a `Delta` (PROTO
 - the final line has `done: true`, `done_reason` and the metrics; `eval_count` is the output token
   count; metrics are `omitempty` on the wire, so a missing `eval_count` is unknown (None), never 0;
 - a line `{"error": "..."}` (HTTP status already 200) becomes an error delta.
-
-Ollama also reports its own decode rate (`eval_count / eval_duration`); `server_metrics()`
-extracts it from the final line for callers that want a server-side cross-check (the `Delta`
-has no field for it).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Mapping
 
 from monitor.probes import wire
@@ -97,43 +92,6 @@ def parse_event(line: str) -> Delta | None:
             done=True,
         )
     return wire.delta_or_none(content=content, reasoning=reasoning, tool_call=tool_call)
-
-
-@dataclass(frozen=True)
-class ServerMetrics:
-    """Ollama's own timings from the final `done: true` line (None = not reported)."""
-
-    eval_count: int | None
-    eval_duration_s: float | None
-    prompt_eval_count: int | None
-    load_duration_s: float | None
-    total_duration_s: float | None
-
-    @property
-    def decode_rate(self) -> float | None:
-        """Server-side output tokens per second: eval_count / eval_duration."""
-        if not self.eval_count or not self.eval_duration_s:
-            return None
-        return self.eval_count / self.eval_duration_s
-
-
-def server_metrics(line: str) -> ServerMetrics | None:
-    """Metrics of a final line, or None for any other line. Durations are ns on the wire."""
-    obj = _load(line)
-    if obj.get("done") is not True:
-        return None
-
-    def seconds(key: str) -> float | None:
-        ns = wire.int_or_none(obj.get(key))
-        return None if ns is None else ns / 1e9
-
-    return ServerMetrics(
-        eval_count=wire.int_or_none(obj.get("eval_count")),
-        eval_duration_s=seconds("eval_duration"),
-        prompt_eval_count=wire.int_or_none(obj.get("prompt_eval_count")),
-        load_duration_s=seconds("load_duration"),
-        total_duration_s=seconds("total_duration"),
-    )
 
 
 PROTOCOL = WireProtocol(

@@ -20,7 +20,6 @@ from monitor.probes.framing import SSEEvent
 
 _MAX_TOKENS_FIELDS = ("max_tokens", "max_completion_tokens")
 # Compatible providers put reasoning text under one of these delta keys (see PROTOCOLS.md §1).
-_REASONING_KEYS = ("reasoning", "reasoning_content")
 
 
 def _auth_headers(target: ProbeTarget) -> dict[str, str]:
@@ -81,11 +80,8 @@ def parse_event(event: SSEEvent) -> Delta | None:
         delta = choice.get("delta")
         if isinstance(delta, dict):
             content = _text(delta.get("content"))
-            for key in _REASONING_KEYS:
-                reasoning = _text(delta.get(key))
-                if reasoning:
-                    break
-            tool_call = _has_tool_call(delta)
+            reasoning = wire.reasoning_text(delta)
+            tool_call = wire.has_tool_call(delta)
     if error is None and finish_reason == "error":
         error = "stream finished with finish_reason 'error'"
 
@@ -103,15 +99,6 @@ def _text(value: Any) -> str:
     return value if isinstance(value, str) else ""
 
 
-def _has_tool_call(delta: Mapping[str, Any]) -> bool:
-    calls = delta.get("tool_calls")
-    if isinstance(calls, list):
-        for call in calls:
-            function = call.get("function") if isinstance(call, dict) else None
-            if isinstance(function, dict) and (function.get("name") or function.get("arguments")):
-                return True
-    legacy = delta.get("function_call")
-    return isinstance(legacy, dict) and bool(legacy.get("name") or legacy.get("arguments"))
 
 
 def _usage_tokens(chunk: Mapping[str, Any]) -> int | None:

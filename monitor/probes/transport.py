@@ -16,8 +16,9 @@ Why each piece exists:
   starts or ends, a cost that grows steeply with the number of connections (~30 s of CPU at 200
   concurrent probes on one pool); several small pools keep it low.
 - `_ProbeTransport` installs those pools by replacing the private `_pool` attribute of
-  `httpx.AsyncHTTPTransport`. That is not public API, so pyproject.toml pins httpx and httpcore to
-  the versions this is tested on; re-check this module before raising the pin.
+  `httpx.AsyncHTTPTransport`. That is not public API, so pyproject.toml keeps httpx below 0.29 (and
+  httpcore, whose public network-backend interface we implement, below 2); re-check this module
+  before raising either bound.
 
 Per-probe data travels in a context variable (`CURRENT_CLOCK`) because httpcore connects and reads
 inside the probe's own task with no way to pass the probe along: the engine sets a fresh
@@ -450,9 +451,8 @@ class _ProbeTransport(httpx.AsyncHTTPTransport):
     (sharded) pools that have ours. No proxy support: probes measure the direct path.
     """
 
-    def __init__(self, *, verify: ssl.SSLContext | bool = True, http2: bool = False,
-                 limits: httpx.Limits, shards: int) -> None:
-        super().__init__(verify=verify, http2=http2, limits=limits, trust_env=False)
+    def __init__(self, *, verify: ssl.SSLContext | bool = True, limits: httpx.Limits, shards: int) -> None:
+        super().__init__(verify=verify, limits=limits, trust_env=False)
         ssl_context = verify if isinstance(verify, ssl.SSLContext) else httpx.create_ssl_context(verify=verify)
         per_shard = None if limits.max_connections is None else max(1, -(-limits.max_connections // shards))
         self._pool = _ShardedPool(  # type: ignore[assignment]
@@ -461,15 +461,16 @@ class _ProbeTransport(httpx.AsyncHTTPTransport):
             max_connections=per_shard,
             max_keepalive_connections=per_shard,
             keepalive_expiry=limits.keepalive_expiry,
+            # HTTP/1.1 only: on a multiplexed HTTP/2 connection one probe could read, and so
+            # timestamp, another probe's frames.
             http1=True,
-            http2=http2,
+            http2=False,
             network_backend=_TimedBackend(),
         )
 
 
 def build_client(*, max_connections: int | None = 1024, keepalive_expiry_s: float = 30.0,
-                 verify: ssl.SSLContext | bool = True, http2: bool = False,
-                 pool_shards: int = 16) -> httpx.AsyncClient:
+                 verify: ssl.SSLContext | bool = True, pool_shards: int = 16) -> httpx.AsyncClient:
     """The one long-lived HTTP client every probe shares (create at the entrypoint, close at exit).
 
     `max_connections` is split evenly over `pool_shards` connection pools (see `_ShardedPool`).
@@ -480,7 +481,7 @@ def build_client(*, max_connections: int | None = 1024, keepalive_expiry_s: floa
         keepalive_expiry=keepalive_expiry_s,
     )
     return httpx.AsyncClient(
-        transport=_ProbeTransport(verify=verify, http2=http2, limits=limits, shards=max(1, pool_shards)),
+        transport=_ProbeTransport(verify=verify, limits=limits, shards=max(1, pool_shards)),
         headers={"user-agent": USER_AGENT},
         follow_redirects=False,
         trust_env=False,

@@ -97,3 +97,29 @@ def delta_or_none(
         usage_output_tokens=usage_output_tokens,
         finish_reason=finish_reason,
     )
+
+
+def has_tool_call(delta: Mapping[str, Any]) -> bool:
+    """An OpenAI-shaped delta carries a tool call worth counting as a token: a name or argument
+    text (an empty placeholder entry is not a token, as for text)."""
+    calls = delta.get("tool_calls")
+    if isinstance(calls, list):
+        for call in calls:
+            function = call.get("function") if isinstance(call, dict) else None
+            if isinstance(function, dict) and (function.get("name") or function.get("arguments")):
+                return True
+    legacy = delta.get("function_call")
+    return isinstance(legacy, dict) and bool(legacy.get("name") or legacy.get("arguments"))
+
+
+REASONING_KEYS = ("reasoning", "reasoning_content")  # OpenRouter/Groq/Ollama; DeepSeek/vLLM
+
+
+def reasoning_text(delta: Mapping[str, Any]) -> str:
+    """The reasoning text of an OpenAI-shaped delta: the first of REASONING_KEYS that has text
+    (providers that send both carry the same text twice)."""
+    for key in REASONING_KEYS:
+        value = delta.get(key)
+        if isinstance(value, str) and value:
+            return value
+    return ""

@@ -251,14 +251,3 @@ async def test_config_errors(client, tgt):
     result = await run_probe(client, tgt)
     assert time.perf_counter() - started < 0.1
     assert result.error_kind == ErrorKind.CONFIG_ERROR and result.error
-
-
-async def test_every_error_kind_is_covered():
-    """Guard: the matrix above must keep producing every kind (update both together)."""
-    import inspect
-    import sys
-
-    source = inspect.getsource(sys.modules[__name__])
-    missing = [kind.name for kind in ErrorKind if f"ErrorKind.{kind.name}" not in source.replace(
-        "for kind in ErrorKind", "")]
-    assert missing == []

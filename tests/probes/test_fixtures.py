@@ -42,7 +42,7 @@ class Replay:
     @property
     def token_events(self) -> int:
         """Events the engine counts as tokens (content, reasoning or tool call)."""
-        return sum(1 for d in self.deltas if d.content or d.reasoning or d.tool_call)
+        return sum(1 for d in self.deltas if d.has_token)
 
     @property
     def tool_call_events(self) -> int:

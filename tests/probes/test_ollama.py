@@ -8,8 +8,8 @@ import pytest
 
 from monitor.probes.base import Delta, ErrorKind, ProbeTarget, Secret, StreamDataError, TokenCountSource
 from monitor.probes.engine import run_probe
-from monitor.probes.ollama import PROTOCOL, parse_event, server_metrics
-from tests.probes.test_fixtures import read_fixture, replay_fixture
+from monitor.probes.ollama import PROTOCOL, parse_event
+from tests.probes.test_fixtures import replay_fixture
 from tests.support.stream_server import Frame, ScriptedResponse, json_response
 
 MODEL = "llama3.2:1b"
@@ -57,23 +57,6 @@ def test_missing_metrics_are_unknown_not_zero():
     assert replay.content == "Hi there"
     assert replay.usage is None  # not 0: the engine then falls back to counting deltas
     assert replay.finish_reason == "stop" and replay.done_is_last
-
-
-def test_server_side_decode_rate():
-    done_line = read_fixture("ollama_chat_stream.ndjson").splitlines()[-1].decode()
-    metrics = server_metrics(done_line)
-    assert metrics is not None
-    assert metrics.eval_count == 282 and metrics.prompt_eval_count == 26
-    assert metrics.eval_duration_s == pytest.approx(4.535599)
-    assert metrics.load_duration_s == pytest.approx(0.001334875)
-    assert metrics.decode_rate == pytest.approx(282 / 4.535599)
-
-    cached = read_fixture("synthetic_ollama_chat_thinking.ndjson").splitlines()[-1].decode()
-    assert server_metrics(cached).prompt_eval_count is None  # omitted on the wire: unknown
-    bare = read_fixture("synthetic_ollama_chat_no_metrics.ndjson").splitlines()[-1].decode()
-    assert server_metrics(bare).decode_rate is None
-    first = read_fixture("ollama_chat_stream.ndjson").splitlines()[0].decode()
-    assert server_metrics(first) is None
 
 
 @pytest.mark.parametrize("line, expected", [
