@@ -411,7 +411,7 @@ class _Deadline:
     The timeout itself holds the nearer of the total and first-token limits (moved once, when the
     first token arrives). The stall limit is a lazy watchdog: each read only notes the time
     (`touch`), and a timer that fires at most once per stall period re-arms itself from the
-    latest read, so per-chunk cost stays at one attribute write.
+    latest read, so a read costs one clock read and one attribute write, not a timer reschedule.
     """
 
     def __init__(self, target: ProbeTarget, loop: asyncio.AbstractEventLoop) -> None:
