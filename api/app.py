@@ -1,8 +1,8 @@
 """Builds the FastAPI application from resources passed in; owns routing and middleware order.
 
 Middleware, outermost first: response headers (security headers, gzip-aware ETag) -> CORS
-(GET only, no credentials) -> gzip -> internal-error guard -> routes. The error guard sits inside
-gzip and CORS so a 500 gets the same treatment as any other response.
+(GET only, no credentials) -> live-figures fast path -> gzip -> internal-error guard -> routes.
+The error guard sits inside gzip and CORS so a 500 gets the same treatment as any other response.
 """
 
 from __future__ import annotations

@@ -67,7 +67,7 @@ class RenderedBodies:
     change, so a request re-serialises, re-hashes and re-encodes headers for nothing until its
     figures object changes."""
 
-    def __init__(self, *, max_age_s: int, gzip_minimum_bytes: int = 500) -> None:
+    def __init__(self, *, max_age_s: int, gzip_minimum_bytes: int) -> None:
         self._max_age_s = max_age_s
         self._gzip_minimum_bytes = gzip_minimum_bytes
         self._entries: dict[str, tuple[tuple[object, ...], Rendered]] = {}

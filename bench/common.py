@@ -562,7 +562,7 @@ def start_stream_server(*, ttft_s: float, gap_s: float, tokens: int, log_path: P
 
     Returns (child, base_url). `GET {base_url}/models` answers the probe's warm-up;
     `POST {base_url}/chat/completions` streams `tokens` tokens; `GET /_bench/truth` returns the
-    server-side ground truth of every streamed request so far (see `bench.stream_server_main`).
+    server-side ground truth of every streamed request so far (see `python -m bench.common serve-stream`).
     """
     child = Child(
         [sys.executable, "-m", "bench.common", "serve-stream", f"--ttft={ttft_s}", f"--gap={gap_s}",

@@ -75,6 +75,7 @@ class LiveFigures:
         self._cursor = None  # new endpoints need their window: the next follow() loads it all
         keep = {(m.id, e.provider) for m, e in catalog.endpoints()}
         self._samples = {key: self._samples.get(key, deque()) for key in keep}
+        self._live = {}  # a model dropped from the catalog must stop being served
         self._due = {}
         self.recompute(force=True)
 
@@ -88,9 +89,17 @@ class LiveFigures:
         samples = self._samples.get((model_id, provider))
         if samples is None:
             return False
-        if samples and samples[0].started_at >= sample.started_at:
-            return True  # already known (a follow() overlapping the initial load)
-        samples.appendleft(sample)  # newest first
+        # Newest first. Probes can finish out of order (a "probe now" beside a scheduled one), so
+        # walk past newer samples; an equal start time is the same probe seen twice (a follow()
+        # overlapping the initial load) and is skipped.
+        position = 0
+        for existing in samples:
+            if existing.started_at < sample.started_at:
+                break
+            if existing.started_at == sample.started_at:
+                return True
+            position += 1
+        samples.insert(position, sample)
         return True
 
     async def follow(self, store: Store, *, page: int = 5000) -> None:

@@ -55,7 +55,6 @@ class ResultBuffer:
         self._write_lock = asyncio.Lock()
         self.healthy = True  # the last write attempt succeeded
         self.dropped = 0
-        self.last_error: str | None = None
 
     @property
     def pending(self) -> int:
@@ -98,7 +97,6 @@ class ResultBuffer:
                 if not self.healthy:
                     log.info("database writes recovered; %d results still pending", len(self._pending))
                 self.healthy = True
-                self.last_error = None
             return True
 
     async def _write(self, rows: list[Row]) -> None:
@@ -127,7 +125,6 @@ class ResultBuffer:
                 len(self._pending), _short(exc),
             )
         self.healthy = False
-        self.last_error = _short(exc)
 
     async def run(self) -> None:
         """The writer task: flush on every new result, retry every `retry_s` while failing."""
@@ -169,7 +166,6 @@ class Runner:
         self._slots = asyncio.Semaphore(max_concurrent)
         self._lag_monitor = lag_monitor
         self._probe_fn = probe_fn
-        self.in_flight = 0
 
     def target_of(self, endpoint: EndpointConfig) -> ProbeTarget:
         return endpoint.to_target(self._environ)
@@ -177,12 +173,10 @@ class Runner:
     async def probe_endpoint(self, model: ModelConfig, endpoint: EndpointConfig) -> ProbeResult:
         target = self.target_of(endpoint)
         async with self._slots:  # queueing happens here, before the probe's clock starts
-            self.in_flight += 1
             self._metrics.probes_in_flight.inc()
             try:
                 result = await self._probe_fn(self._client, target, lag_monitor=self._lag_monitor)
             finally:
-                self.in_flight -= 1
                 self._metrics.probes_in_flight.dec()
         self.record(model.id, endpoint.provider, result)
         return result

@@ -90,7 +90,7 @@ class ProbeScheduler:
         now = self._clock()
         for key, (model_id, endpoint) in wanted.items():
             interval = self._interval_of(endpoint)
-            previous = None if old is None else _find(old, model_id, endpoint.provider)
+            previous = None if old is None else _endpoint(old, model_id, endpoint.provider)
             existing = self._scheduler.get_job(key)
             if existing is not None and previous is not None and self._interval_of(previous) == interval:
                 continue  # unchanged cadence: keep the job and its next run time
@@ -115,7 +115,7 @@ class ProbeScheduler:
         """Probe one endpoint immediately (admin "probe now"), outside its schedule."""
         assert self._catalog is not None
         model = self._catalog.find(model_id)
-        endpoint = _find(self._catalog, model_id, provider)
+        endpoint = None if model is None else model.endpoint(provider)
         if model is None or endpoint is None:
             raise KeyError(f"{model_id}/{provider}")
         return await self._runner.probe_endpoint(model, endpoint)
@@ -148,7 +148,7 @@ class ProbeScheduler:
         try:
             assert self._catalog is not None
             model = self._catalog.find(model_id)
-            endpoint = _find(self._catalog, model_id, provider)
+            endpoint = None if model is None else model.endpoint(provider)
             if model is None or endpoint is None:
                 return  # removed by a reload while this run was queued
             await self._runner.probe_endpoint(model, endpoint)
@@ -165,8 +165,6 @@ class ProbeScheduler:
             self._metrics.set_scheduler_lag(max(0.0, lag))
 
 
-def _find(catalog: Catalog, model_id: str, provider: str) -> EndpointConfig | None:
+def _endpoint(catalog: Catalog, model_id: str, provider: str) -> EndpointConfig | None:
     model = catalog.find(model_id)
-    if model is None:
-        return None
-    return next((e for e in model.endpoints if e.provider == provider), None)
+    return None if model is None else model.endpoint(provider)

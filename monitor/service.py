@@ -102,6 +102,8 @@ class Service:
             new = {(m.id, e.provider) for m, e in catalog.endpoints()}
             for model_id, provider in old - new:
                 self.metrics.remove_endpoint(model_id, provider)
+            for model_id in {m.id for m in self.catalog.models} - {m.id for m in catalog.models}:
+                self.metrics.remove_model(model_id)
             self.catalog = catalog
             self.live.set_catalog(catalog)
             for _, model_live in self.live.models():

@@ -134,7 +134,6 @@ def _database_errors(verb: str) -> Iterator[None]:
 # URLs
 # ---------------------------------------------------------------------------------------------
 
-_ASYNC_DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg"}
 _SCHEME_ALIASES = {
     "sqlite": "sqlite+aiosqlite",
     "sqlite+aiosqlite": "sqlite+aiosqlite",
@@ -389,6 +388,13 @@ def _row_to_result(row: sa.RowMapping) -> ProbeResult:
     return ProbeResult(**values)
 
 
+def _row_to_sample(row: Any) -> ProbeSample:
+    return ProbeSample(
+        started_at=row.started_at, ok=row.ok, error_kind=row.error_kind,
+        ttft_s=row.ttft_s, tokens_per_second=row.tokens_per_second,
+    )
+
+
 def _newest_first(table: sa.Table) -> tuple[sa.ColumnElement, sa.ColumnElement]:
     return table.c.started_at.desc(), table.c.id.desc()
 
@@ -574,10 +580,7 @@ class SQLStore:
         async with self._reading("window_samples") as connection:
             result = await connection.execute(statement)
             return [
-                ProbeSample(
-                    started_at=row.started_at, ok=row.ok, error_kind=row.error_kind,
-                    ttft_s=row.ttft_s, tokens_per_second=row.tokens_per_second,
-                )
+                _row_to_sample(row)
                 for row in result
             ]
 
@@ -588,10 +591,7 @@ class SQLStore:
             return [
                 (
                     row.id, row.model_id, row.provider,
-                    ProbeSample(
-                        started_at=row.started_at, ok=row.ok, error_kind=row.error_kind,
-                        ttft_s=row.ttft_s, tokens_per_second=row.tokens_per_second,
-                    ),
+                    _row_to_sample(row),
                 )
                 for row in result
             ]

@@ -10,12 +10,12 @@ from fastapi import APIRouter, HTTPException, status
 from fastapi.responses import JSONResponse
 
 from api.deps import AdminAuthDep, AdminHooksDep, LiveDep
+from api.routes.health import NO_STORE
 from api.routes.models import ModelIdPath, ProviderPath
 from api.schemas import AdminOut, ErrorOut
 
 UNAUTHORIZED = {status.HTTP_401_UNAUTHORIZED: {"model": ErrorOut, "description": "Missing or wrong token"}}
 UNAVAILABLE = {status.HTTP_503_SERVICE_UNAVAILABLE: {"model": ErrorOut, "description": "No admin hooks here"}}
-NO_STORE = {"Cache-Control": "no-store"}
 
 router = APIRouter(prefix="/admin", tags=["admin"], responses={**UNAUTHORIZED, **UNAVAILABLE})
 

@@ -1,8 +1,9 @@
 """The live-figures fast path answers exactly as the documented route would.
 
 Two apps over the same fakes, one with the fast path and one without, get the same requests
-(gzip or not, CORS origin or not, a current or stale ETag, HEAD, unknown model); status, body
-(after decoding) and headers must agree.
+(gzip or not, CORS origin or not, a current or stale ETag, unknown model); status, body (after
+decoding) and headers must agree. HEAD is included to show the fast path leaves it to the
+application (the documented route has no HEAD).
 """
 
 from __future__ import annotations

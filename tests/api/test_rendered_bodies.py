@@ -12,7 +12,7 @@ class Out(BaseModel):
 
 
 def test_body_is_rendered_once_per_source_identity():
-    cache = RenderedBodies(max_age_s=60)
+    cache = RenderedBodies(max_age_s=60, gzip_minimum_bytes=500)
     calls = []
 
     def render(value):

@@ -15,7 +15,6 @@ import pytest
 from tests.e2e.conftest import wait_until
 from tests.support.stream_server import (
     Frame,
-    ScriptedResponse,
     StreamServer,
     json_response,
     openai_chunk,

@@ -10,11 +10,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 from tests.e2e.conftest import REPO, wait_until
 from tests.support.stream_server import (
-    ScriptedResponse,
     StreamServer,
     html_response,
     json_response,

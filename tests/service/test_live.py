@@ -80,7 +80,7 @@ def test_samples_leave_the_window():
 
 
 class FollowStore:
-    """The two read verbs follow() uses, over a list of rows with ids."""
+    """The three read verbs follow() uses, over a list of rows with ids."""
 
     def __init__(self) -> None:
         self.rows: list[tuple[int, str, str, object]] = []
@@ -115,3 +115,25 @@ async def test_follow_loads_once_then_applies_only_new_rows():
     assert live.model("m2").active_endpoints == 1
     await live.follow(store)  # nothing new: nothing changes, no duplicates
     assert [e.samples for e in live.model("m1").endpoints] == [2, 1]
+
+
+def test_a_probe_finishing_out_of_order_is_kept_and_a_repeat_is_not():
+    clock = Clock(T + timedelta(seconds=100))
+    live = figures(clock)
+    live.add("m1", "A", at(20))
+    live.add("m1", "A", at(10, ok=False))  # started earlier, finished later
+    live.add("m1", "A", at(20))  # the same probe again
+    endpoint = live.model("m1").endpoints[0]
+    assert endpoint.samples == 2 and endpoint.uptime == 0.5
+    assert endpoint.last_error_kind is None  # the newest by start time is the ok one
+
+
+def test_a_model_dropped_by_a_reload_is_no_longer_served():
+    clock = Clock(T + timedelta(seconds=1))
+    live = figures(clock)
+    live.add("m2", "A", at(0))
+    live.add("m1", "A", at(0))
+    live.set_catalog(parse_catalog(CONFIG.split("  - id: m2")[0], source="t"))
+    assert live.model("m2") is None and live.providers("m2") is None
+    assert [m.id for m, _ in live.models()] == ["m1"]
+    assert live.model("m1").endpoints[0].samples == 1  # kept across the reload
