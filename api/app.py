@@ -1,8 +1,10 @@
 """Builds the FastAPI application from resources passed in; owns routing and middleware order.
 
-Middleware, outermost first: response headers (security headers, gzip-aware ETag) -> CORS
-(GET only, no credentials) -> live-figures fast path -> gzip -> internal-error guard -> routes.
-The error guard sits inside gzip and CORS so a 500 gets the same treatment as any other response.
+In front of everything, `MonitorAPI` lets the live-figures fast path (`api.fast_path`) answer
+`GET /v1/models/{id}/live` for known models. Middleware, outermost first: response headers
+(security headers, gzip-aware ETag) -> CORS (GET only, no credentials) -> gzip -> internal-error
+guard -> routes. The error guard sits inside gzip and CORS so a 500 gets the same treatment as any
+other response.
 """
 
 from __future__ import annotations
@@ -13,10 +15,12 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.middleware.gzip import GZipMiddleware
 from prometheus_client import CollectorRegistry
+from starlette.types import Receive, Scope, Send
 
 from api.caching import RenderedBodies, max_age_of
 from api.deps import AdminHooks, LiveView, Readiness, admin_token_of
-from api.middleware import InternalErrorMiddleware, LiveFiguresFastPath, ResponseHeadersMiddleware
+from api.fast_path import LiveFiguresFastPath
+from api.middleware import InternalErrorMiddleware, ResponseHeadersMiddleware, hardened_headers
 from api.routes import admin as admin_routes
 from api.routes import health, models
 from monitor.metrics import installed_version
@@ -24,6 +28,20 @@ from monitor.store import Store
 
 GZIP_MINIMUM_BYTES = 500
 CORS_PREFLIGHT_MAX_AGE_S = 600
+
+
+class MonitorAPI(FastAPI):
+    """FastAPI with the live-figures fast path asked first (None: every request takes the stack)."""
+
+    fast_path: LiveFiguresFastPath | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.fast_path is not None:
+            reply = self.fast_path.answer(scope)
+            if reply is not None:
+                await self.fast_path.send(reply, scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)
 
 
 def create_app(
@@ -36,11 +54,11 @@ def create_app(
     admin: AdminHooks | None = None,
     lifespan: Callable[[FastAPI], Any] | None = None,
     fast_path: bool = True,
-) -> FastAPI:
+) -> MonitorAPI:
     """The API over injected resources. `settings` needs `cors_origins`, `admin_token` and
     optionally `cache_max_age_s`; the admin routes exist only when `admin_token` is set.
     `fast_path=False` serves live figures only through the documented route (tests compare)."""
-    app = FastAPI(
+    app = MonitorAPI(
         title="llm-endpoint-monitor",
         version=installed_version(),
         description="Live time-to-first-token and throughput of LLM provider endpoints.",
@@ -49,7 +67,10 @@ def create_app(
     app.state.settings = settings
     app.state.store = store
     app.state.live = live
-    app.state.rendered = RenderedBodies(max_age_s=max_age_of(settings), gzip_minimum_bytes=GZIP_MINIMUM_BYTES)
+    rendered = RenderedBodies(
+        max_age_s=max_age_of(settings), gzip_minimum_bytes=GZIP_MINIMUM_BYTES, finish_headers=hardened_headers
+    )
+    app.state.rendered = rendered
     app.state.registry = registry
     app.state.readiness = readiness
     app.state.admin = admin
@@ -62,18 +83,25 @@ def create_app(
     # add_middleware wraps: the last one added is the outermost.
     app.add_middleware(InternalErrorMiddleware)
     app.add_middleware(GZipMiddleware, minimum_size=GZIP_MINIMUM_BYTES)
-    if fast_path:
-        app.add_middleware(LiveFiguresFastPath)
-    origins = list(getattr(settings, "cors_origins", None) or [])
-    if origins:
-        app.add_middleware(
-            CORSMiddleware,
-            allow_origins=origins,
-            allow_methods=["GET"],
-            allow_credentials=False,
-            allow_headers=["If-None-Match"],  # scripted revalidation; browsers add it anyway
-            expose_headers=["ETag"],
-            max_age=CORS_PREFLIGHT_MAX_AGE_S,
-        )
+    cors_options = cors_options_of(settings)
+    if cors_options:
+        app.add_middleware(CORSMiddleware, **cors_options)
     app.add_middleware(ResponseHeadersMiddleware)
+    if fast_path:
+        app.fast_path = LiveFiguresFastPath(live=live, rendered=rendered, cors_options=cors_options)
     return app
+
+
+def cors_options_of(settings: Any) -> dict[str, Any] | None:
+    """The CORS policy, shared by the middleware stack and the fast path; None without origins."""
+    origins = list(getattr(settings, "cors_origins", None) or [])
+    if not origins:
+        return None
+    return {
+        "allow_origins": origins,
+        "allow_methods": ["GET"],
+        "allow_credentials": False,
+        "allow_headers": ["If-None-Match"],  # scripted revalidation; browsers add it anyway
+        "expose_headers": ["ETag"],
+        "max_age": CORS_PREFLIGHT_MAX_AGE_S,
+    }

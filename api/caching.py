@@ -1,8 +1,10 @@
 """HTTP caching of JSON responses: strong ETag over the body, Cache-Control, If-None-Match -> 304.
 
-The ETag is a hash of the exact bytes sent, so it changes whenever any figure changes. When the
-gzip middleware compresses a body, `api.middleware` appends `-gzip` inside the tag (a strong
+The ETag is a hash of the exact bytes sent, so it changes whenever any figure changes. When a
+body goes out gzip-coded, `api.middleware.harden` appends `-gzip` inside the tag (a strong
 validator must differ between content codings); `If-None-Match` accepts either form.
+`RenderedBodies` keeps serialised bodies with finished headers, so a request for unchanged
+figures does no serialising, hashing, compressing or header encoding.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 from fastapi import Request, Response
 from pydantic import BaseModel
@@ -18,6 +20,7 @@ from pydantic import BaseModel
 from api.schemas import ModelLiveOut
 
 GZIP_TAG_SUFFIX = "-gzip"
+RawHeaders = tuple[tuple[bytes, bytes], ...]
 
 
 def strong_etag(body: bytes) -> str:
@@ -56,9 +59,9 @@ class Rendered:
 
     body: bytes
     etag: str
-    raw_headers: tuple[tuple[bytes, bytes], ...]
+    raw_headers: RawHeaders
     gzip_body: bytes | None = None
-    gzip_raw_headers: tuple[tuple[bytes, bytes], ...] = ()
+    gzip_raw_headers: RawHeaders = ()
 
 
 class RenderedBodies:
@@ -67,9 +70,18 @@ class RenderedBodies:
     change, so a request re-serialises, re-hashes and re-encodes headers for nothing until its
     figures object changes."""
 
-    def __init__(self, *, max_age_s: int, gzip_minimum_bytes: int) -> None:
+    def __init__(
+        self,
+        *,
+        max_age_s: int,
+        gzip_minimum_bytes: int,
+        finish_headers: Callable[[RawHeaders], RawHeaders] = lambda raw: raw,
+    ) -> None:
+        """`finish_headers` completes every prebuilt header list once (the app passes the
+        security-header pass, so the fast path can send them as they are)."""
         self._max_age_s = max_age_s
         self._gzip_minimum_bytes = gzip_minimum_bytes
+        self._finish = finish_headers
         self._entries: dict[str, tuple[tuple[object, ...], Rendered]] = {}
 
     def get(self, key: str, sources: tuple[object, ...], render: Callable[[], BaseModel]) -> Rendered:
@@ -86,37 +98,48 @@ class RenderedBodies:
         if len(body) >= self._gzip_minimum_bytes:
             gzip_body = gzip.compress(body, compresslevel=9, mtime=0)
             gzip_headers = {**headers, "content-length": str(len(gzip_body)), "content-encoding": "gzip"}
-        rendered = Rendered(body, etag, _raw(headers), gzip_body, _raw(gzip_headers))
+        rendered = Rendered(
+            body, etag, self._finish(_raw(headers)), gzip_body, self._finish(_raw(gzip_headers)) if gzip_body else ()
+        )
         # Keeping `sources` referenced also keeps their identities from being reused.
         self._entries[key] = (sources, rendered)
         return rendered
 
-    def respond(self, request: Request, rendered: Rendered, *, encode: bool = False) -> Response:
+    def reply(self, rendered: Rendered, *, if_none_match: str | None, accept_encoding: str | None) -> Reply:
         """200 with the prebuilt headers, or 304 when the client already holds this body.
 
-        `encode=True` (the fast path, which sits outside the gzip middleware) serves the
-        pre-compressed body to clients that accept gzip, as the middleware would."""
-        matched = matching_tag(request.headers.get("if-none-match"), rendered.etag)
+        A client whose `accept_encoding` takes gzip gets the pre-compressed body, as the gzip
+        middleware would give it (the fast path bypasses that middleware; routes pass None)."""
+        matched = matching_tag(if_none_match, rendered.etag)
         if matched is not None:
-            return not_modified(matched, self._max_age_s)
+            return Reply(304, self._finish(_raw(not_modified_headers(matched, self._max_age_s))), b"")
+        if rendered.gzip_body is not None and "gzip" in (accept_encoding or ""):
+            # The same test as Starlette's GZipMiddleware, so both paths agree on who gets gzip.
+            return Reply(200, rendered.gzip_raw_headers, rendered.gzip_body)
+        return Reply(200, rendered.raw_headers, rendered.body)
+
+    def respond(self, request: Request, rendered: Rendered) -> Response:
+        """`reply` as a Response, for the routes (the gzip middleware encodes after them)."""
+        status, raw_headers, body = self.reply(
+            rendered, if_none_match=request.headers.get("if-none-match"), accept_encoding=None
+        )
         response = Response.__new__(Response)  # skip per-request header encoding
-        response.status_code = 200
+        response.status_code = status
         response.background = None
-        if encode and rendered.gzip_body is not None and accepts_gzip(request):
-            response.body = rendered.gzip_body
-            response.raw_headers = list(rendered.gzip_raw_headers)
-        else:
-            response.body = rendered.body
-            response.raw_headers = list(rendered.raw_headers)
+        response.body = body
+        response.raw_headers = list(raw_headers)
         return response
 
 
-def accepts_gzip(request: Request) -> bool:
-    # The same test as Starlette's GZipMiddleware, so both paths agree on who gets gzip.
-    return "gzip" in request.headers.get("accept-encoding", "")
+class Reply(NamedTuple):
+    """A response as ASGI sends it: status, raw headers, body."""
+
+    status: int
+    headers: RawHeaders
+    body: bytes
 
 
-def _raw(headers: dict[str, str]) -> tuple[tuple[bytes, bytes], ...]:
+def _raw(headers: dict[str, str]) -> RawHeaders:
     return tuple((k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items())
 
 
@@ -131,9 +154,9 @@ def validator_headers(max_age_s: int) -> dict[str, str]:
     return {"Cache-Control": f"public, max-age={max_age_s}", "Vary": "Accept-Encoding"}
 
 
-def not_modified(client_tag: str, max_age_s: int) -> Response:
+def not_modified_headers(client_tag: str, max_age_s: int) -> dict[str, str]:
     # A 304 carries the validator of the representation the client holds.
-    return Response(status_code=304, headers={**validator_headers(max_age_s), "ETag": client_tag})
+    return {**validator_headers(max_age_s), "ETag": client_tag}
 
 
 def cached_json(request: Request, payload: BaseModel, *, max_age_s: int) -> Response:
@@ -142,18 +165,15 @@ def cached_json(request: Request, payload: BaseModel, *, max_age_s: int) -> Resp
     etag = strong_etag(body)
     matched = matching_tag(request.headers.get("if-none-match"), etag)
     if matched is not None:
-        return not_modified(matched, max_age_s)
+        return Response(status_code=304, headers=not_modified_headers(matched, max_age_s))
     return Response(body, media_type="application/json", headers={**validator_headers(max_age_s), "ETag": etag})
 
 
-def live_response(
-    request: Request, model_id: str, live: Any, rendered: RenderedBodies, *, encode: bool = False
-) -> Response | None:
-    """A model's live figures as a cached response (200 or 304); None for an unknown model.
+def live_entry(model_id: str, live: Any, rendered: RenderedBodies) -> Rendered | None:
+    """A model's rendered live figures; None for an unknown model.
 
-    Shared by the documented route and the fast path (`api.middleware.LiveFiguresFastPath`)."""
+    Shared by the documented route and the fast path (`api.fast_path`)."""
     figures = live.model(model_id)
     if figures is None:
         return None
-    entry = rendered.get(f"live:{model_id}", (figures,), lambda: ModelLiveOut.of(figures))
-    return rendered.respond(request, entry, encode=encode)
+    return rendered.get(f"live:{model_id}", (figures,), lambda: ModelLiveOut.of(figures))

@@ -1,22 +1,20 @@
-"""ASGI middleware: response hardening headers, the generic 500 handler, the live-figures fast path.
+"""ASGI middleware: response hardening headers and the generic 500 handler.
 
 - `ResponseHeadersMiddleware` (outermost): security headers on every response; marks the ETag of a
   gzip-coded body as such; folds duplicate `Vary` tokens added by several layers.
+  `hardened_headers` applies the same pass once to the prebuilt headers of rendered bodies.
 - `InternalErrorMiddleware` (innermost, inside gzip and CORS): turns an unhandled exception into
   `500 {"detail": "internal error"}` (no traceback leaves the process) and logs it server side.
-- `LiveFiguresFastPath` (inside CORS, outside gzip): answers `GET /v1/models/{id}/live` for
-  known models from pre-rendered (and pre-compressed) bodies.
 """
 
 from __future__ import annotations
 
 import logging
 
-from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.caching import gzip_variant, live_response
+from api.caching import RawHeaders, gzip_variant
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +99,13 @@ def harden(message: Message) -> None:
         raw.append((b"vary", ", ".join(tokens).encode("latin-1")))
 
 
+def hardened_headers(raw: RawHeaders) -> RawHeaders:
+    """`harden` applied to a prebuilt header list (rendered bodies are hardened once, not per request)."""
+    message: Message = {"type": "http.response.start", "headers": list(raw)}
+    harden(message)
+    return tuple(message["headers"])
+
+
 class InternalErrorMiddleware(_HTTPMiddleware):
     async def handle_http(self, scope: Scope, receive: Receive, send: Send) -> None:
         response_started = False
@@ -119,38 +124,3 @@ class InternalErrorMiddleware(_HTTPMiddleware):
                 raise  # too late for a clean 500; the server closes the connection
             await JSONResponse({"detail": "internal error"}, status_code=500)(scope, receive, send)
 
-
-LIVE_PREFIX = "/v1/models/"
-LIVE_SUFFIX = "/live"
-
-
-class LiveFiguresFastPath(_HTTPMiddleware):
-    """Answers `GET /v1/models/{id}/live` for known models from the pre-rendered bodies.
-
-    This is the catalog's hot path (one request per page view). It sits inside the security
-    headers and CORS middleware and outside gzip, serving the body compressed once per figures
-    change to clients that accept gzip, so responses match those of the documented `model_live`
-    route (tests/api/test_fast_path.py compares them) while skipping FastAPI's per-request layers
-    and per-request compression. Anything else, an unknown model (the route's 404) or a failure
-    here, goes on to the application.
-    """
-
-    async def handle_http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path: str = scope["path"]
-        if (
-            scope["method"] == "GET"
-            and path.startswith(LIVE_PREFIX)
-            and path.endswith(LIVE_SUFFIX)
-            and len(path) > len(LIVE_PREFIX) + len(LIVE_SUFFIX)
-        ):
-            try:
-                state = scope["app"].state
-                model_id = path[len(LIVE_PREFIX) : -len(LIVE_SUFFIX)]
-                response = live_response(Request(scope), model_id, state.live, state.rendered, encode=True)
-            except Exception:
-                log.exception("live-figures fast path failed; serving through the application")
-                response = None
-            if response is not None:
-                await response(scope, receive, send)
-                return
-        await self.app(scope, receive, send)

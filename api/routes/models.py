@@ -10,7 +10,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request, Response, status
 
-from api.caching import cached_json, live_response, max_age_of
+from api.caching import cached_json, live_entry, max_age_of
 from api.deps import LiveDep, RenderedDep, SettingsDep, StoreDep
 from api.schemas import ErrorOut, ModelListOut, ModelLiveOut, ModelOut, ProbeListOut, ProbeResultOut
 
@@ -75,7 +75,7 @@ async def list_probes(
 async def model_live(
     request: Request, model_id: ModelIdPath, live: LiveDep, rendered: RenderedDep
 ) -> Response:
-    response = live_response(request, model_id, live, rendered)
-    if response is None:
+    entry = live_entry(model_id, live, rendered)
+    if entry is None:
         raise unknown_model(model_id)
-    return response
+    return rendered.respond(request, entry)

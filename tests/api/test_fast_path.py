@@ -1,9 +1,10 @@
 """The live-figures fast path answers exactly as the documented route would.
 
 Two apps over the same fakes, one with the fast path and one without, get the same requests
-(gzip or not, CORS origin or not, a current or stale ETag, unknown model); status, body (after
-decoding) and headers must agree. HEAD is included to show the fast path leaves it to the
-application (the documented route has no HEAD).
+(gzip or not; CORS for listed origins, for any origin or off; an allowed, foreign or no `Origin`;
+a current or stale ETag; unknown model); status, body (after decoding) and headers must agree.
+HEAD is included to show the fast path leaves it to the application (the documented route has no
+HEAD).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import itertools
 import httpx
 import pytest
 
-from tests.api.conftest import ALLOWED_ORIGIN, LLAMA
+from tests.api.conftest import ALLOWED_ORIGIN, LLAMA, make_settings
 
 PATH = f"/v1/models/{LLAMA}/live"
 # Compared as-is; content-length differs legitimately only with gzip (mtime/level are fixed
@@ -30,13 +31,31 @@ async def fetch(app, method: str, path: str, headers: dict[str, str]) -> httpx.R
         return await client.request(method, path, headers=headers)
 
 
+def count_stack_calls(app) -> list[str]:
+    """Paths of the requests that reach the application's middleware stack."""
+    calls: list[str] = []
+    stack = app.build_middleware_stack()
+
+    async def counted(scope, receive, send):
+        if scope["type"] == "http":
+            calls.append(scope["path"])
+        await stack(scope, receive, send)
+
+    app.middleware_stack = counted
+    return calls
+
+
+CORS_CONFIGS = {"listed": (ALLOWED_ORIGIN,), "any": ("*",), "off": ()}
+
+
 @pytest.mark.parametrize(
-    "encoding, origin, etag_state, method",
-    list(itertools.product(["gzip, br", "identity", None], [ALLOWED_ORIGIN, None],
+    "cors, encoding, origin, etag_state, method",
+    list(itertools.product(CORS_CONFIGS, ["gzip, br", "identity", None], [ALLOWED_ORIGIN, "https://evil.example", None],
                            ["none", "current", "gzip-current", "stale"], ["GET", "HEAD"])),
 )
-async def test_fast_path_matches_the_documented_route(app_factory, encoding, origin, etag_state, method):
-    fast, slow = app_factory(), app_factory(fast_path=False)
+async def test_fast_path_matches_the_documented_route(app_factory, cors, encoding, origin, etag_state, method):
+    settings = make_settings(cors_origins=CORS_CONFIGS[cors])
+    fast, slow = app_factory(settings=settings), app_factory(settings=settings, fast_path=False)
     first = await fetch(slow, "GET", PATH, {})
     etag = first.headers["etag"]
     headers: dict[str, str] = {}
@@ -50,7 +69,10 @@ async def test_fast_path_matches_the_documented_route(app_factory, encoding, ori
         headers["If-None-Match"] = etag[:-1] + '-gzip"'
     elif etag_state == "stale":
         headers["If-None-Match"] = '"0000"'
+    stack_calls = count_stack_calls(fast)
     a, b = await fetch(fast, method, PATH, headers), await fetch(slow, method, PATH, headers)
+    # The fast path answered every GET itself and left HEAD to the application.
+    assert stack_calls == ([] if method == "GET" else [PATH])
     assert a.status_code == b.status_code
     assert a.content == b.content  # decoded by httpx when gzip-coded
     for name in COMPARED:
@@ -60,8 +82,11 @@ async def test_fast_path_matches_the_documented_route(app_factory, encoding, ori
 
 
 async def test_unknown_model_falls_through_to_the_route_404(app_factory):
-    response = await fetch(app_factory(), "GET", "/v1/models/nope/live", {})
+    app = app_factory()
+    stack_calls = count_stack_calls(app)
+    response = await fetch(app, "GET", "/v1/models/nope/live", {})
     assert response.status_code == 404 and response.json() == {"detail": "unknown model: nope"}
+    assert stack_calls == ["/v1/models/nope/live"]
 
 
 async def test_a_failure_in_the_fast_path_falls_back_to_the_application(app_factory, fake_live, caplog):
