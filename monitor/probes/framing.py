@@ -5,6 +5,13 @@ never affect timing; they only split. Rules follow the WHATWG SSE spec as the of
 it: lines end in CR, LF or CRLF; a blank line dispatches an event; `data:` lines are joined with
 "\\n" after dropping one leading space; lines starting with ":" are comments; a pending event is
 flushed at EOF even without a trailing blank line.
+
+One addition for probing: a JSON object written into the stream WITHOUT `data:` (Gemini sends
+mid-stream errors that way, pretty-printed over several lines; PROTOCOLS.md §4) would be dropped
+by the spec's "ignore unknown fields" rule, and the truncated stream would then look clean. Lines
+from one that starts with `{` up to its matching `}` are joined and returned as an event of their
+own (event name `RAW_JSON_EVENT`), so the protocol parser sees the error. An object still open at
+EOF is returned as it is, and fails to parse as the truncation it is.
 """
 
 from __future__ import annotations
@@ -19,7 +26,29 @@ class SSEEvent:
     data: str
 
 
+RAW_JSON_EVENT = ""  # raw JSON objects are parsed like unnamed `data:` events
 _EOL = re.compile(rb"\r\n|\r|\n")
+
+
+def brace_balance(line: str) -> int:
+    """Opening minus closing braces of one line of JSON, ignoring those inside strings (a JSON
+    string cannot span lines, so each line starts outside one)."""
+    depth, in_string, escaped = 0, False, False
+    for char in line:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char == "{":
+            depth += 1
+        elif char == "}":
+            depth -= 1
+    return depth
 
 
 class _LineSplitter:
@@ -52,6 +81,8 @@ class SSEDecoder:
         self._lines = _LineSplitter()
         self._event = ""
         self._data: list[str] = []
+        self._raw: list[str] = []  # lines of a raw JSON object being collected
+        self._raw_depth = 0
         self.comments = 0  # comment lines seen (keep-alives such as ": OPENROUTER PROCESSING")
 
     def feed(self, chunk: bytes) -> list[SSEEvent]:
@@ -73,9 +104,14 @@ class SSEDecoder:
         event = self._line("")
         if event is not None:
             events.append(event)
+        if self._raw:  # an object cut off by the end of the stream
+            events.append(SSEEvent(event=RAW_JSON_EVENT, data="\n".join(self._raw)))
+            self._raw, self._raw_depth = [], 0
         return events
 
     def _line(self, line: str) -> SSEEvent | None:
+        if self._raw or line.lstrip().startswith("{"):  # no SSE field name starts with "{"
+            return self._raw_line(line)
         if line == "":
             if not self._data and not self._event:
                 return None
@@ -94,6 +130,15 @@ class SSEDecoder:
             self._event = value
         # `id:` and `retry:` carry nothing a probe needs.
         return None
+
+    def _raw_line(self, line: str) -> SSEEvent | None:
+        self._raw.append(line)
+        self._raw_depth += brace_balance(line)
+        if self._raw_depth > 0:
+            return None
+        event = SSEEvent(event=RAW_JSON_EVENT, data="\n".join(self._raw))
+        self._raw, self._raw_depth = [], 0
+        return event
 
 
 class NDJSONDecoder:

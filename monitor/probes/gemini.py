@@ -13,7 +13,8 @@ Owns the request shape and the decoding of one SSE event into a `Delta` (PROTOCO
 - there is no end marker: the stream ends at EOF (`requires_end_marker=False`); `finishReason`
   can appear on every chunk, so it is passed on as the finish reason and nothing more;
 - a chunk with a top-level `error`, or a blocked prompt (`promptFeedback.blockReason` with no
-  candidates), becomes an error delta.
+  candidates), becomes an error delta; an error object written raw, without `data:`, reaches
+  `parse_event` too (`monitor.probes.framing` returns raw JSON objects as events).
 
 The key goes in the `x-goog-api-key` header, never in the `?key=` query parameter, so it stays
 out of URLs (which end up in logs and exception texts).

@@ -212,3 +212,27 @@ async def test_error_chunk_mid_stream_is_a_stream_error(server, client):
     assert not result.ok
     assert result.error_kind == ErrorKind.STREAM_ERROR
     assert "Internal error encountered." in result.error
+
+
+async def test_raw_multi_line_error_mid_stream_is_a_stream_error(server, client):
+    # Gemini can write a mid-stream error as pretty-printed JSON without `data:` (PROTOCOLS.md §4);
+    # the spec's SSE rules would drop it and the stream would end "cleanly" at EOF.
+    error = {"error": {"code": 503, "message": "The model is overloaded. Please try again later.",
+                       "status": "UNAVAILABLE"}}
+    raw = json.dumps(error, indent=2).encode() + b"\n"
+    frames = [Frame(0.020, _chunk("One,"), token=True), Frame(0.010, _chunk(" two,"), token=True),
+              Frame(0.010, raw[:20]), Frame(0.005, raw[20:])]
+    server.route("POST", PATH, sse_stream_response(frames))
+    result = await run_probe(client, target(base_url=server.url + "/v1beta"))
+    assert not result.ok
+    assert result.error_kind == ErrorKind.STREAM_ERROR
+    assert "503 UNAVAILABLE: The model is overloaded" in result.error
+    assert result.content_chunks == 2 and result.http_status == 200
+
+
+async def test_raw_error_cut_off_by_the_end_of_the_stream_is_a_stream_error(server, client):
+    frames = [Frame(0.020, _chunk("One,"), token=True), Frame(0.010, b'{\n  "error": {\n    "code": 500,\n')]
+    server.route("POST", PATH, sse_stream_response(frames))
+    result = await run_probe(client, target(base_url=server.url + "/v1beta"))
+    assert not result.ok
+    assert result.error_kind == ErrorKind.STREAM_ERROR and "malformed" in result.error
