@@ -218,3 +218,6 @@ class WireProtocol:
     # True when a clean stream must end with an explicit marker (openai's [DONE], anthropic's
     # message_stop, ollama's done:true); EOF without it is then a stream_error. Gemini: False.
     requires_end_marker: bool = True
+    # For a stream that ends at EOF (Gemini): True when some chunk must have carried a finish
+    # reason, the only sign that the server finished rather than stopped; else stream_error.
+    requires_finish_reason: bool = False

@@ -566,6 +566,9 @@ async def _read_stream(response: httpx.Response, protocol: WireProtocol, target:
     if protocol.requires_end_marker:
         raise _ProbeFailure(ErrorKind.STREAM_ERROR,
                             "stream ended without its end marker (truncated)")
+    if protocol.requires_finish_reason and m.finish_reason is None:
+        raise _ProbeFailure(ErrorKind.STREAM_ERROR,
+                            "stream ended without a finish reason (truncated)")
     if m.first_token_ns is None:
         raise _ProbeFailure(ErrorKind.EMPTY_RESPONSE, "stream ended without any output token")
 

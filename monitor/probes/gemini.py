@@ -10,8 +10,9 @@ Owns the request shape and the decoding of one SSE event into a `Delta` (PROTOCO
   `candidatesTokenCount + thoughtsTokenCount` (thinking tokens are not inside the first), so
   each chunk reports its running total and the engine keeps the last one; a chunk with neither
   count (early chunks) reports no usage;
-- there is no end marker: the stream ends at EOF (`requires_end_marker=False`); `finishReason`
-  can appear on every chunk, so it is passed on as the finish reason and nothing more;
+- there is no end marker: the stream ends at EOF (`requires_end_marker=False`). The last chunk
+  carries `finishReason` (older servers put it on every chunk, so it is no end marker either), so
+  a stream that reaches EOF without any finish reason was cut short (`requires_finish_reason`);
 - a chunk with a top-level `error`, or a blocked prompt (`promptFeedback.blockReason` with no
   candidates), becomes an error delta; an error object written raw, without `data:`, reaches
   `parse_event` too (`monitor.probes.framing` returns raw JSON objects as events).
@@ -151,4 +152,5 @@ PROTOCOL = WireProtocol(
     warmup_url=warmup_url,
     warmup_headers=warmup_headers,
     requires_end_marker=False,
+    requires_finish_reason=True,
 )

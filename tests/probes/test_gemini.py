@@ -152,6 +152,7 @@ def test_models_prefix_is_accepted():
 
 def test_declaration():
     assert PROTOCOL.name == "gemini" and PROTOCOL.requires_end_marker is False
+    assert PROTOCOL.requires_finish_reason is True
 
 
 # ---------------------------------------------------------------------------- over a real socket
@@ -236,3 +237,12 @@ async def test_raw_error_cut_off_by_the_end_of_the_stream_is_a_stream_error(serv
     result = await run_probe(client, target(base_url=server.url + "/v1beta"))
     assert not result.ok
     assert result.error_kind == ErrorKind.STREAM_ERROR and "malformed" in result.error
+
+
+async def test_stream_ending_at_eof_without_a_finish_reason_is_truncated(server, client):
+    frames = [Frame(0.020, _chunk("One,"), token=True), Frame(0.010, _chunk(" two,"), token=True)]
+    server.route("POST", PATH, sse_stream_response(frames))
+    result = await run_probe(client, target(base_url=server.url + "/v1beta"))
+    assert not result.ok
+    assert result.error_kind == ErrorKind.STREAM_ERROR and "without a finish reason" in result.error
+    assert result.content_chunks == 2 and result.ttft_s is not None
