@@ -6,11 +6,13 @@
 Part 1 (throughput, issue target): a catalog of M models x P endpoints over a SQLite history of
 N stored probes (generated once with the project's migrations, cached under /tmp), served by
 `python -m monitor run` exactly as a user starts it (one uvicorn worker, the service's own uvicorn
-flags) with `--interval 1e9` so no probe fires. Side by side in the same run, a bare Starlette
+flags, CORS allowing the catalog's origin as a real deployment would) with `--interval 1e9` so
+no probe fires. Side by side in the same run, a bare Starlette
 app on the same uvicorn flags returns a constant JSON body of the same size (the real app's own
 response for model 0). `wrk` (a separate process) rotates over every model's `/live` path at C
 connections; rounds alternate real / bare so drift hits both. Target: real >= 0.7 x bare
-requests/s and p99 < 20 ms.
+requests/s and p99 < 20 ms. Then, for information, one round of browser-shaped requests (the
+allowed `Origin` and `Accept-Encoding: gzip`) against the real server alone.
 
 Part 2 (issue 6, correctness under load): `monitor run` with the same catalog pointed at a loopback
 OpenAI-style stream server (its own process) and a short interval, so the scheduler probes all the
@@ -77,14 +79,15 @@ ENDPOINT_KEYS = {
 # --------------------------------------------------------------------------- servers under test
 
 def start_monitor(mode: str, *, config: Path, db: Path, port: int, interval_s: float | None,
-                  log_path: Path, app_root: Path | None = None) -> Child:
+                  log_path: Path, cors_origin: str, app_root: Path | None = None) -> Child:
     """`python -m monitor MODE` started in `app_root` (default: this checkout), so a proposed
-    fix in a copy of the tree can be measured with the same benchmark."""
+    fix in a copy of the tree can be measured with the same benchmark. `cors_origin` is
+    configured as a deployment for the catalog site would ("" for none)."""
     argv = [sys.executable, "-m", "monitor", mode, "--config", str(config), "--db", f"sqlite:///{db}",
             "--host", "127.0.0.1", "--port", str(port)]
     if interval_s is not None:
         argv += ["--interval", f"{interval_s:g}"]
-    return Child(argv, log_path=log_path, cwd=app_root)
+    return Child(argv, env={"LLM_MONITOR_CORS_ORIGINS": cors_origin}, log_path=log_path, cwd=app_root)
 
 
 def start_bare(body_file: Path, port: int, log_path: Path) -> Child:
@@ -196,7 +199,7 @@ def part_throughput(args: argparse.Namespace, work: Path, db: Path, paths: list[
     rounds: list[dict[str, Any]] = []
     with start_monitor(args.mode, config=config, db=db, port=real_port,
                        interval_s=1e9 if args.mode != "api" else None, log_path=work / "monitor-idle.log",
-                       app_root=args.app_root) as real:
+                       cors_origin=args.cors_origin, app_root=args.app_root) as real:
         startup_s = wait_http_ok(f"{real_base}{paths[0]}", timeout_s=600, child=real)
         log(f"{args.mode} ready in {startup_s:.1f} s (pid {real.pid})")
         import httpx
@@ -220,6 +223,7 @@ def part_throughput(args: argparse.Namespace, work: Path, db: Path, paths: list[
                     log(f"  round {index} {name}: {result['rps']:.0f} req/s, p99 {result['p99_ms']:.1f} ms, "
                         f"non-2xx {result['errors']['status']}, socket errors {result['socket_errors']}, "
                         f"server CPU {result['server_cpu_share']:.2f}, load {load:.2f}")
+            browser = browser_round(real, real_base, paths[0], args, common) if args.cors_origin else None
             profile = None
             if args.profile:
                 profile = profile_server(real, real_base, work, common, args.duration)
@@ -246,7 +250,29 @@ def part_throughput(args: argparse.Namespace, work: Path, db: Path, paths: list[
         "pass_ratio": ratio >= TARGET_RATIO,
         "pass_p99": summary["real"]["p99_ms_median"] < TARGET_P99_MS,
         "profile": profile,
+        "browser": browser,
     }
+
+
+def browser_round(child: Child, base: str, sample_path: str, args: argparse.Namespace,
+                  common: dict[str, Any]) -> dict[str, Any]:
+    """Informational: the real server under requests shaped like the catalog page's fetch()
+    (an allowed `Origin`, `Accept-Encoding: gzip`), which take the CORS and gzip branches."""
+    import httpx
+
+    headers = {"Origin": args.cors_origin, "Accept-Encoding": "gzip, deflate, br"}
+    sample = httpx.get(f"{base}{sample_path}", headers=headers)
+    checks = {
+        "content_encoding": sample.headers.get("content-encoding"),
+        "allow_origin": sample.headers.get("access-control-allow-origin"),
+        "wire_bytes": int(sample.headers.get("content-length", 0)),
+    }
+    load = load_average()[0]
+    result = measured_wrk(child, base, duration_s=args.duration, headers=headers, **common)
+    result.update(load_1m_before=round(load, 2), sample=checks)
+    log(f"  browser-shaped: {result['rps']:.0f} req/s, p99 {result['p99_ms']:.1f} ms, "
+        f"{checks['wire_bytes']} bytes {checks['content_encoding']}, allow-origin {checks['allow_origin']}")
+    return result
 
 
 def profile_server(child: Child, base: str, work: Path, common: dict[str, Any], duration_s: float) -> dict[str, Any] | None:
@@ -310,7 +336,8 @@ def part_concurrency(args: argparse.Namespace, work: Path, cached_db: Path, path
         port = free_port()
         base = f"http://127.0.0.1:{port}"
         with start_monitor("run", config=config, db=db, port=port, interval_s=args.busy_interval,
-                           log_path=work / "monitor-busy.log", app_root=args.app_root) as monitor:
+                           log_path=work / "monitor-busy.log", cors_origin=args.cors_origin,
+                           app_root=args.app_root) as monitor:
             startup_s = wait_http_ok(f"{base}{paths[0]}", timeout_s=600, child=monitor)
             log(f"run (scheduler on, interval {args.busy_interval:g} s) ready in {startup_s:.1f} s")
             time.sleep(min(5.0, args.busy_duration))  # let probing reach its steady rate
@@ -411,6 +438,12 @@ def render(report: dict[str, Any]) -> str:
               + ("PASS" if part1["pass_ratio"] else "FAIL")],
              ["p99 ms", s["real"]["p99_ms_median"], s["bare"]["p99_ms_median"], f"< {TARGET_P99_MS:g}",
               "PASS" if part1["pass_p99"] else "FAIL"]])]
+        b = part1.get("browser")
+        if b:
+            out += ["", f"Browser-shaped requests (`Origin: {b['sample']['allow_origin']}`, `Accept-Encoding: gzip`; "
+                        f"answered {b['sample']['content_encoding']}, {b['sample']['wire_bytes']} bytes on the wire), "
+                        f"real server only: {b['rps']:,.0f} req/s, p99 {b['p99_ms']:.1f} ms, "
+                        f"{b['errors']['status'] + b['socket_errors']} errors."]
         if part1.get("profile"):
             out += ["", "Profile of the real server's event-loop thread under load (py-spy, % of samples):", ""]
             out.append(markdown_table(["frame (own time)", "%"], part1["profile"]["own_pct"][:15]))
@@ -452,6 +485,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--mode", choices=["run", "api"], default="run",
                         help="how the real process is started for part 1 (run: --interval 1e9, no probes)")
+    parser.add_argument("--cors-origin", default="https://catalog.example",
+                        help="CORS origin the real server allows, as for the catalog site ('' for none); "
+                             "also sent by the browser-shaped round")
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--duration", type=float, default=15.0, help="seconds per wrk round (part 1)")
     parser.add_argument("--rounds", type=int, default=2, help="real/bare round pairs (part 1)")

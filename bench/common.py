@@ -429,7 +429,8 @@ def cpu_seconds_of(pid: int) -> float:
 
 WRK_LUA = r"""
 -- Rotates through the paths in the file given after `--`, validates every response when
--- `--validate` follows, and prints one JSON summary line (prefixed WRK_JSON) at the end.
+-- `--validate` follows, sends `--header=Name: value` headers with every request, and prints one
+-- JSON summary line (prefixed WRK_JSON) at the end.
 local threads = {}
 function setup(thread) table.insert(threads, thread) end
 
@@ -445,7 +446,11 @@ function init(args)
       if id then known[id] = true end
     end
   end
-  validate = args[2] == "--validate"
+  for n = 2, #args do
+    if args[n] == "--validate" then validate = true end
+    local name, value = args[n]:match("^%-%-header=([^:]+):%s*(.*)$")
+    if name then wrk.headers[name] = value end
+  end
   i = math.random(#paths)
 end
 
@@ -521,7 +526,8 @@ def write_wrk_files(directory: Path, paths: Sequence[str]) -> tuple[Path, Path, 
 
 
 def run_wrk(base_url: str, *, connections: int, duration_s: float, script: Path, paths_file: Path,
-            threads: int = 1, timeout_s: float = 10.0, validate: bool = False) -> WrkResult:
+            threads: int = 1, timeout_s: float = 10.0, validate: bool = False,
+            headers: dict[str, str] | None = None) -> WrkResult:
     argv = [
         # wrk takes whole seconds only.
         "wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, math.ceil(duration_s))}s",
@@ -530,6 +536,7 @@ def run_wrk(base_url: str, *, connections: int, duration_s: float, script: Path,
     ]
     if validate:
         argv.append("--validate")
+    argv += [f"--header={name}: {value}" for name, value in (headers or {}).items()]
     completed = subprocess.run(argv, capture_output=True, text=True, timeout=duration_s + 120)
     if completed.returncode != 0:
         raise RuntimeError(f"wrk failed ({completed.returncode}): {completed.stderr.strip() or completed.stdout.strip()}")

@@ -125,6 +125,11 @@ def test_api_load_tiny_run(tmp_path: Path, bench_cache: Path):
         assert part1["summary"][side]["errors"] == 0
     assert part1["body_bytes"] > 100 and math.isfinite(part1["throughput_ratio"])
     assert isinstance(part1["pass_ratio"], bool) and isinstance(part1["pass_p99"], bool)
+    browser = part1["browser"]  # the catalog origin is allowed and the body goes out gzip-coded
+    assert browser["rps"] > 0 and browser["errors"]["status"] + browser["socket_errors"] == 0
+    assert browser["sample"]["allow_origin"] == "https://catalog.example"
+    assert browser["sample"]["content_encoding"] == "gzip"
+    assert 0 < browser["sample"]["wire_bytes"] < part1["body_bytes"]
     part2 = report["concurrency"]
     wrk = part2["wrk"]
     assert wrk["validated"] > 0 and wrk["validated"] == wrk["requests"]  # every response was checked
