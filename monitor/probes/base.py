@@ -14,8 +14,10 @@ from datetime import datetime
 from typing import Any, Mapping
 
 # Bumped whenever a change alters what a stored figure means (timing points, token counting,
-# formula). Stored with every probe so old figures can be told apart from new ones.
-METHODOLOGY_VERSION = "2026.11-1"
+# formula, what counts as ok). Stored with every probe so old figures can be told apart from new
+# ones. 2026.11-2: a Gemini stream without any finishReason, or with an error object written
+# without `data:`, is a stream_error (it was ok when content had arrived).
+METHODOLOGY_VERSION = "2026.11-2"
 
 # Every protocol the engine speaks (config validation and the CLI check names against this).
 PROTOCOL_NAMES = ("openai", "cloudflare", "anthropic", "gemini", "ollama")
