@@ -119,6 +119,8 @@ def configure_logging(level: str) -> None:
     # httpx logs every request URL at INFO; probes report their own outcome instead.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    # alembic lists its autogenerate plugins at INFO on every start; its migration lines stay.
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -2,7 +2,9 @@
 
 Each job has an explicit id (`model_id|provider`), `max_instances=1`, coalescing, a misfire grace
 of half an interval and jitter. First runs are spread over the first interval by a stable hash of
-the job id (no burst at start); after a restart an endpoint whose last probe is recent resumes at
+the job id (no burst at start), except for endpoints that can only fail with `config_error` (an
+unset key or URL variable): those make no network call, so they run at once and the page shows
+why they are down right away. After a restart an endpoint whose last probe is recent resumes at
 `last_probe + interval`. Jobs look up their endpoint in the current catalog at run time, so a
 config reload takes effect through `apply()`. `shutdown()` stops scheduling and waits, bounded,
 for probes in flight.
@@ -40,12 +42,15 @@ def spread_offset(key: str, interval_s: float) -> float:
 
 
 def first_run_at(
-    key: str, interval_s: float, now: datetime, last_probe_at: datetime | None
+    key: str, interval_s: float, now: datetime, last_probe_at: datetime | None, *, offline: bool = False
 ) -> datetime:
+    """`offline`: the probe will fail with config_error without any network call."""
     if last_probe_at is not None:
         due = last_probe_at + timedelta(seconds=interval_s)
         if due > now:
             return due  # resume the old cadence: no extra probe because of a restart
+    if offline:
+        return now
     return now + timedelta(seconds=spread_offset(key, interval_s))
 
 
@@ -56,11 +61,14 @@ class ProbeScheduler:
         metrics: Metrics,
         *,
         interval_of: Callable[[EndpointConfig], float],
+        is_offline: Callable[[EndpointConfig], bool] = lambda endpoint: False,
         clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
     ) -> None:
+        """`is_offline(endpoint)`: its probes fail with config_error without a network call."""
         self._runner = runner
         self._metrics = metrics
         self._interval_of = interval_of
+        self._is_offline = is_offline
         self._clock = clock
         self._catalog: Catalog | None = None
         self._scheduler = AsyncIOScheduler(timezone=timezone.utc)
@@ -107,7 +115,8 @@ class ProbeScheduler:
                 coalesce=True,
                 misfire_grace_time=max(1, int(interval / 2)),
                 next_run_time=first_run_at(
-                    key, interval, now, last_probe_at.get((model_id, endpoint.provider))
+                    key, interval, now, last_probe_at.get((model_id, endpoint.provider)),
+                    offline=self._is_offline(endpoint),
                 ),
             )
 

@@ -145,7 +145,10 @@ class Service:
                     max_concurrent=settings.max_concurrent_probes,
                     lag_monitor=lag_monitor,
                 )
-                self.scheduler = ProbeScheduler(runner, self.metrics, interval_of=self.interval_of)
+                self.scheduler = ProbeScheduler(
+                    runner, self.metrics, interval_of=self.interval_of,
+                    is_offline=lambda endpoint: endpoint.to_target(self.environ).config_error is not None,
+                )
                 latest = await self.store.latest_results()
                 self.scheduler.start(self.catalog, {k: r.started_at for k, r in latest.items()})
                 background.append(asyncio.create_task(self._recompute_loop(), name="live-recompute"))

@@ -33,6 +33,13 @@ def test_first_run_after_a_long_outage_or_for_a_new_endpoint_is_spread():
         assert at == T0 + timedelta(seconds=spread_offset("k", 1800))
 
 
+def test_an_offline_endpoint_runs_at_once_unless_its_last_probe_is_recent():
+    assert first_run_at("k", 1800, T0, None, offline=True) == T0
+    assert first_run_at("k", 1800, T0, T0 - timedelta(hours=5), offline=True) == T0
+    recent = T0 - timedelta(seconds=100)
+    assert first_run_at("k", 1800, T0, recent, offline=True) == recent + timedelta(seconds=1800)
+
+
 CONFIG = """
 models:
   - id: m1
@@ -91,3 +98,18 @@ async def test_shutdown_abandons_probes_that_outlive_the_grace(metrics):
     await asyncio.sleep(0.15)
     cut = await scheduler.shutdown(grace_s=0.1)
     assert cut == len(runner.calls) >= 1 and runner.finished == 0
+
+
+async def test_only_offline_endpoints_skip_the_spread(metrics):
+    runner = FakeRunner()
+    catalog = parse_catalog(CONFIG, source="test")
+    scheduler = ProbeScheduler(runner, metrics, interval_of=lambda e: 1800.0,
+                               is_offline=lambda endpoint: endpoint.provider == "B")
+    scheduler.start(catalog, {})
+    try:
+        await asyncio.sleep(0.5)
+        # A's first run is somewhere in the next 30 minutes (spread_offset of its id: minutes away).
+        assert spread_offset(job_id("m1", "A"), 1800.0) > 1.0
+        assert runner.calls == [("m1", "B")]
+    finally:
+        await scheduler.shutdown(1)
