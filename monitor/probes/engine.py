@@ -712,13 +712,26 @@ def _stream_break_text(exc: BaseException) -> str:
     return f"stream broke: {describe(exc)}"
 
 
+_MIN_KEY_PREFIX = 4
+
+
 def _scrub(text: str, target: ProbeTarget) -> str:
-    """Belt and braces: no error text ever carries the key, even if a server echoes it."""
+    """Belt and braces: no error text ever carries the key, even if a server echoes it. Error
+    texts are cut to a bounded length before they get here, and a cut can land inside an echoed
+    key (`...provided: sk-AUDIT-S…`), so any run of the key's first characters (4 or more) goes
+    as well as the whole key."""
     if target.api_key is None:
         return text
     key = target.api_key.reveal()
-    if len(key) < 4:
+    if len(key) < _MIN_KEY_PREFIX:
         return text
     for form in {key, quote(key, safe=""), quote(key)}:
         text = text.replace(form, "***")
+        start = text.find(form[:_MIN_KEY_PREFIX])
+        while start != -1:
+            run = _MIN_KEY_PREFIX
+            while run < len(form) and start + run < len(text) and text[start + run] == form[run]:
+                run += 1
+            text = text[:start] + "***" + text[start + run:]
+            start = text.find(form[:_MIN_KEY_PREFIX], start + 3)
     return text

@@ -87,6 +87,25 @@ async def test_error_text_names_the_provider_message_and_scrubs_the_key(server, 
     assert result.error == "HTTP 401: Incorrect API key provided: ***"
 
 
+@pytest.mark.parametrize("padding", [181, 190, 200, 206])
+async def test_a_key_cut_by_the_error_length_limit_is_scrubbed_too(server, client, padding):
+    # The provider message is cut to 240 characters; with these paddings the cut leaves 29, 20, 10
+    # and 4 characters of the echoed key.
+    message = "x" * padding + f" Incorrect API key provided: {KEY}"
+    server.route("POST", CHAT, json_response(401, {"error": {"message": message}}))
+    result = await probe(client, target(f"{server.url}/v1"), 5.0)
+    assert KEY[:4] not in result.error
+
+
+async def test_a_key_cut_inside_a_quoted_stream_event_is_scrubbed(server, client):
+    # A garbled event is quoted (first 80 characters) in the error; the cut lands inside the key.
+    garbled = Frame(0.0, b"data: {not json " + b"y" * 50 + f" {KEY}".encode() + b"\n\n")
+    server.route("POST", CHAT, sse_stream_response(role_then(token(), garbled, DONE)))
+    result = await probe(client, target(f"{server.url}/v1"), 5.0)
+    assert result.error_kind == ErrorKind.STREAM_ERROR and "malformed" in result.error
+    assert KEY[:4] not in result.error
+
+
 async def test_html_error_page_is_summarised(server, client):
     server.route("POST", CHAT, html_response(503, "<html><head><title>503 Service Unavailable</title></head>"
                                                   "<body>" + "x" * 5000 + "</body></html>"))
