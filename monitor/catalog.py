@@ -21,7 +21,8 @@ Two stages, kept apart on purpose:
 - *Validation* (`parse_catalog`, `load_catalog`) is strict and reports every mistake it finds as
   one line `field.path: message (line N)`, all raised together as one `CatalogError`. Nothing is
   read from the environment here: `${VAR}` placeholders are checked for form only, and a URL is
-  checked with its placeholders treated as opaque host/path text.
+  checked with each placeholder standing for whatever fits its place (a whole URL, a port, host
+  or path text).
 - *Resolution* (`EndpointConfig.to_target`) expands `${VAR}` and finds the API key in a given
   environment mapping. It never raises for a missing variable: the target then carries
   `config_error`, and the probe fails with that outcome without touching the network.
@@ -138,6 +139,34 @@ def template_variables(template: str) -> tuple[str, ...]:
     return tuple(names)
 
 
+def _opaque_url(template: str) -> str:
+    """`template` with each `${VAR}` swapped for a stand-in valid where it stands, so the static
+    check judges only the literal text: a whole base URL (or its scheme) at the start, a port
+    right after `host:`, plain text anywhere else. The expanded URL is checked again when the
+    endpoint is resolved (an invalid value then gives config_error)."""
+
+    def stand_in(match: re.Match[str]) -> str:
+        before = template[: match.start()]
+        if not before:
+            return "http" if template[match.end():].startswith("://") else "http://placeholder"
+        scheme, sep, authority = before.partition("://")
+        if sep and before.endswith(":") and "/" not in authority:
+            return "1"
+        return "placeholder"
+
+    return _PLACEHOLDER.sub(stand_in, template)
+
+
+def _url_credential_problem(url: str) -> str | None:
+    """Why `url` (already a valid http(s) URL) carries a credential, or None."""
+    parts = urlsplit(url)
+    if parts.username is not None or parts.password is not None:
+        return f"credentials in the URL are not allowed; {_INLINE_SECRET_MESSAGE}"
+    if any(_is_secret_field(name) for name, _ in parse_qsl(parts.query, keep_blank_values=True)):
+        return f"a key in the URL query is not allowed; {_INLINE_SECRET_MESSAGE}"
+    return None
+
+
 def _check_http_url(url: str) -> str | None:
     """Why `url` is not an absolute http(s) URL with a host, or None when it is."""
     if any(ch.isspace() for ch in url):
@@ -252,9 +281,12 @@ class EndpointConfig(_Frozen):
         problems: list[str] = []
         base_url = _expand(self.base_url, environ, problems)
         model = _expand(self.model, environ, problems)
-        if not problems and (self.base_url != base_url) and _check_http_url(base_url):
+        if not problems and self.base_url != base_url:
             # The expanded value is not echoed: environment values are not ours to print.
-            problems.append("base_url is not a valid http(s) URL after expanding environment variables")
+            if _check_http_url(base_url):
+                problems.append("base_url is not a valid http(s) URL after expanding environment variables")
+            elif problem := _url_credential_problem(base_url):
+                problems.append(f"base_url after expanding environment variables: {problem}")
         api_key = _resolve_key(self.api_key_env, environ, problems) if self.api_key_env else None
         return ProbeTarget(
             protocol=self.protocol,
@@ -402,18 +434,15 @@ class _EndpointSpec(_Spec):
     @classmethod
     def _base_url(cls, value: str) -> str:
         template_variables(value)
-        # Placeholders are opaque: swap each for plain text that is valid anywhere in a URL.
-        opaque = _PLACEHOLDER.sub("placeholder", value)
+        opaque = _opaque_url(value)
         problem = _check_http_url(opaque)
         # A query string or user-info may carry a credential: such a URL is never echoed.
         shown = "" if ("?" in value or "@" in value) else f" (got {_show(value, 80)})"
         if problem:
             raise ValueError(problem + shown)
-        parts = urlsplit(opaque)
-        if parts.username is not None or parts.password is not None:
-            raise ValueError(f"credentials in the URL are not allowed; {_INLINE_SECRET_MESSAGE}")
-        if any(_is_secret_field(name) for name, _ in parse_qsl(parts.query, keep_blank_values=True)):
-            raise ValueError(f"a key in the URL query is not allowed; {_INLINE_SECRET_MESSAGE}")
+        problem = _url_credential_problem(opaque)
+        if problem:
+            raise ValueError(problem)
         return value
 
     @field_validator("model")

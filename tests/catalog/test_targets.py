@@ -179,3 +179,37 @@ models:
 @pytest.mark.parametrize("environ", [{}, {"CLOUDFLARE_ACCOUNT_ID": ACCOUNT}])
 def test_to_target_never_raises_for_missing_configuration(environ: dict[str, str]) -> None:
     assert CLOUDFLARE.to_target(environ).config_error
+
+
+@pytest.mark.parametrize(
+    ("template", "environ", "expanded"),
+    [
+        ("${UPSTREAM_URL}", {"UPSTREAM_URL": "http://127.0.0.1:8080/v1"}, "http://127.0.0.1:8080/v1"),
+        ("${UPSTREAM_URL}/v1", {"UPSTREAM_URL": "https://relay.example"}, "https://relay.example/v1"),
+        ("${SCHEME}://relay.example/v1", {"SCHEME": "https"}, "https://relay.example/v1"),
+        ("http://${HOST}:${PORT}/v1", {"HOST": "127.0.0.1", "PORT": "8080"}, "http://127.0.0.1:8080/v1"),
+        ("http://127.0.0.1:${PORT}", {"PORT": "11434"}, "http://127.0.0.1:11434"),
+    ],
+)
+def test_a_placeholder_may_stand_for_the_whole_url_its_scheme_or_its_port(template, environ, expanded) -> None:
+    catalog = parse_catalog(f"models:\n  - id: m\n    endpoints:\n      - {{provider: A, protocol: openai, "
+                            f"base_url: '{template}', model: m}}\n")
+    [(_, endpoint)] = catalog.endpoints()
+    assert endpoint.to_target(environ).base_url == expanded
+    assert endpoint.to_target(environ).config_error is None
+    assert endpoint.to_target({}).config_error is not None  # unset: config_error, never a crash
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ("not a url", "is not a valid http(s) URL"),
+        ("ftp://relay.example", "is not a valid http(s) URL"),
+        ("https://user:pw@relay.example", "credentials in the URL are not allowed"),
+        ("https://relay.example/v1?api_key=abc", "a key in the URL query is not allowed"),
+    ],
+)
+def test_an_expanded_url_is_checked_like_a_literal_one_without_echoing_it(value, problem) -> None:
+    endpoint = EndpointConfig(provider="A", protocol="openai", base_url="${UPSTREAM_URL}", model="m")
+    error = endpoint.to_target({"UPSTREAM_URL": value}).config_error
+    assert problem in error and value not in error
