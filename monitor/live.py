@@ -3,23 +3,40 @@
 The runner feeds every finished probe in (`add`); API requests read `model()` / `models()` and
 never query history. `load()` fills the window from the database at start-up, so figures are
 back right after a restart; an API-only process calls `follow()` periodically to apply what the
-scheduler process has stored since. Activity decays with
-time even when no probe lands, so `recompute()` runs on a timer too.
+scheduler process has stored since. Figures also change with time alone (activity lapses 2
+intervals after the latest usable probe, old probes leave the window): each model knows when
+that next happens, and `wait_until_due()` sleeps exactly until then for `recompute()`.
+
+Each endpoint keeps its probes of the window, or of 2 intervals when that is longer, so that
+`active` can be judged on the latest probe even for an endpoint probed less often than twice
+per window.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections import deque
+from contextlib import suppress
 from datetime import datetime, timedelta, timezone
 from typing import Callable
 
 from monitor.catalog import Catalog, EndpointConfig, ModelConfig
 from monitor.probes.base import ProbeResult
-from monitor.stats import EndpointLive, ModelLive, ProbeSample, endpoint_live, model_live
+from monitor.stats import (
+    ACTIVE_INTERVALS,
+    EndpointLive,
+    ModelLive,
+    ProbeSample,
+    active_until,
+    endpoint_live,
+    model_live,
+)
 from monitor.store import Store
 
 
 NEVER = datetime.max.replace(tzinfo=timezone.utc)
+# Wake this long after a due moment, so that "at most 2 intervals old" (inclusive) has lapsed.
+DUE_MARGIN = timedelta(milliseconds=2)
 
 
 def _utcnow() -> datetime:
@@ -55,6 +72,9 @@ class LiveFigures:
         # When each model's figures next change by the passage of time alone (see _due_at).
         self._due: dict[str, datetime] = {}
         self._cursor: int | None = None  # follow(): id of the newest stored probe applied
+        # wait_until_due(): when the waiter plans to wake, and how to wake it sooner.
+        self._wake_at = NEVER
+        self._wake = asyncio.Event()
         self.set_catalog(catalog)
 
     # --- LiveView (read side, used by the API) ---
@@ -127,11 +147,30 @@ class LiveFigures:
 
     async def load(self, store: Store) -> None:
         """Replace the in-memory window with what the database holds."""
-        since = self._clock() - timedelta(seconds=self._window_s)
-        for key in self._samples:
-            rows = await store.window_samples(key[0], key[1], since)
-            self._samples[key] = deque(sorted(rows, key=lambda s: s.started_at, reverse=True))
+        now = self._clock()
+        for model, endpoint in self._catalog.endpoints():
+            since = now - timedelta(seconds=self._kept_s(endpoint))
+            rows = await store.window_samples(model.id, endpoint.provider, since)
+            self._samples[(model.id, endpoint.provider)] = deque(
+                sorted(rows, key=lambda s: s.started_at, reverse=True)
+            )
         self.recompute(force=True)
+
+    def _kept_s(self, endpoint: EndpointConfig) -> float:
+        """How far back an endpoint's probes matter: the window, or 2 intervals when longer."""
+        return max(self._window_s, ACTIVE_INTERVALS * self._interval_of(endpoint))
+
+    async def wait_until_due(self, max_s: float) -> None:
+        """Sleep until the earliest model's figures change with time (or `max_s`), waking sooner
+        when a probe that lands meanwhile brings a due moment forward."""
+        due = min(self._due.values(), default=NEVER)
+        now = self._clock()
+        delay = max_s if due == NEVER else min(max_s, max(0.0, (due + DUE_MARGIN - now).total_seconds()))
+        self._wake_at = now + timedelta(seconds=delay)
+        self._wake.clear()
+        with suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), delay)
+        self._wake_at = NEVER
 
     def recompute(self, *, force: bool = False) -> list[ModelLive]:
         """Refresh figures that time alone has changed (all of them with `force`).
@@ -153,12 +192,12 @@ class LiveFigures:
         if model is None:
             return None
         now = self._clock()
-        horizon = now - timedelta(seconds=self._window_s)
         lives: list[EndpointLive] = []
         for endpoint in model.endpoints:
             samples = self._samples[(model.id, endpoint.provider)]
+            horizon = now - timedelta(seconds=self._kept_s(endpoint))
             while samples and samples[-1].started_at < horizon:
-                samples.pop()  # oldest fall out of the window
+                samples.pop()  # the oldest stop mattering
             lives.append(
                 endpoint_live(
                     endpoint.provider,
@@ -172,21 +211,29 @@ class LiveFigures:
             model.id, [e.provider for e in model.endpoints], lives, window_s=self._window_s
         )
         self._live[model.id] = live
-        self._due[model.id] = self._due_at(model, now)
+        due = self._due[model.id] = self._due_at(model, now)
+        if due < self._wake_at - DUE_MARGIN:
+            self._wake.set()  # the waiter would wake too late for this model
         return live
 
     def _due_at(self, model: ModelConfig, now: datetime) -> datetime:
         """The first moment the model's figures can change with no new probe: an endpoint's
-        newest probe passing 2 intervals (activity lapses) or its oldest sample leaving the
-        window (medians, uptime and samples change). Earlier is harmless, later would be wrong."""
+        activity lapsing (2 intervals after its latest probe that was not rate_limited) or its
+        oldest probe in the window leaving it (medians, uptime and samples change), or a
+        probe stamped ahead of this clock coming due. Earlier is harmless, later would be wrong."""
         horizon = NEVER  # no samples: nothing changes until a probe lands (add/follow recompute)
+        window_start = now - timedelta(seconds=self._window_s)
         for endpoint in model.endpoints:
             samples = self._samples[(model.id, endpoint.provider)]
             if not samples:
                 continue
-            lapse = samples[0].started_at + timedelta(seconds=2 * self._interval_of(endpoint))
-            evict = samples[-1].started_at + timedelta(seconds=self._window_s)
-            for moment in (lapse, evict):
-                if now < moment < horizon:
+            in_window = [s.started_at for s in samples if s.started_at >= window_start]
+            moments = [
+                active_until(samples, interval_s=self._interval_of(endpoint)),
+                min(in_window) + timedelta(seconds=self._window_s) if in_window else None,
+                samples[0].started_at,  # ahead of `now` only with clock skew between processes
+            ]
+            for moment in moments:
+                if moment is not None and now < moment < horizon:
                     horizon = moment
         return horizon

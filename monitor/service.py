@@ -33,7 +33,8 @@ from monitor.store import Store, open_store
 log = logging.getLogger(__name__)
 
 READINESS_TIMEOUT_S = 3.0
-LIVE_RECOMPUTE_S = 5.0
+# The recompute loop wakes when a model is due, and at least this often (a safety net).
+LIVE_RECOMPUTE_MAX_S = 60.0
 
 
 async def restore_metrics(store: Store, metrics: Metrics, live: LiveFigures) -> None:
@@ -151,9 +152,9 @@ class Service:
                 )
                 latest = await self.store.latest_results()
                 self.scheduler.start(self.catalog, {k: r.started_at for k, r in latest.items()})
-                background.append(asyncio.create_task(self._recompute_loop(), name="live-recompute"))
             else:
                 background.append(asyncio.create_task(self._reload_from_db_loop(), name="live-refresh"))
+            background.append(asyncio.create_task(self._recompute_loop(export=probing), name="live-recompute"))
             loop = asyncio.get_running_loop()
             with suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload()))
@@ -202,12 +203,15 @@ class Service:
                 await client.aclose()
             await self.store.close()
 
-    async def _recompute_loop(self) -> None:
-        """Activity decays with time (2 intervals without a probe): refresh figures periodically."""
+    async def _recompute_loop(self, *, export: bool) -> None:
+        """Figures change with time alone (activity lapses 2 intervals after the latest probe,
+        old probes leave the window): recompute each model when that moment comes. `export`:
+        this process owns the figure metrics (not an API replica)."""
         while True:
-            await asyncio.sleep(LIVE_RECOMPUTE_S)
+            await self.live.wait_until_due(LIVE_RECOMPUTE_MAX_S)
             for model_live in self.live.recompute():
-                self.metrics.set_model_live(model_live)
+                if export:
+                    self.metrics.set_model_live(model_live)
 
     async def _reload_from_db_loop(self) -> None:
         assert self.store is not None

@@ -12,6 +12,8 @@ Definitions (the contract's, README "Figures" section):
 Decisions the contract leaves open (tests pin each one):
 - "no older than 2 intervals" is inclusive: exactly 2 intervals old is still active;
 - the window is [now - window_s, now], both ends inclusive; samples after `now` are ignored;
+- `active` is judged on every probe up to `now`, not only the window's, as the contract words
+  it (it differs only for an interval longer than half the window);
 - TTFT medians are reported in milliseconds, unrounded; ok probes without a TTFT or a
   tokens_per_second are left out of that figure's median only;
 - with at least one active endpoint, `best_*` use active endpoints only, even when that
@@ -95,21 +97,31 @@ def _is_rate_limited(sample: ProbeSample) -> bool:
     return not sample.ok and sample.error_kind == RATE_LIMITED
 
 
-def is_active(samples: Iterable[ProbeSample], *, now: datetime, interval_s: float) -> bool:
-    """Latest probe that was not rate_limited is ok and at most ACTIVE_INTERVALS intervals old.
-
-    `samples` may come in any order; with equal timestamps the later one in the input wins.
-    """
+def latest_judged(samples: Iterable[ProbeSample]) -> ProbeSample | None:
+    """The latest probe that was not rate_limited (the one `active` is judged on); any input
+    order; with equal timestamps the later one in the input wins."""
     latest: ProbeSample | None = None
     for sample in samples:
         if _is_rate_limited(sample):
             continue
         if latest is None or sample.started_at >= latest.started_at:
             latest = sample
+    return latest
+
+
+def active_until(samples: Iterable[ProbeSample], *, interval_s: float) -> datetime | None:
+    """The last moment the endpoint counts as active if no new probe lands; None when its
+    latest judged probe failed or there is none (it is not active at all)."""
+    latest = latest_judged(samples)
     if latest is None or not latest.ok:
-        return False
-    age_s = (now - latest.started_at).total_seconds()
-    return age_s <= ACTIVE_INTERVALS * interval_s
+        return None
+    return latest.started_at + timedelta(seconds=ACTIVE_INTERVALS * interval_s)
+
+
+def is_active(samples: Iterable[ProbeSample], *, now: datetime, interval_s: float) -> bool:
+    """Latest probe that was not rate_limited is ok and at most ACTIVE_INTERVALS intervals old."""
+    until = active_until(samples, interval_s=interval_s)
+    return until is not None and now <= until
 
 
 def uptime(samples: Iterable[ProbeSample]) -> float | None:
@@ -131,14 +143,17 @@ def endpoint_live(
     interval_s: float,
     window_s: float,
 ) -> EndpointLive:
-    """One endpoint's live figures from its probes; only those in [now - window_s, now] count."""
+    """One endpoint's live figures from its probes. Medians, uptime, samples and the latest
+    probe count only those in [now - window_s, now]; `active` looks at every probe up to `now`,
+    so with an interval longer than half the window the caller passes 2 intervals of history."""
+    samples = [s for s in samples if s.started_at <= now]
     window = in_window(samples, now=now, window_s=window_s)
     ok = [s for s in window if s.ok]
     ttft_s = median(s.ttft_s for s in ok if s.ttft_s is not None)
     newest = window[-1] if window else None
     return EndpointLive(
         provider=provider,
-        active=is_active(window, now=now, interval_s=interval_s),
+        active=is_active(samples, now=now, interval_s=interval_s),
         last_probe_at=newest.started_at if newest else None,
         last_error_kind=None if newest is None or newest.ok else newest.error_kind,
         ttft_ms_p50=None if ttft_s is None else ttft_s * 1000.0,

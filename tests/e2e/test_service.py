@@ -135,3 +135,36 @@ def test_bundled_config_runs_without_credentials_and_reports_config_error(start_
     assert live["best_ttft_ms"] is None
     assert re.search(r"CLOUDFLARE_(API_TOKEN|ACCOUNT_ID)", service.log())
     assert service.stop() == 0
+
+
+def test_an_endpoint_that_stops_answering_goes_inactive_two_intervals_after_its_last_probe(
+    start_service, provider_servers
+):
+    from datetime import datetime, timezone
+
+    from tests.support.stream_server import ScriptedResponse
+
+    healthy, _ = provider_servers
+    # One endpoint only: no other probe of the model lands to recompute its figures by chance.
+    config = two_endpoint_config(healthy.url, "http://unused").split("      - provider: Failing")[0]
+    service = start_service(config)  # --interval 1
+
+    def healthy_endpoint():
+        return next(e for e in service.get(LIVE).json()["endpoints"] if e["provider"] == "Healthy")
+
+    wait_until(lambda: healthy_endpoint()["active"], timeout_s=20, what="the healthy endpoint to be active")
+    # From now on the server holds every request without answering (the probe's timeout is 10 s),
+    # so no probe of this endpoint lands and only time can end its activity.
+    healthy.route("POST", "/v1/chat/completions", ScriptedResponse(end="hang"))
+
+    def lapsed():
+        endpoint = healthy_endpoint()
+        return None if endpoint["active"] else (datetime.now(timezone.utc), endpoint)
+
+    seen_at, endpoint = wait_until(lapsed, timeout_s=20, what="the healthy endpoint to go inactive")
+    last_probe_at = datetime.fromisoformat(endpoint["last_probe_at"].replace("Z", "+00:00"))
+    assert endpoint["last_error_kind"] is None  # nothing new landed: time alone ended it
+    # Contract: active while the latest probe is at most 2 intervals (2 s) old. Polled every 0.1 s.
+    assert 2.0 <= (seen_at - last_probe_at).total_seconds() <= 3.0
+    metrics = service.get("/metrics").text
+    assert metric_value(metrics, "llm_endpoint_up", model=MODEL, provider="Healthy") == 0.0

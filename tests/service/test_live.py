@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from datetime import datetime, timedelta, timezone
 
 from monitor.catalog import parse_catalog
 from monitor.live import LiveFigures, sample_of
+from monitor.probes.base import ErrorKind
 from tests.service.conftest import result
 
 T = datetime(2026, 11, 24, 12, 0, tzinfo=timezone.utc)
@@ -31,8 +34,10 @@ class Clock:
         return self.now
 
 
-def at(seconds: float, *, ok: bool = True):
-    r = result(ok=ok)
+def at(seconds: float, *, ok: bool = True, rate_limited: bool = False):
+    r = result(ok=ok and not rate_limited)
+    if rate_limited:
+        r.error_kind = ErrorKind.RATE_LIMITED
     r.started_at = T + timedelta(seconds=seconds)
     return r
 
@@ -137,3 +142,58 @@ def test_a_model_dropped_by_a_reload_is_no_longer_served():
     assert live.model("m2") is None and live.providers("m2") is None
     assert [m.id for m, _ in live.models()] == ["m1"]
     assert live.model("m1").endpoints[0].samples == 1  # kept across the reload
+
+
+def test_a_rate_limited_probe_does_not_extend_the_activity_of_the_ok_before_it():
+    clock = Clock(T + timedelta(seconds=1))
+    live = figures(clock, interval_s=60)
+    live.add("m1", "A", at(0))
+    live.add("m1", "A", at(60, rate_limited=True))
+    clock.now = T + timedelta(seconds=121)  # 2 intervals after the ok, 1 after the 429
+    (m1,) = live.recompute()
+    assert m1.active_endpoints == 0 and m1.endpoints[0].samples == 2
+
+
+def test_activity_outlives_the_window_when_the_interval_is_longer_than_half_of_it():
+    clock = Clock(T + timedelta(seconds=1))
+    live = figures(clock, interval_s=3000, window_s=3600)  # 2 intervals = 6000 s > window
+    live.add("m1", "A", at(0))
+    clock.now = T + timedelta(seconds=3601)
+    (m1,) = live.recompute()  # the probe left the window: samples and medians go, activity stays
+    assert (m1.active_endpoints, m1.endpoints[0].samples, m1.best_ttft_ms) == (1, 0, None)
+    clock.now = T + timedelta(seconds=6001)
+    (m1,) = live.recompute()
+    assert m1.active_endpoints == 0
+
+
+async def test_restart_keeps_two_intervals_of_history_for_slow_endpoints():
+    clock = Clock(T + timedelta(seconds=4000))
+    store = FollowStore()
+    store.insert("m1", "A", at(0))  # outside the 3600 s window, within 2 x 3000 s
+    live = figures(clock, interval_s=3000, window_s=3600)
+    await live.load(store)
+    assert live.model("m1").active_endpoints == 1
+
+
+async def test_wait_until_due_wakes_when_activity_lapses():
+    live = LiveFigures(parse_catalog(CONFIG, source="t"), window_s=3600, interval_of=lambda e: 0.15)
+    probe = result()
+    probe.started_at = datetime.now(timezone.utc)
+    live.add("m1", "A", probe)
+    assert live.model("m1").active_endpoints == 1
+    started = time.monotonic()
+    await live.wait_until_due(max_s=10)
+    slept = time.monotonic() - started
+    (m1,) = live.recompute()
+    assert m1.active_endpoints == 0
+    assert 0.25 <= slept < 5  # woke at the lapse (0.3 s after the probe), not at max_s
+
+
+async def test_a_landing_probe_wakes_a_waiter_that_would_sleep_past_its_lapse():
+    live = LiveFigures(parse_catalog(CONFIG, source="t"), window_s=3600, interval_of=lambda e: 0.15)
+    waiter = asyncio.create_task(live.wait_until_due(max_s=10))  # nothing due: would sleep 10 s
+    await asyncio.sleep(0.05)
+    probe = result()
+    probe.started_at = datetime.now(timezone.utc)
+    live.add("m1", "A", probe)
+    await asyncio.wait_for(waiter, timeout=5)  # woken: it returns at once, well before 10 s

@@ -16,6 +16,7 @@ from monitor.stats import (
     ModelLive,
     ProbeSample,
     endpoint_live,
+    active_until,
     in_window,
     is_active,
     median,
@@ -219,10 +220,21 @@ def assert_live_equal(got: EndpointLive, expected: EndpointLive) -> None:
         assert getattr(got, name) == getattr(expected, name), (name, getattr(got, name), getattr(expected, name))
 
 
-def test_short_window_drops_an_ok_that_would_still_be_fresh() -> None:
-    # window 30 min: the ok 40 min ago is outside, so it counts for nothing, not even `active`.
+def test_activity_does_not_depend_on_the_window() -> None:
+    # Window 30 min, interval 30 min: the ok 40 min ago is outside the window (no sample, no
+    # latest probe, no medians) but within 2 intervals, so the endpoint is still active.
     live = endpoint_live("P", [ok(40)], now=NOW, interval_s=INTERVAL_S, window_s=1800.0)
-    assert (live.active, live.samples, live.last_probe_at) == (False, 0, None)
+    assert (live.active, live.samples, live.last_probe_at, live.ttft_ms_p50) == (True, 0, None, None)
+    assert endpoint_live("P", [ok(61)], now=NOW, interval_s=INTERVAL_S, window_s=1800.0).active is False
+
+
+def test_active_until_is_judged_on_the_latest_probe_that_was_not_rate_limited() -> None:
+    assert active_until([ok(10)], interval_s=INTERVAL_S) == NOW + timedelta(minutes=50)
+    # A later rate-limited probe neither ends nor extends the activity of the ok before it.
+    assert active_until([ok(10), limited(5)], interval_s=INTERVAL_S) == NOW + timedelta(minutes=50)
+    assert active_until([ok(10), failed(5)], interval_s=INTERVAL_S) is None
+    assert active_until([limited(5)], interval_s=INTERVAL_S) is None
+    assert active_until([], interval_s=INTERVAL_S) is None
 
 
 # ------------------------------------------------------------------------------------- model
