@@ -9,9 +9,11 @@ other response.
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Callable
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.middleware.gzip import GZipMiddleware
 from prometheus_client import CollectorRegistry
@@ -24,7 +26,9 @@ from api.middleware import InternalErrorMiddleware, ResponseHeadersMiddleware, h
 from api.routes import admin as admin_routes
 from api.routes import health, models
 from monitor.metrics import installed_version
-from monitor.store import Store
+from monitor.store import Store, StoreUnavailableError
+
+log = logging.getLogger(__name__)
 
 GZIP_MINIMUM_BYTES = 500
 CORS_PREFLIGHT_MAX_AGE_S = 600
@@ -75,6 +79,7 @@ def create_app(
     app.state.readiness = readiness
     app.state.admin = admin
 
+    app.add_exception_handler(StoreUnavailableError, database_unavailable)
     app.include_router(models.router)
     app.include_router(health.router)
     if admin_token_of(settings) is not None:
@@ -90,6 +95,20 @@ def create_app(
     if fast_path:
         app.fast_path = LiveFiguresFastPath(live=live, rendered=rendered, cors_options=cors_options)
     return app
+
+
+DATABASE_RETRY_AFTER_S = 5
+
+
+async def database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    """A history query while the database is down: 503, which clients may retry (the live
+    figures are served from memory and keep working)."""
+    log.warning("%s %s: %s", request.method, request.url.path, exc)
+    return JSONResponse(
+        {"detail": "database unavailable"},
+        status_code=503,
+        headers={"Retry-After": str(DATABASE_RETRY_AFTER_S)},
+    )
 
 
 def cors_options_of(settings: Any) -> dict[str, Any] | None:

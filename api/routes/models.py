@@ -23,6 +23,7 @@ ModelIdPath = Annotated[str, Path(description="Model id; may contain '/'.", exam
 ProviderPath = Annotated[str, Path(description="Provider name, exactly as configured.", examples=[EXAMPLE_PROVIDER])]
 NOT_FOUND = {status.HTTP_404_NOT_FOUND: {"model": ErrorOut, "description": "Unknown model or provider"}}
 CACHED = {status.HTTP_304_NOT_MODIFIED: {"description": "The client's copy (If-None-Match) is current"}}
+DATABASE_DOWN = {status.HTTP_503_SERVICE_UNAVAILABLE: {"model": ErrorOut, "description": "Database unavailable; retry"}}
 
 
 def unknown_model(model_id: str) -> HTTPException:
@@ -44,7 +45,7 @@ async def list_models(request: Request, live: LiveDep, rendered: RenderedDep) ->
 @router.get(
     "/{model_id:path}/endpoints/{provider}/probes",
     response_model=ProbeListOut,
-    responses={**NOT_FOUND, **CACHED},
+    responses={**NOT_FOUND, **CACHED, **DATABASE_DOWN},
     summary="An endpoint's recent probes, newest first",
 )
 async def list_probes(

@@ -8,7 +8,8 @@ from urllib.parse import quote
 import pytest
 
 from monitor.probes.base import CONTRACT_FIELDS, ProbeResult
-from tests.api.conftest import LLAMA, QWEN
+from monitor.store import StoreError, StoreUnavailableError
+from tests.api.conftest import ALLOWED_ORIGIN, LLAMA, QWEN
 
 LIVE_KEYS = [
     "model", "best_ttft_ms", "best_throughput_tps", "active_endpoints", "total_endpoints",
@@ -153,3 +154,25 @@ async def test_bad_limit_is_422(client, fake_store, limit):
 
 async def test_model_list_and_live_do_not_accept_post(client):
     assert (await client.post("/v1/models")).status_code == 405
+
+
+@pytest.mark.parametrize(
+    ("error", "status", "detail"),
+    [
+        (StoreUnavailableError("database unavailable in recent_results: OperationalError: boom"), 503,
+         "database unavailable"),
+        (StoreError("database error in recent_results: DataError: bad"), 500, "internal error"),
+    ],
+)
+async def test_history_while_the_database_is_down_is_a_retryable_503(client, fake_store, error, status, detail):
+    async def failing(*_args):
+        raise error
+
+    fake_store.recent_results = failing
+    response = await client.get(f"/v1/models/{LLAMA}/endpoints/Cloudflare/probes", headers={"Origin": ALLOWED_ORIGIN})
+    assert response.status_code == status and response.json() == {"detail": detail}
+    assert ("retry-after" in response.headers) is (status == 503)
+    assert response.headers["access-control-allow-origin"] == ALLOWED_ORIGIN  # a browser can read it
+    assert "boom" not in response.text and "bad" not in response.text
+    # The live figures do not need the database.
+    assert (await client.get(f"/v1/models/{LLAMA}/live")).status_code == 200
