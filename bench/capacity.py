@@ -92,7 +92,7 @@ async def run_levels(args: argparse.Namespace, base_url: str, server_pid: int, w
     lag_monitor.start()
     writer = asyncio.create_task(buffer.run(), name="result-writer")
     recompute_s: list[float] = []
-    recomputer = asyncio.create_task(service._recompute_loop(), name="live-recompute")
+    recomputer = asyncio.create_task(service._recompute_loop(export=True), name="live-recompute")
     timed_recompute(live, recompute_s)
     if args.gc_freeze:
         # The proposed start-up step: move everything built so far (catalog, metric children,
