@@ -149,7 +149,7 @@ def _opaque_url(template: str) -> str:
         before = template[: match.start()]
         if not before:
             return "http" if template[match.end():].startswith("://") else "http://placeholder"
-        scheme, sep, authority = before.partition("://")
+        _, sep, authority = before.partition("://")
         if sep and before.endswith(":") and "/" not in authority:
             return "1"
         return "placeholder"
