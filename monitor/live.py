@@ -229,7 +229,7 @@ class LiveFigures:
                 continue
             in_window = [s.started_at for s in samples if s.started_at >= window_start]
             moments = [
-                active_until(samples, interval_s=self._interval_of(endpoint)),
+                active_until([s for s in samples if s.started_at <= now], interval_s=self._interval_of(endpoint)),
                 min(in_window) + timedelta(seconds=self._window_s) if in_window else None,
                 samples[0].started_at,  # ahead of `now` only with clock skew between processes
             ]

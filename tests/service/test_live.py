@@ -197,3 +197,15 @@ async def test_a_landing_probe_wakes_a_waiter_that_would_sleep_past_its_lapse():
     probe.started_at = datetime.now(timezone.utc)
     live.add("m1", "A", probe)
     await asyncio.wait_for(waiter, timeout=5)  # woken: it returns at once, well before 10 s
+
+
+def test_a_probe_stamped_ahead_of_this_clock_does_not_delay_the_lapse():
+    # Split deployment with skewed clocks: the scheduler's newest probe is "in the future" here.
+    clock = Clock(T + timedelta(seconds=1))
+    live = figures(clock, interval_s=60)
+    live.add("m1", "A", at(0))
+    live.add("m1", "A", at(500, ok=False))
+    assert live.model("m1").active_endpoints == 1  # the future probe does not count yet
+    clock.now = T + timedelta(seconds=121)
+    (m1,) = live.recompute()
+    assert m1.active_endpoints == 0
