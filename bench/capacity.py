@@ -279,8 +279,8 @@ def render(report: dict[str, Any]) -> str:
           "PASS" if v["pass"] else "FAIL", v["cpu_bound_ceiling_probes_per_s"]]])]
     out += ["", "Method: C closed-loop workers drive the real Runner (probe -> metrics -> live figures -> "
             "SQLite) in one process, with the service's live-figures recompute loop running (it wakes "
-            "whenever a model's figures change with time); the stream server runs in its own process and stamps ground truth (kernel arrival of the request, send "
-            "time of each token frame). err = measured TTFT - true TTFT. Sustainable = the best probes/s "
+            "whenever a model's figures change with time); the stream server runs in its own process "
+            "and stamps ground truth (kernel arrival of the request, send time of each token frame). err = measured TTFT - true TTFT. Sustainable = the best probes/s "
             f"among levels with |err| p99 <= {TARGET_ERROR_P99_MS:g} ms, >= {MIN_OK_SHARE:.0%} ok and >= "
             f"{MIN_PROBES_PER_LEVEL} probes; endpoints per cycle = that x {CYCLE_S} s. Assumes probes spread "
             "evenly over the cycle, one shared loopback origin (warm connections, no TLS), and 2 cores "

@@ -228,8 +228,9 @@ class LiveFigures:
             if not samples:
                 continue
             in_window = [s.started_at for s in samples if s.started_at >= window_start]
+            judged = [s for s in samples if s.started_at <= now]
             moments = [
-                active_until([s for s in samples if s.started_at <= now], interval_s=self._interval_of(endpoint)),
+                active_until(judged, interval_s=self._interval_of(endpoint)),
                 min(in_window) + timedelta(seconds=self._window_s) if in_window else None,
                 samples[0].started_at,  # ahead of `now` only with clock skew between processes
             ]
