@@ -62,11 +62,11 @@ def build_parser() -> argparse.ArgumentParser:
         service.add_argument("--host", help="listen address (default 127.0.0.1)")
         service.add_argument("--port", type=_port, help=f"listen port (default {default_port})")
         service.set_defaults(default_port=default_port)
-        if name != "api":
-            service.add_argument(
-                "--interval", type=_positive_float, metavar="SECONDS",
-                help="override every endpoint's probe interval",
-            )
+        service.add_argument(
+            "--interval", type=_positive_float, metavar="SECONDS",
+            help="override every endpoint's probe interval" if name != "api" else
+            "the scheduler's --interval, if it has one (judges 'active': 2 intervals)",
+        )
 
     check = commands.add_parser("check-config", help="validate an endpoints YAML file")
     check.add_argument("path", type=Path)

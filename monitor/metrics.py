@@ -93,6 +93,7 @@ class Metrics:
     model_best_ttft_seconds: Gauge
     model_best_output_tokens_per_second: Gauge
     endpoint_consecutive_failures: Gauge
+    endpoint_misconfigured: Gauge
     endpoint_probe_interval_seconds: Gauge
     endpoint_probe_phase_seconds: Gauge
     scheduler_lag_seconds: Gauge
@@ -109,6 +110,7 @@ class Metrics:
         outcome = OK_OUTCOME if result.ok else _outcome_of(result)
         self.probes_total.labels(model, provider, outcome).inc()
         self.endpoint_last_probe_timestamp_seconds.labels(*labels).set(_epoch_seconds(result.started_at))
+        self._set_misconfigured(labels, result)
         if result.ok:
             if result.ttft_s is not None:
                 self.probe_ttft_seconds.labels(*labels).observe(result.ttft_s)
@@ -120,6 +122,9 @@ class Metrics:
             self.endpoint_consecutive_failures.labels(*labels)
         else:
             self.endpoint_consecutive_failures.labels(*labels).inc()
+
+    def _set_misconfigured(self, labels: EndpointKey, result: ProbeResult) -> None:
+        self.endpoint_misconfigured.labels(*labels).set(1 if result.error_kind == ErrorKind.CONFIG_ERROR else 0)
 
     def _set_latest_ok(self, labels: EndpointKey, result: ProbeResult) -> None:
         _set_or_remove(self.endpoint_ttft_seconds, labels, result.ttft_s)
@@ -161,6 +166,7 @@ class Metrics:
             self.endpoint_last_probe_timestamp_seconds.labels(model, provider).set(
                 _epoch_seconds(result.started_at)
             )
+            self._set_misconfigured((model, provider), result)
         for key, result in latest_ok.items():
             self._set_latest_ok(key, result)
         for (model, provider), count in consecutive_failures.items():
@@ -176,6 +182,7 @@ class Metrics:
             self.endpoint_output_tokens_per_second,
             self.endpoint_last_probe_timestamp_seconds,
             self.endpoint_consecutive_failures,
+            self.endpoint_misconfigured,
             self.endpoint_probe_interval_seconds,
         ):
             _remove_if_present(gauge, labels)
@@ -271,6 +278,11 @@ def build_metrics(registry: CollectorRegistry, *, version: str | None = None) ->
         endpoint_consecutive_failures=endpoint_gauge(
             "llm_endpoint_consecutive_failures",
             "Failed probes in a row; rate-limited probes neither count nor reset; 0 after an ok probe.",
+        ),
+        endpoint_misconfigured=endpoint_gauge(
+            "llm_endpoint_misconfigured",
+            "1 when the latest probe failed with config_error (an unset key or URL variable: an "
+            "operator fix, not a provider outage), else 0.",
         ),
         endpoint_probe_interval_seconds=endpoint_gauge(
             "llm_endpoint_probe_interval_seconds", "Configured interval between probes, in seconds."

@@ -17,7 +17,7 @@ from contextlib import suppress
 from typing import Any, Mapping
 
 import uvicorn
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 
 from api.app import create_app
 from monitor.catalog import Catalog, CatalogError, EndpointConfig, catalog_warnings, load_catalog
@@ -33,6 +33,7 @@ from monitor.store import Store, open_store
 log = logging.getLogger(__name__)
 
 READINESS_TIMEOUT_S = 3.0
+PROBING_MODES = ("run", "scheduler")
 # The recompute loop wakes when a model is due, and at least this often (a safety net).
 LIVE_RECOMPUTE_MAX_S = 60.0
 
@@ -56,8 +57,13 @@ class Service:
         self.catalog = catalog
         self.mode = mode
         self.environ = environ
+        # /metrics: this process's own collectors (CPU, memory, GC, ...) in every mode; the probe,
+        # figure and scheduler metrics only where probing happens, so in a split deployment each
+        # series has one source and an API replica never shows a scheduler gauge stuck at 0.
         self.registry = CollectorRegistry()
-        self.metrics = build_metrics(self.registry)
+        for collector in (ProcessCollector, PlatformCollector, GCCollector):
+            collector(registry=self.registry)
+        self.metrics = build_metrics(self.registry if mode in PROBING_MODES else CollectorRegistry())
         self.live = LiveFigures(catalog, window_s=settings.window_s, interval_of=self.interval_of)
         self.store: Store | None = None
         self.buffer: ResultBuffer | None = None
@@ -124,7 +130,7 @@ class Service:
         except Exception as exc:
             log.error("cannot open the database: %s", str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
             return 1
-        probing = self.mode in ("run", "scheduler")
+        probing = self.mode in PROBING_MODES
         await (self.live.load(self.store) if probing else self.live.follow(self.store))
         if probing:
             await restore_metrics(self.store, self.metrics, self.live)

@@ -5,6 +5,8 @@ The replica never probes; it follows what the scheduler stores and serves the sa
 
 from __future__ import annotations
 
+import re
+
 from tests.e2e.conftest import two_endpoint_config, wait_until
 from tests.e2e.test_service import metric_value
 
@@ -17,8 +19,8 @@ def test_api_replica_serves_what_the_scheduler_stores(start_service, provider_se
     db = f"sqlite:///{tmp_path / 'monitor.db'}"
     config = two_endpoint_config(healthy.url, failing.url)
     scheduler = start_service(config, command="scheduler", db=db)
-    replica = start_service(config, command="api", db=db, interval=None,
-                            env={"LLM_MONITOR_LIVE_REFRESH_S": "0.5"})
+    # The same --interval as the scheduler (1 s): the replica judges activity with it.
+    replica = start_service(config, command="api", db=db, env={"LLM_MONITOR_LIVE_REFRESH_S": "0.5"})
 
     def replica_has(samples: int):
         live = replica.get(LIVE).json()
@@ -33,9 +35,15 @@ def test_api_replica_serves_what_the_scheduler_stores(start_service, provider_se
 
     # The replica only reads: no probes of its own, no admin hooks, no per-endpoint gauges.
     assert replica.get("/readyz").status_code == 200 and replica.get("/readyz").json()["scheduler"] is None
-    replica_metrics = replica.get("/metrics").text
+    # Each series has one source: the replica exports its own process metrics and nothing of
+    # the scheduler's (no figure gauges, no scheduler health stuck at 0).
+    replica_metrics, scheduler_metrics = replica.get("/metrics").text, scheduler.get("/metrics").text
     assert metric_value(replica_metrics, "llm_endpoint_up", model=MODEL, provider="Healthy") is None
-    assert metric_value(scheduler.get("/metrics").text, "llm_endpoint_up", model=MODEL, provider="Healthy") == 1
+    assert metric_value(scheduler_metrics, "llm_endpoint_up", model=MODEL, provider="Healthy") == 1
+    assert not re.search(r"^llm_", replica_metrics, re.M)
+    for text in (replica_metrics, scheduler_metrics):
+        assert metric_value(text, "process_start_time_seconds") > 0
+        assert metric_value(text, "python_info", implementation="CPython") == 1
 
     # Both processes agree on the figures once the replica has caught up.
     def same_figures():
@@ -46,7 +54,10 @@ def test_api_replica_serves_what_the_scheduler_stores(start_service, provider_se
     assert replica.stop() == 0
     assert scheduler.stop() == 0
     # A fresh replica loads the whole window at start-up.
-    final = start_service(config, command="api", db=db, interval=None)
+    final = start_service(config, command="api", db=db)
     reference = final.get(LIVE).json()
     assert reference["endpoints"][0]["samples"] >= live["endpoints"][0]["samples"] + 2
+    # No scheduler any more: with the scheduler's 1 s interval the endpoint lapses within 2 s.
+    wait_until(lambda: final.get(LIVE).json()["active_endpoints"] == 0, timeout_s=10,
+               what="the replica to see the healthy endpoint lapse")
     assert final.stop() == 0

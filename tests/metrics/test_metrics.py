@@ -256,6 +256,7 @@ def test_exposition_parses_with_one_help_line_per_family_and_base_unit_names(reg
         "llm_model_best_ttft_seconds": "gauge",
         "llm_model_best_output_tokens_per_second": "gauge",
         "llm_endpoint_consecutive_failures": "gauge",
+        "llm_endpoint_misconfigured": "gauge",
         "llm_endpoint_probe_interval_seconds": "gauge",
         "llm_endpoint_probe_phase_seconds": "gauge",
         "llm_monitor_scheduler_lag_seconds": "gauge",
@@ -285,3 +286,15 @@ def test_exposition_parses_with_one_help_line_per_family_and_base_unit_names(reg
     for family in families.values():
         for sample in family.samples:
             assert set(sample.labels) <= allowed
+
+
+def test_misconfigured_follows_the_latest_probe_and_is_restored(registry, metrics):
+    metrics.record_probe(MODEL, "Cloudflare", failed_result(ErrorKind.CONFIG_ERROR))
+    assert registry.get_sample_value("llm_endpoint_misconfigured", {"model": MODEL, "provider": "Cloudflare"}) == 1
+    metrics.record_probe(MODEL, "Cloudflare", failed_result(ErrorKind.TIMEOUT))
+    assert registry.get_sample_value("llm_endpoint_misconfigured", {"model": MODEL, "provider": "Cloudflare"}) == 0
+    fresh = CollectorRegistry()
+    build_metrics(fresh).restore({(MODEL, "Groq"): failed_result(ErrorKind.CONFIG_ERROR)}, {}, {})
+    assert fresh.get_sample_value("llm_endpoint_misconfigured", {"model": MODEL, "provider": "Groq"}) == 1
+    metrics.remove_endpoint(MODEL, "Cloudflare")
+    assert registry.get_sample_value("llm_endpoint_misconfigured", {"model": MODEL, "provider": "Cloudflare"}) is None
