@@ -84,31 +84,43 @@ class ResultBuffer:
                     if isinstance(exc, StoreUnavailableError):
                         self._mark_unavailable(exc)
                         return False
-                    # The database refused the batch: find and drop only the offending rows.
-                    if not await self._write_one_by_one(batch):
+                    # The database refused the batch's data: find and drop only the offending rows.
+                    written, completed = await self._write_one_by_one(batch)
+                    if not completed:
                         return False
                 except (TimeoutError, OSError) as exc:
                     self._mark_unavailable(exc)
                     return False
-                for _ in batch:
-                    self._pending.popleft()
+                else:
+                    written = len(batch)
+                    for row in batch:
+                        self._forget(row)
                 self._metrics.set_buffered(len(self._pending))
-                self._metrics.mark_db_write(time.time())
-                if not self.healthy:
-                    log.info("database writes recovered; %d results still pending", len(self._pending))
-                self.healthy = True
+                if written:  # a batch whose every row was refused is no sign of a working database
+                    self._metrics.mark_db_write(time.time())
+                    if not self.healthy:
+                        log.info("database writes recovered; %d results still pending", len(self._pending))
+                    self.healthy = True
             return True
 
     async def _write(self, rows: list[Row]) -> None:
         await asyncio.wait_for(self._store.insert_results(rows), timeout=self._write_timeout_s)
 
-    async def _write_one_by_one(self, batch: list[Row]) -> bool:
-        for model_id, provider, result in batch:
+    async def _write_one_by_one(self, batch: list[Row]) -> tuple[int, bool]:
+        """Write the batch (the head of the queue) row by row, dropping the rows the database
+        refuses; each row leaves the queue once handled, so none is written twice. Returns
+        (rows written, whether the whole batch was handled before the database became
+        unavailable)."""
+        written = 0
+        for row in batch:
+            model_id, provider, result = row
             try:
-                await self._write([(model_id, provider, result)])
+                await self._write([row])
+                written += 1
             except StoreUnavailableError as exc:
                 self._mark_unavailable(exc)
-                return False
+                self._metrics.set_buffered(len(self._pending))
+                return written, False
             except StoreError as exc:
                 self.dropped += 1
                 self._metrics.inc_dropped(1)
@@ -116,7 +128,14 @@ class ResultBuffer:
                     "database refused the probe of %s/%s from %s, dropped: %s",
                     model_id, provider, result.started_at.isoformat(), _short(exc),
                 )
-        return True
+            self._forget(row)
+        return written, True
+
+    def _forget(self, row: Row) -> None:
+        """Take a handled row off the head of the queue, unless `put` already dropped it there
+        (a full buffer drops its oldest row, which can be one being written)."""
+        if self._pending and self._pending[0] is row:
+            self._pending.popleft()
 
     def _mark_unavailable(self, exc: BaseException) -> None:
         if self.healthy:

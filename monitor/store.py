@@ -90,26 +90,29 @@ class Store(Protocol):
 
 
 class StoreError(Exception):
-    """The database refused an operation. Retrying the same call will not help."""
+    """The database refused the data of an operation. Retrying the same call will not help."""
 
 
 class StoreUnavailableError(StoreError):
-    """The database is unreachable or dropped the connection. Retry later (rows are not lost
-    by the store: nothing of a failed `insert_results` batch was written)."""
+    """The database cannot serve the operation now, whatever its data: unreachable, connection
+    dropped, read-only (a standby after a failover), database missing, permission denied, full.
+    Retry later (rows are not lost by the store: nothing of a failed `insert_results` batch was
+    written)."""
 
 
-# PostgreSQL SQLSTATE classes that mean "not now" rather than "never": connection exceptions,
-# insufficient resources, operator intervention (shutdown, starting up), system errors.
-_TRANSIENT_SQLSTATE_CLASSES = ("08", "53", "57", "58")
+# PostgreSQL SQLSTATE classes that blame the data itself (data exception, integrity constraint
+# violation): only then is one row refused while others could be written. Every other failure
+# is about the database's state, and writing the same rows later may succeed.
+_DATA_SQLSTATE_CLASSES = ("22", "23")
 
 
-def _is_transient(error: sa_exc.DBAPIError) -> bool:
-    if error.connection_invalidated or isinstance(
-        error, (sa_exc.OperationalError, sa_exc.InterfaceError)
-    ):
+def _is_data_refusal(error: sa_exc.DBAPIError) -> bool:
+    if error.connection_invalidated:
+        return False
+    if isinstance(error, (sa_exc.IntegrityError, sa_exc.DataError)):
         return True
     sqlstate = getattr(error.orig, "sqlstate", None) or getattr(error.orig, "pgcode", None)
-    return isinstance(sqlstate, str) and sqlstate[:2] in _TRANSIENT_SQLSTATE_CLASSES
+    return isinstance(sqlstate, str) and sqlstate[:2] in _DATA_SQLSTATE_CLASSES
 
 
 def _describe(error: BaseException) -> str:
@@ -124,7 +127,7 @@ def _database_errors(verb: str) -> Iterator[None]:
     try:
         yield
     except sa_exc.DBAPIError as error:
-        kind = StoreUnavailableError if _is_transient(error) else StoreError
+        kind = StoreError if _is_data_refusal(error) else StoreUnavailableError
         raise kind(f"database error in {verb}: {_describe(error)}") from error
     except (sa_exc.TimeoutError, sa_exc.DisconnectionError, OSError, TimeoutError) as error:
         raise StoreUnavailableError(f"database unavailable in {verb}: {_describe(error)}") from error

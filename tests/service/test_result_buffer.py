@@ -89,3 +89,36 @@ async def test_rows_the_database_refuses_are_dropped_alone_and_counted(metrics, 
     assert buffer.dropped == 1 and buffer.pending == 0 and buffer.healthy
     assert registry.get_sample_value("llm_monitor_dropped_results_total") == 1
     assert "database refused the probe of m/refused" in caplog.text
+
+
+async def test_a_batch_whose_every_row_is_refused_is_not_a_successful_write(metrics, registry):
+    store = SwitchableStore()
+    buffer = ResultBuffer(store, metrics, capacity=10)
+    buffer.put("m", "refused", result(0))
+    buffer.put("m", "refused", result(1))
+    assert await buffer.flush() is True
+    assert buffer.dropped == 2 and buffer.pending == 0 and store.rows == []
+    assert registry.get_sample_value("llm_monitor_last_db_write_timestamp_seconds") == 0
+
+
+async def test_rows_written_before_the_database_goes_away_are_not_written_again(metrics):
+    class GoesAwayAfterOneRow(SwitchableStore):
+        gone = False
+
+        async def insert_results(self, rows):
+            if len(rows) == 1 and len(self.rows) == 1 and not self.gone:
+                self.down = self.gone = True  # the second row-by-row write meets a dead database
+            await super().insert_results(rows)
+
+    store = GoesAwayAfterOneRow()
+    buffer = ResultBuffer(store, metrics, capacity=10)
+    for i, provider in enumerate(["p", "refused", "p"]):
+        buffer.put("m", provider, result(i))
+    # Batch refused -> row by row: row 0 written, then the database is down at row 1.
+    assert await buffer.flush() is False
+    assert [r.started_at for _, _, r in store.rows] == [result(0).started_at]
+    assert buffer.pending == 2  # rows 1 and 2 wait; row 0 is not queued again
+    store.down = False
+    assert await buffer.flush() is True
+    assert [r.started_at for _, _, r in store.rows] == [result(0).started_at, result(2).started_at]
+    assert buffer.dropped == 1

@@ -328,6 +328,32 @@ async def test_a_refused_batch_writes_nothing(store: SQLStore) -> None:
     assert await store.latest_results() == {}
 
 
+async def test_a_database_that_refuses_every_write_is_unavailable_not_a_refusal(
+    backend: str, fresh_database_url: str
+) -> None:
+    # A standby after a failover (PostgreSQL) or a read-only file (SQLite): the rows are fine and
+    # must be kept for later, not dropped as if the database had refused their data.
+    store = await open_store(fresh_database_url)
+    try:
+        if backend == "postgresql":
+            name = fresh_database_url.rsplit("/", 1)[1]
+            async with store.engine.begin() as connection:
+                await connection.execute(sa.text(f'ALTER DATABASE "{name}" SET default_transaction_read_only = on'))
+            await store.engine.dispose()  # new sessions pick the setting up
+        else:  # file modes do not stop root: make every new connection read-only instead
+            def read_only(dbapi_connection, _record) -> None:
+                cursor = dbapi_connection.cursor()
+                cursor.execute("PRAGMA query_only = ON")
+                cursor.close()
+
+            sa.event.listen(store.engine.sync_engine, "connect", read_only)
+            await store.engine.dispose()
+        with pytest.raises(StoreUnavailableError):
+            await store.insert_results([(MODEL, "A", make_result(T0))])
+    finally:
+        await store.close()
+
+
 # --- migrations and schema ----------------------------------------------------------------------
 
 
