@@ -201,10 +201,12 @@ class Runner:
         return result
 
     def record(self, model_id: str, provider: str, result: ProbeResult) -> None:
-        self._metrics.record_probe(model_id, provider, result)
         live = self._live.add(model_id, provider, result)
         if live is not None:
+            self._metrics.record_probe(model_id, provider, result)
             self._metrics.set_model_live(live)
+        # else: a config reload removed the endpoint while it was being probed. Its series are
+        # gone from /metrics and stay gone; the result is still stored (nothing measured is lost).
         self._buffer.put(model_id, provider, result)
         level = logging.INFO if result.ok else logging.WARNING
         log.log(

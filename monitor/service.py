@@ -38,12 +38,18 @@ PROBING_MODES = ("run", "scheduler")
 LIVE_RECOMPUTE_MAX_S = 60.0
 
 
-async def restore_metrics(store: Store, metrics: Metrics, live: LiveFigures) -> None:
-    """Re-expose the last known values right after a restart, before any new probe lands."""
+async def restore_metrics(store: Store, metrics: Metrics, live: LiveFigures, catalog: Catalog) -> None:
+    """Re-expose the last known values right after a restart, before any new probe lands; only
+    for configured endpoints (the database also holds endpoints removed from the config)."""
+    configured = {(model.id, endpoint.provider) for model, endpoint in catalog.endpoints()}
+
+    def only_configured(values: Mapping[tuple[str, str], Any]) -> dict[tuple[str, str], Any]:
+        return {key: value for key, value in values.items() if key in configured}
+
     metrics.restore(
-        await store.latest_results(),
-        await store.latest_ok_results(),
-        await store.consecutive_failures(),
+        only_configured(await store.latest_results()),
+        only_configured(await store.latest_ok_results()),
+        only_configured(await store.consecutive_failures()),
     )
     for _, model_live in live.models():
         metrics.set_model_live(model_live)
@@ -133,7 +139,7 @@ class Service:
         probing = self.mode in PROBING_MODES
         await (self.live.load(self.store) if probing else self.live.follow(self.store))
         if probing:
-            await restore_metrics(self.store, self.metrics, self.live)
+            await restore_metrics(self.store, self.metrics, self.live, self.catalog)
         background: list[asyncio.Task] = []
         client = build_client() if probing else None
         lag_monitor = LoopLagMonitor() if probing else None
