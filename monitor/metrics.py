@@ -21,7 +21,7 @@ from typing import Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from monitor.probes.base import METHODOLOGY_VERSION, ErrorKind, ProbeResult
+from monitor.probes.base import METHODOLOGY_VERSION, NOT_PROVIDER_FAILURES, ErrorKind, ProbeResult
 from monitor.stats import ModelLive
 
 OK_OUTCOME = "ok"
@@ -116,15 +116,16 @@ class Metrics:
                 self.probe_ttft_seconds.labels(*labels).observe(result.ttft_s)
             self._set_latest_ok(labels, result)
             self.endpoint_consecutive_failures.labels(*labels).set(0)
-        elif result.error_kind == ErrorKind.RATE_LIMITED:
-            # Throttling says nothing about the endpoint's health: neither a failure nor a
-            # recovery. labels() alone creates the series at 0 if it did not exist yet.
+        elif result.error_kind in NOT_PROVIDER_FAILURES:
+            # Neither a failure nor a recovery of the provider. labels() alone creates the series
+            # at 0 if it did not exist yet.
             self.endpoint_consecutive_failures.labels(*labels)
         else:
             self.endpoint_consecutive_failures.labels(*labels).inc()
 
     def _set_misconfigured(self, labels: EndpointKey, result: ProbeResult) -> None:
-        self.endpoint_misconfigured.labels(*labels).set(1 if result.error_kind == ErrorKind.CONFIG_ERROR else 0)
+        misconfigured = result.error_kind == ErrorKind.CONFIG_ERROR
+        self.endpoint_misconfigured.labels(*labels).set(1 if misconfigured else 0)
 
     def _set_latest_ok(self, labels: EndpointKey, result: ProbeResult) -> None:
         _set_or_remove(self.endpoint_ttft_seconds, labels, result.ttft_s)
@@ -277,7 +278,8 @@ def build_metrics(registry: CollectorRegistry, *, version: str | None = None) ->
         ),
         endpoint_consecutive_failures=endpoint_gauge(
             "llm_endpoint_consecutive_failures",
-            "Failed probes in a row; rate-limited probes neither count nor reset; 0 after an ok probe.",
+            "Failed probes in a row; rate_limited and config_error probes neither count nor reset; "
+            "0 after an ok probe.",
         ),
         endpoint_misconfigured=endpoint_gauge(
             "llm_endpoint_misconfigured",

@@ -48,7 +48,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from sqlalchemy.pool import StaticPool
 
 from monitor.models import UTCDateTime, endpoint_latest_table, probe_table
-from monitor.probes.base import ErrorKind, ProbeResult, TokenCountSource
+from monitor.probes.base import NOT_PROVIDER_FAILURES, ErrorKind, ProbeResult, TokenCountSource
 from monitor.stats import ProbeSample
 
 
@@ -69,7 +69,7 @@ class Store(Protocol):
         """Latest ok probe per (model_id, provider)."""
 
     async def consecutive_failures(self) -> dict[tuple[str, str], int]:
-        """Failed probes in a row per endpoint, newest backwards (rate_limited skipped)."""
+        """Failed probes in a row per endpoint, newest backwards (NOT_PROVIDER_FAILURES skipped)."""
 
     async def samples_after(self, after_id: int, limit: int) -> list[tuple[int, str, str, ProbeSample]]:
         """(id, model_id, provider, sample) of probes stored after id `after_id`, in id order:
@@ -446,7 +446,8 @@ def samples_after_statement(after_id: int, limit: int) -> sa.Select:
 
 def consecutive_failures_statement(lookback: int = FAILURE_LOOKBACK) -> sa.Select:
     """(model_id, provider, failures) per endpoint: of the endpoint's newest `lookback` probes
-    newer than its latest ok probe, those that failed and were not rate_limited. One index
+    newer than its latest ok probe, those that failed for the provider's sake (not rate_limited
+    or config_error: `NOT_PROVIDER_FAILURES`). One index
     range per endpoint, bounded below by the latest ok probe and in length by `lookback`."""
     probe = probe_table().alias("recent_probe")
     latest = endpoint_latest_table()
@@ -469,7 +470,7 @@ def consecutive_failures_statement(lookback: int = FAILURE_LOOKBACK) -> sa.Selec
             sa.not_(since_latest_ok.c.ok),
             sa.or_(
                 since_latest_ok.c.error_kind.is_(None),
-                since_latest_ok.c.error_kind != ErrorKind.RATE_LIMITED.value,
+                since_latest_ok.c.error_kind.not_in(sorted(kind.value for kind in NOT_PROVIDER_FAILURES)),
             ),
         )
         .correlate(latest)
@@ -613,9 +614,9 @@ class SQLStore:
     async def consecutive_failures(self) -> dict[tuple[str, str], int]:
         """Failed probes in a row, newest backwards, per endpoint that has any probe.
 
-        `rate_limited` probes neither count nor break the run; the run stops at the newest ok
-        probe; at most the newest FAILURE_LOOKBACK probes are looked at (so the answer is capped
-        there). For restoring `llm_endpoint_consecutive_failures` after a restart."""
+        `rate_limited` and `config_error` probes neither count nor break the run; the run stops
+        at the newest ok probe; at most the newest FAILURE_LOOKBACK probes are looked at (so the
+        answer is capped there). For restoring `llm_endpoint_consecutive_failures` after a restart."""
         async with self._reading("consecutive_failures") as connection:
             result = await connection.execute(consecutive_failures_statement())
             return {(row.model_id, row.provider): int(row.failures) for row in result}

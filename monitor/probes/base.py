@@ -39,6 +39,12 @@ class ErrorKind(enum.StrEnum):
     EMPTY_RESPONSE = "empty_response"
 
 
+# Outcomes that say nothing about the provider's health, so they neither count towards nor
+# break a run of consecutive failures (the endpoint-down alert): throttling, and a missing key or
+# URL variable (the operator's to fix; it has its own gauge and warning).
+NOT_PROVIDER_FAILURES = frozenset({ErrorKind.RATE_LIMITED, ErrorKind.CONFIG_ERROR})
+
+
 class TokenCountSource(enum.StrEnum):
     USAGE = "usage"
     ESTIMATE = "estimate"

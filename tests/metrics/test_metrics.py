@@ -102,6 +102,8 @@ def test_consecutive_failures_count_failures_ignore_rate_limits_and_reset_on_ok(
     assert failures() == 2
     metrics.record_probe(MODEL, "Cloudflare", failed_result(ErrorKind.RATE_LIMITED, status=429))
     assert failures() == 2  # neither counts nor resets
+    metrics.record_probe(MODEL, "Cloudflare", failed_result(ErrorKind.CONFIG_ERROR))
+    assert failures() == 2  # a missing key says nothing about the provider either
     metrics.record_probe(MODEL, "Cloudflare", failed_result(ErrorKind.STREAM_ERROR))
     assert failures() == 3
     metrics.record_probe(MODEL, "Cloudflare", ok_result())

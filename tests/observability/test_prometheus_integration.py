@@ -2,7 +2,8 @@
 
 Endpoints (all OpenAI protocol, on one loopback `StreamServer` plus a closed port):
 - `test/mixed`: `Healthy` (a clean stream) and `Broken` (HTTP 500): 1/2 active;
-- `test/all-down`: `Closed` (nothing listens: connect_error) and `Throttled` (HTTP 429): 0/2.
+- `test/all-down`: `Closed` (nothing listens: connect_error) and `Throttled` (HTTP 429): 0/2;
+- `test/keyless`: `Keyless`, whose API key variable is unset (config_error, no network call): 0/1.
 
 Prometheus runs our committed rules with test-time values (1 s scrape and evaluation, the
 5-minute group interval of the slow group dropped so it evaluates every second too) and the
@@ -10,7 +11,9 @@ committed scrape config's jobs pointed at the monitor. Then every PromQL express
 dashboards and rule files (`iter_promql_expressions()`) is sent to `/api/v1/query` with the
 Grafana variables filled in: each must parse, and must return series unless listed in
 EXPECTED_EMPTY / MAY_BE_EMPTY below (with the reason). Finally `LLMEndpointDown` must reach
-`firing` for the failing endpoints only, and `LLMModelDown` must be held `pending` by its `for:`.
+`firing` for the failing endpoints only (not for the misconfigured one, which
+`LLMEndpointMisconfigured` reports), and `LLMModelDown` must be held `pending` by its `for:` for
+test/all-down only (a model whose only endpoint lacks its key never pages).
 
 The `prometheus` binary comes from the Debian package; when it is missing the test FAILS.
 """
@@ -51,7 +54,9 @@ from tests.support.stream_server import (
 
 pytestmark = pytest.mark.timeout(120)
 
-MIXED, ALL_DOWN = "test/mixed", "test/all-down"
+MIXED, ALL_DOWN, KEYLESS = "test/mixed", "test/all-down", "test/keyless"
+# The Keyless endpoint's key variable; removed from the monitor's environment (and its _FILE).
+UNSET_KEY_ENV = "LLM_ENDPOINT_MONITOR_TEST_UNSET_KEY"
 
 # Expressions that MUST be empty while the monitor is healthy, and why. Asserting emptiness
 # (rather than skipping them) shows that these alerts do not fire on a working stack.
@@ -60,6 +65,7 @@ EXPECTED_EMPTY = {
     "LLMMonitorAPIDown": "the API job (same process here) is scraped and up",
     "LLMMonitorDatabaseWritesFailing": "SQLite writes succeed, nothing waits in the buffer",
     "LLMMonitorDroppedResults": "the write buffer never overflows",
+    "LLMMonitorSchedulerLagging": "jobs are submitted on time (and at a 1 s interval the misfire grace is 1 s)",
 }
 # Expressions that may legitimately be empty, and why; they must still parse and evaluate.
 MAY_BE_EMPTY = {
@@ -94,6 +100,7 @@ def wait_until(predicate: Callable[[], Any], *, timeout_s: float, what: str, dia
 
 def monitor_config(server_url: str, closed_port: int) -> str:
     endpoint = "      - {{provider: {p}, protocol: openai, base_url: '{url}', model: test-model}}"
+    keyless = "      - {{provider: Keyless, protocol: openai, base_url: '{url}', model: test-model, api_key_env: {env}}}"
     return "\n".join(
         [
             "defaults: {interval: 30m, timeout: 5s, max_tokens: 16}",
@@ -106,6 +113,9 @@ def monitor_config(server_url: str, closed_port: int) -> str:
             "    endpoints:",
             endpoint.format(p="Closed", url=f"http://127.0.0.1:{closed_port}/v1"),
             endpoint.format(p="Throttled", url=f"{server_url}/throttled/v1"),
+            f"  - id: {KEYLESS}",
+            "    endpoints:",
+            keyless.format(url=f"{server_url}/healthy/v1", env=UNSET_KEY_ENV),
             "",
         ]
     )
@@ -185,7 +195,11 @@ def monitor(tmp_path: Path, provider_server: StreamServer) -> Iterator[tuple[str
     config.write_text(monitor_config(provider_server.url, unused_port()))
     port = free_port()
     log_path = tmp_path / "monitor.log"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LLM_MONITOR_") and k != "DATABASE_URL"}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("LLM_MONITOR_", UNSET_KEY_ENV)) and k != "DATABASE_URL"
+    }
     env["LLM_MONITOR_SHUTDOWN_GRACE_S"] = "2"
     proc = _start(
         [
@@ -288,13 +302,18 @@ def test_every_expression_evaluates_on_live_data_and_endpoint_down_fires(prometh
         broken = query(base, 'llm_endpoint_consecutive_failures{provider="Broken"} >= 2')["result"]
         throttled = query(base, 'llm_probes_total{provider="Throttled",outcome="rate_limited"} >= 3')["result"]
         closed = query(base, 'llm_probes_total{provider="Closed",outcome="connect_error"} >= 2')["result"]
+        # Repeated config_error probes, which would page if they counted as the endpoint being down
+        # (they do not even count as failures in a row).
+        keyless = query(base, 'llm_probes_total{provider="Keyless",outcome="config_error"} >= 2'
+                              ' and on(model, provider) llm_endpoint_consecutive_failures{provider="Keyless"} == 0')["result"]
         ratio = query(base, 'llm:endpoint_success_ratio:1h{provider="Healthy"} > 0')["result"]
-        return bool(ok and broken and throttled and closed and ratio)
+        return bool(ok and broken and throttled and closed and keyless and ratio)
 
     wait_until(enough_data, timeout_s=45, what="probe results in Prometheus", diagnostics=diagnostics)
 
-    # LLMEndpointDown fires for the failing endpoints (no `for:`), never for the healthy one or
-    # the throttled one (rate-limited probes are not failures).
+    # LLMEndpointDown fires for the failing endpoints (no `for:`), never for the healthy one,
+    # the throttled one (rate-limited probes are not failures) or the keyless one (a missing
+    # credential is a warning: LLMEndpointMisconfigured, no `for:` either).
     def endpoint_down_firing() -> set[tuple[str, str]]:
         return {
             (a["labels"]["model"], a["labels"]["provider"])
@@ -308,8 +327,21 @@ def test_every_expression_evaluates_on_live_data_and_endpoint_down_fires(prometh
     ) and endpoint_down_firing()
     assert firing == {(MIXED, "Broken"), (ALL_DOWN, "Closed")}
 
+    def misconfigured_firing() -> set[tuple[str, str]]:
+        return {
+            (a["labels"]["model"], a["labels"]["provider"])
+            for a in firing_alerts(base)
+            if a["labels"]["alertname"] == "LLMEndpointMisconfigured" and a["state"] == "firing"
+        }
+
+    wait_until(
+        lambda: misconfigured_firing() == {(KEYLESS, "Keyless")},
+        timeout_s=10, what="LLMEndpointMisconfigured firing for Keyless only", diagnostics=lambda: str(firing_alerts(base)),
+    )
+
     # Conditions that hold but must wait for their `for:`: 0/2 active for test/all-down only
-    # (LLMModelDown, 35m) and every probe of Throttled rate limited (LLMEndpointRateLimited, 1h).
+    # (LLMModelDown, 35m; test/keyless is 0/1 too, but only for want of its key) and every probe
+    # of Throttled rate limited (LLMEndpointRateLimited, 1h).
     def pending() -> set[tuple[str, str, str]]:
         return {
             (a["labels"]["alertname"], a["labels"]["model"], a["labels"].get("provider", ""))

@@ -58,6 +58,31 @@ MUTATIONS = {
     "TTFT regression on one slow probe": ("avg_over_time_7d\n        for: 1h\n", "avg_over_time_7d\n        for: 10m\n"),
     "rate limiting on any throttled probe": ("llm:endpoint_rate_limited_ratio:3h > 0.5", "llm:endpoint_rate_limited_ratio:3h > 0.1"),
     "monitor down on one failed scrape": ('absent(up{job="llm-monitor"})\n        for: 2m\n', 'absent(up{job="llm-monitor"})\n'),
+    # A missing credential (config_error) must not page, neither per endpoint nor per model.
+    "endpoint-down on a misconfigured endpoint": (
+        " unless on (model, provider) llm_endpoint_misconfigured == 1\n",
+        "\n",
+    ),
+    "model-down when every endpoint is misconfigured": (
+        "\n            unless on (model)\n          (count by (model) (llm_endpoint_misconfigured == 1)"
+        " >= max by (model) (llm_model_endpoints))\n",
+        "\n",
+    ),
+    "model-down muted by one misconfigured endpoint": (
+        "(count by (model) (llm_endpoint_misconfigured == 1) >= max by (model) (llm_model_endpoints))",
+        "(max by (model) (llm_endpoint_misconfigured) == 1)",
+    ),
+    # Restored last-probe timestamps are old until the first new probe after a restart.
+    "stale alert right after a restart": (
+        "\n            unless on (job, instance, model, provider)\n          (llm_endpoint_probe_interval_seconds"
+        " > on (job, instance) group_left () (time() - process_start_time_seconds))\n",
+        "\n",
+    ),
+    "stale alert held off by any process's restart": (
+        "on (job, instance) group_left () (time() - process_start_time_seconds)",
+        "on () group_left () (time() - max(process_start_time_seconds))",
+    ),
+    "scheduler lag on one late job": ("llm_monitor_scheduler_lag_seconds > 30\n        for: 40m\n", "llm_monitor_scheduler_lag_seconds > 30\n        for: 10m\n"),
 }
 
 

@@ -64,6 +64,15 @@ def test_every_runbook_section_belongs_to_an_alert() -> None:
     assert sections == {name.lower() for name in ALERTS}
 
 
+def test_operator_side_problems_never_page() -> None:
+    """A missing credential and a slow scheduler need someone at work, not someone woken up."""
+    for name in ("LLMEndpointMisconfigured", "LLMMonitorSchedulerLagging"):
+        assert ALERTS[name]["labels"]["severity"] == "warning"
+    # The pages on endpoint / model health leave misconfigured endpoints to the warning.
+    for name in ("LLMEndpointDown", "LLMModelDown"):
+        assert "llm_endpoint_misconfigured" in ALERTS[name]["expr"], name
+
+
 def test_latency_and_rate_limit_alerts_never_page() -> None:
     for name in NEVER_PAGE:
         assert ALERTS[name]["labels"]["severity"] == "warning"

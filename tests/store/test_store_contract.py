@@ -277,7 +277,7 @@ async def test_late_insert_of_older_results_never_moves_latest_back(store: SQLSt
 
 # --- consecutive failures ---------------------------------------------------------------------
 
-OK, FAIL, LIMITED = "ok", "fail", "limited"
+OK, FAIL, LIMITED, KEYLESS = "ok", "fail", "limited", "keyless"
 
 CONSECUTIVE_FAILURE_CASES = {
     # endpoint: (outcomes oldest -> newest, expected count)
@@ -288,6 +288,8 @@ CONSECUTIVE_FAILURE_CASES = {
     "only rate limited": ([LIMITED, LIMITED], 0),
     "rate limit does not break the run": ([FAIL, LIMITED, FAIL, LIMITED, LIMITED, FAIL], 3),
     "ok in the middle stops the run": ([FAIL, FAIL, OK, LIMITED, FAIL], 1),
+    "config errors neither count nor break the run": ([FAIL, KEYLESS, KEYLESS, FAIL], 2),
+    "only config errors": ([KEYLESS, KEYLESS], 0),
     "bounded look-back": ([FAIL] * (FAILURE_LOOKBACK + 10), FAILURE_LOOKBACK),
 }
 
@@ -295,7 +297,8 @@ CONSECUTIVE_FAILURE_CASES = {
 def _outcome(started_at: datetime, outcome: str) -> ProbeResult:
     if outcome == OK:
         return make_result(started_at)
-    return failed(started_at, ErrorKind.RATE_LIMITED if outcome == LIMITED else ErrorKind.HTTP_ERROR)
+    kind = {LIMITED: ErrorKind.RATE_LIMITED, KEYLESS: ErrorKind.CONFIG_ERROR}.get(outcome, ErrorKind.HTTP_ERROR)
+    return failed(started_at, kind)
 
 
 async def test_consecutive_failures(store: SQLStore) -> None:
