@@ -63,6 +63,17 @@ class ModelLive:
     endpoints: tuple[EndpointLive, ...]
 
 
+def decode_rate(output_tokens: int, content_chunks: int, first_token_s: float, last_token_s: float) -> float | None:
+    """Tokens per second after the first chunk (the Artificial Analysis formula):
+    (output_tokens - first_chunk_tokens) / (t_last_token - t_first_token), with
+    first_chunk_tokens = output_tokens / content_chunks. None with fewer than 2 content chunks or
+    no time between the first and the last token."""
+    if content_chunks < 2 or last_token_s <= first_token_s:
+        return None
+    first_chunk_tokens = output_tokens / content_chunks
+    return (output_tokens - first_chunk_tokens) / (last_token_s - first_token_s)
+
+
 # Rate-limited probes say nothing about whether the endpoint works: they are skipped when
 # deciding `active` and counted in neither side of `uptime` (but they are `samples`).
 RATE_LIMITED = "rate_limited"

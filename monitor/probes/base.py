@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Mapping
 
+from pydantic import BaseModel, ConfigDict
+
 # Bumped whenever a change alters what a stored figure means (timing points, token counting,
 # formula, what counts as ok). Stored with every probe so old figures can be told apart from new
 # ones. 2026.11-2: a Gemini stream without any finishReason, or with an error object written
@@ -95,8 +97,12 @@ class ProbeTarget:
     # Longest silence allowed between two stream reads once the response has started.
     stall_timeout_s: float = 30.0
     max_stream_bytes: int = 4 * 1024 * 1024
-    # Protocol-specific knobs, e.g. {"max_tokens_field": "max_completion_tokens"} for openai.
+    # Protocol-specific knobs, e.g. {"max_tokens_field": "max_completion_tokens"} for openai:
+    # the keys the config set, validated by the protocol's `options_model`.
     options: Mapping[str, Any] = field(default_factory=dict)
+    # Values other than the key that must never be echoed back (what a `${VAR}` in the base URL
+    # or model expanded to, e.g. an account id): scrubbed from every provider text like the key.
+    redact: tuple[Secret, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -191,6 +197,18 @@ class ProbeResult:
         return out
 
 
+class ProtocolOptions(BaseModel):
+    """The `options` every protocol accepts; a protocol subclasses it with its own knobs.
+
+    Unknown keys are refused, so a misspelt knob fails `check-config` instead of every probe.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # A mapping merged into the request body, overriding its keys.
+    extra_body: dict[str, Any] | None = None
+
+
 class Framing(enum.StrEnum):
     SSE = "sse"  # parse_event receives a framing.SSEEvent
     NDJSON = "ndjson"  # parse_event receives one line (str)
@@ -229,3 +247,5 @@ class WireProtocol:
     # For a stream that ends at EOF (Gemini): True when some chunk must have carried a finish
     # reason, the only sign that the server finished rather than stopped; else stream_error.
     requires_finish_reason: bool = False
+    # The pydantic model of the endpoint's `options` (the catalog validates them with it).
+    options_model: type[ProtocolOptions] = ProtocolOptions

@@ -64,6 +64,7 @@ from monitor.probes.base import (
 from monitor.probes.framing import NDJSONDecoder, SSEDecoder
 from monitor.probes.meters import CpuMeter, LoopLagMonitor
 from monitor.probes.registry import PROTOCOLS
+from monitor.stats import decode_rate
 from monitor.probes.transport import (
     CURRENT_CLOCK,
     DNSLookupError,
@@ -224,13 +225,9 @@ class _Measurement:
             else:
                 output_tokens, source = self.token_chunks, TokenCountSource.ESTIMATE
         tokens_per_second = None
-        if (output_tokens is not None and self.token_chunks >= 2
-                and self.first_token_ns is not None and self.last_token_ns is not None
-                and self.last_token_ns > self.first_token_ns):
-            first_chunk_tokens = output_tokens / self.token_chunks
-            tokens_per_second = round(
-                (output_tokens - first_chunk_tokens) / ((self.last_token_ns - self.first_token_ns) / 1e9), 3
-            )
+        if output_tokens is not None and self.first_token_ns is not None and self.last_token_ns is not None:
+            rate = decode_rate(output_tokens, self.token_chunks, self.first_token_ns / 1e9, self.last_token_ns / 1e9)
+            tokens_per_second = None if rate is None else round(rate, 3)
         error = None if failure is None else _scrub(failure.message, self.target)
         return ProbeResult(
             ok=failure is None,

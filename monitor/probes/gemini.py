@@ -26,7 +26,9 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from monitor.probes import wire
-from monitor.probes.base import Delta, Framing, ProbeTarget, RequestSpec, StreamDataError, WireProtocol
+from monitor.probes.base import (
+    Delta, Framing, ProbeTarget, ProtocolOptions, RequestSpec, StreamDataError, WireProtocol,
+)
 from monitor.probes.framing import SSEEvent
 
 # Model families that accept `thinkingBudget: 0` (thinking off). 2.5 Pro and Gemini 3 cannot turn
@@ -39,6 +41,12 @@ _THINKING_OFF_PREFIXES = ("gemini-2.5-flash",)
 def _model_name(target: ProbeTarget) -> str:
     # The API names models `models/<id>`; accept either spelling in the config.
     return target.model.removeprefix("models/")
+
+
+class Options(ProtocolOptions):
+    # thinkingBudget to send; null sends no thinkingConfig; unset: 0 for models that can turn
+    # thinking off, else the model's default.
+    thinking_budget: int | None = None
 
 
 def _headers(target: ProbeTarget) -> dict[str, str]:
@@ -153,4 +161,5 @@ PROTOCOL = WireProtocol(
     warmup_headers=warmup_headers,
     requires_end_marker=False,
     requires_finish_reason=True,
+    options_model=Options,
 )

@@ -13,10 +13,18 @@ Owns the request shape and the decoding of one NDJSON line into a `Delta` (PROTO
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Literal, Mapping
 
 from monitor.probes import wire
-from monitor.probes.base import Delta, Framing, ProbeTarget, RequestSpec, StreamDataError, WireProtocol
+from monitor.probes.base import (
+    Delta, Framing, ProbeTarget, ProtocolOptions, RequestSpec, StreamDataError, WireProtocol,
+)
+
+
+class Options(ProtocolOptions):
+    # `think` sent to Ollama (a level for models such as gpt-oss); null leaves the model's
+    # default; unset sends false.
+    think: bool | Literal["low", "medium", "high"] | None = None
 
 
 def _auth_headers(target: ProbeTarget) -> dict[str, str]:
@@ -102,4 +110,5 @@ PROTOCOL = WireProtocol(
     warmup_url=warmup_url,
     warmup_headers=warmup_headers,
     requires_end_marker=True,
+    options_model=Options,
 )

@@ -1,7 +1,8 @@
 """OpenAI Chat Completions streaming, declared as a WireProtocol (no I/O, no clocks).
 
 Covers every OpenAI-compatible server: api.openai.com, Cloudflare `/ai/v1`, OpenRouter, Groq,
-Together, vLLM, llama.cpp, Ollama `/v1`. Wire details: the shared protocol notes (shared/protocols/PROTOCOLS.md, section 1).
+Together, vLLM, llama.cpp, Ollama `/v1`. Wire details:
+`docs/PROTOCOLS.md` §1.
 
 Target options (all optional):
 - `max_tokens_field`: "max_tokens" (default, what most compatible servers read) or
@@ -12,13 +13,19 @@ Target options (all optional):
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Literal, Mapping
 
 from monitor.probes import wire
-from monitor.probes.base import Delta, Framing, ProbeTarget, RequestSpec, WireProtocol
+from monitor.probes.base import Delta, Framing, ProbeTarget, ProtocolOptions, RequestSpec, WireProtocol
 from monitor.probes.framing import SSEEvent
 
 _MAX_TOKENS_FIELDS = ("max_tokens", "max_completion_tokens")
+
+
+class Options(ProtocolOptions):
+    max_tokens_field: Literal["max_tokens", "max_completion_tokens"] = "max_tokens"
+    include_usage: bool = True
+
 # Compatible providers put reasoning text under one of these delta keys (see PROTOCOLS.md §1).
 
 
@@ -130,4 +137,5 @@ PROTOCOL = WireProtocol(
     warmup_url=warmup_url,
     warmup_headers=warmup_headers,
     requires_end_marker=True,
+    options_model=Options,
 )
