@@ -5,7 +5,7 @@ keeping TTFT accurate (error p99 <= 5 ms against server-side ground truth).
     python -m bench.capacity --levels 2,4 --level-duration 2 --catalog-endpoints 60 ...   # smoke
 
 Method.
-- Ground truth: the loopback OpenAI-style stream server (`tests.support.stream_server`) runs in
+- Ground truth: the loopback OpenAI-style stream server (`monitor.testing.stream_server`) runs in
   its OWN process; per request it stamps the kernel arrival time of the request and the send time
   of each token frame (perf_counter_ns), so true TTFT = first token frame - request arrival.
   Every stream is the same realistic short answer (default: first token after 250 ms, then 40

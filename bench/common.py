@@ -565,7 +565,7 @@ def run_wrk(base_url: str, *, connections: int, duration_s: float, script: Path,
 # --------------------------------------------------------------------------- loopback stream server
 
 def start_stream_server(*, ttft_s: float, gap_s: float, tokens: int, log_path: Path | None = None) -> tuple[Child, str]:
-    """The loopback OpenAI-style server (tests.support.stream_server) in its own process.
+    """The loopback OpenAI-style server (monitor.testing.stream_server) in its own process.
 
     Returns (child, base_url). `GET {base_url}/models` answers the probe's warm-up;
     `POST {base_url}/chat/completions` streams `tokens` tokens; `GET /_bench/truth` returns the
@@ -595,7 +595,7 @@ def fetch_truth(base_url: str) -> dict[str, dict[str, Any]]:
 
 
 def _serve_stream(ttft_s: float, gap_s: float, tokens: int) -> None:
-    from tests.support.stream_server import ScriptedResponse, StreamServer, json_response, openai_stream
+    from monitor.testing.stream_server import ScriptedResponse, StreamServer, json_response, openai_stream
 
     frames = openai_stream(ttft_s=ttft_s, gap_s=gap_s, n_tokens=tokens)
     server = StreamServer(backlog=4096)

@@ -15,7 +15,7 @@ one client start together and run to the end, then the next client's N streams, 
 meets the same load. One discarded warm-up round per client and level first (connection pools,
 lazy imports).
 
-Ground truth comes from the server's own clock. The server (`tests.support.stream_server`) runs in
+Ground truth comes from the server's own clock. The server (`monitor.testing.stream_server`) runs in
 a SEPARATE PROCESS, so the load on the clients' loop cannot move its stamps; `perf_counter_ns` is
 CLOCK_MONOTONIC, shared by all processes on Linux. True TTFT = kernel arrival of the request's
 last bytes at the server -> the first token frame handed to the kernel; true decode rate = the
@@ -121,7 +121,7 @@ def stream_shapes(config: BenchConfig, concurrency: int, round_no: int) -> list[
 # --------------------------------------------------------------------------- server process
 
 def _scripted_chat(request: Any) -> Any:
-    from tests.support.stream_server import openai_stream, sse_stream_response
+    from monitor.testing.stream_server import openai_stream, sse_stream_response
 
     body = request.json if isinstance(request.json, dict) else {}
     shape = body.get("bench_stream") or {}
@@ -151,7 +151,7 @@ def _truth_of(request: Any) -> dict[str, Any]:
 
 def serve_truth(conn: Any) -> None:
     """Server process: run the loopback server; answer "truth" with the stamps of new requests."""
-    from tests.support.stream_server import StreamServer, json_response
+    from monitor.testing.stream_server import StreamServer, json_response
 
     with StreamServer(backlog=4096) as server:
         server.route("GET", "/v1/models", json_response(200, {"object": "list", "data": []}))
