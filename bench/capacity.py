@@ -191,12 +191,12 @@ def timed_recompute(live: Any, durations: list[float]) -> None:
 def summarize_level(concurrency: int, records: list[tuple[str, Any]], truth: dict[str, list[dict[str, Any]]],
                     elapsed: float, cpu: float, server_cpu: float, load: float,
                     recompute_s: list[float]) -> dict[str, Any]:
-    by_model: dict[str, list[Any]] = {}
+    results_by_model: dict[str, list[Any]] = {}
     for model, result in records:
-        by_model.setdefault(model, []).append(result)
+        results_by_model.setdefault(model, []).append(result)
     errors_ms: list[float] = []
     unmatched = 0
-    for model, results in by_model.items():
+    for model, results in results_by_model.items():
         served = truth.get(model, [])  # in arrival order
         ordered = sorted(results, key=lambda r: r.started_at)
         if len(served) != len(ordered):

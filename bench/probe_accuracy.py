@@ -327,7 +327,7 @@ async def run_benchmark(config: BenchConfig, server_url: str, fetch_truth: Calla
                             raw.costs.append(cost)
                         # Let the server finish its last frames and the loop go quiet.
                         await asyncio.sleep(config.settle_s)
-                    # Off the loop: a blocking pipe call here would show up as loop lag.
+                    # Off the loop: a blocking HTTP call here would show up as loop lag.
                     records = await asyncio.to_thread(fetch_truth)
                     raw.truths.update((r["user"], r) for r in records if r["user"] is not None)
                     progress(f"  N={level.concurrency} round {round_no} done "

@@ -1,7 +1,6 @@
 """Scripted loopback HTTP/1.1 server: exact control of every byte, pause and fault of a response.
 
-Used by the tests, the benchmarks, the demo and the self-test wherever a provider with known
-timings is needed.
+Wherever a provider with known timings is needed (tests, benchmarks, a demo or a self-test).
 
 `StreamServer` runs in its OWN thread with its OWN asyncio event loop and speaks raw HTTP/1.1 on
 asyncio streams (no framework), so a test decides every byte and every pause: a delay before the
