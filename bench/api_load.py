@@ -3,7 +3,7 @@
     flock /tmp/llm-monitor-bench.lock python -m bench.api_load            # full run (~4 min)
     python -m bench.api_load --models 20 --rows 10000 --duration 2 ...    # tiny smoke configuration
 
-Part 1 (throughput, issue target): a catalog of M models x P endpoints over a SQLite history of
+Part 1 (throughput target): a catalog of M models x P endpoints over a SQLite history of
 N stored probes (generated once with the project's migrations, cached under /tmp), served by
 `python -m monitor run` exactly as a user starts it (one uvicorn worker, the service's own uvicorn
 flags, CORS allowing the catalog's origin as a real deployment would) with `--interval 1e9` so
@@ -14,7 +14,7 @@ connections; rounds alternate real / bare so drift hits both. Target: real >= 0.
 requests/s and p99 < 20 ms. Then, for information, one round of browser-shaped requests (the
 allowed `Origin` and `Accept-Encoding: gzip`) against the real server alone.
 
-Part 2 (issue 6, correctness under load): `monitor run` with the same catalog pointed at a loopback
+Part 2 (correctness under load): `monitor run` with the same catalog pointed at a loopback
 OpenAI-style stream server (its own process) and a short interval, so the scheduler probes all the
 time while `wrk` holds 500 connections. The wrk script checks EVERY response (status 200, body is
 the live JSON of a known model); afterwards a Python checker validates full bodies of sampled
@@ -38,29 +38,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import (
-    log,
-    publish,
-    PROVIDERS,
-    Child,
-    HistoryShape,
-    all_finite,
-    cached_sqlite_history,
-    catalog_yaml,
-    copy_sqlite,
-    cpu_seconds_of,
-    fetch_truth,
-    load_average,
-    machine_info,
-    markdown_table,
-    model_id_of,
-    percentile,
-    run_wrk,
-    start_stream_server,
-    wait_http_ok,
-    write_wrk_files,
-    free_port,
-)
+from bench.dataset import PROVIDERS, HistoryShape, cached_sqlite_history, catalog_yaml, copy_sqlite, model_id_of
+from bench.processes import Child, cpu_seconds_of, wait_http_ok
+from bench.results import load_average, log, machine_info, markdown_table, publish
+from bench.stats import all_finite, percentile
+from bench.truth_server import TruthServer, by_model
+from bench.wrk import run_wrk, write_wrk_files
+from monitor.testing.stream_server import unused_port
 
 TARGET_RATIO = 0.7
 TARGET_P99_MS = 20.0
@@ -194,7 +178,7 @@ def part_throughput(args: argparse.Namespace, work: Path, db: Path, paths: list[
     plain, _validating, path_file = scripts
     config = work / "catalog-idle.yaml"
     config.write_text(catalog_yaml(args.models, args.providers, base_url=UNREACHABLE_BASE_URL))
-    real_port, bare_port = free_port(), free_port()
+    real_port, bare_port = unused_port(), unused_port()
     real_base, bare_base = f"http://127.0.0.1:{real_port}", f"http://127.0.0.1:{bare_port}"
     rounds: list[dict[str, Any]] = []
     with start_monitor(args.mode, config=config, db=db, port=real_port,
@@ -327,13 +311,12 @@ def summarize_collapsed(text: str, top: int = 25) -> dict[str, Any]:
 def part_concurrency(args: argparse.Namespace, work: Path, cached_db: Path, paths: list[str],
                      scripts: tuple[Path, Path, Path]) -> dict[str, Any]:
     _plain, validating, path_file = scripts
-    stream, stream_url = start_stream_server(ttft_s=args.stream_ttft, gap_s=args.stream_gap,
-                                             tokens=args.stream_tokens, log_path=work / "stream.log")
-    try:
+    with TruthServer(ttft_s=args.stream_ttft, gap_s=args.stream_gap, tokens=args.stream_tokens,
+                     log_path=work / "stream.log") as stream:
         db = copy_sqlite(cached_db, work / "busy.db")
         config = work / "catalog-busy.yaml"
-        config.write_text(catalog_yaml(args.models, args.providers, base_url=stream_url))
-        port = free_port()
+        config.write_text(catalog_yaml(args.models, args.providers, base_url=stream.base_url))
+        port = unused_port()
         base = f"http://127.0.0.1:{port}"
         with start_monitor("run", config=config, db=db, port=port, interval_s=args.busy_interval,
                            log_path=work / "monitor-busy.log", cors_origin=args.cors_origin,
@@ -341,7 +324,7 @@ def part_concurrency(args: argparse.Namespace, work: Path, cached_db: Path, path
             startup_s = wait_http_ok(f"{base}{paths[0]}", timeout_s=600, child=monitor)
             log(f"run (scheduler on, interval {args.busy_interval:g} s) ready in {startup_s:.1f} s")
             time.sleep(min(5.0, args.busy_duration))  # let probing reach its steady rate
-            fetch_truth(stream_url)  # discard pre-load truth
+            stream.fetch()  # discard pre-load truth
             before = probe_counts(base)
             max_id = sqlite3.connect(db).execute("SELECT MAX(id) FROM probe_result").fetchone()[0]
             load = load_average()[0]
@@ -351,12 +334,10 @@ def part_concurrency(args: argparse.Namespace, work: Path, cached_db: Path, path
             after = probe_counts(base)
             checks = sample_check(base, args.models, list(PROVIDERS[: args.providers]), args.sample_checks,
                                   random.Random(11))
-            truth = fetch_truth(stream_url)
+            truth = by_model(stream.fetch())
             time.sleep(1.5)  # the result writer flushes right after each probe; give it a moment
         probes = {k: after.get(k, 0.0) - before.get(k, 0.0) for k in after if not k.startswith("_")}
         accuracy = ttft_accuracy(db, max_id, truth)
-    finally:
-        stream.stop()
     total_probes = sum(probes.values())
     ok = result["bad_status"] == 0 and result["bad_body"] == 0 and result["socket_errors"] == 0 \
         and result["errors"]["status"] == 0 and checks["problem_count"] == 0 and result["validated"] > 0
@@ -391,7 +372,7 @@ def ttft_accuracy(db: Path, after_id: int, truth: dict[str, list[dict[str, Any]]
     seen: dict[str, int] = {}
     errors_ms, lags_ms = [], []
     for model, ttft_s, ok, loop_lag_s in rows:
-        served = sorted(truth.get(model, []), key=lambda t: t["received_ns"])
+        served = truth.get(model, [])  # in arrival order
         index = seen.get(model, 0)
         seen[model] = index + 1
         if ok and ttft_s is not None and index < len(served):

@@ -5,7 +5,7 @@ keeping TTFT accurate (error p99 <= 5 ms against server-side ground truth).
     python -m bench.capacity --levels 2,4 --level-duration 2 --catalog-endpoints 60 ...   # smoke
 
 Method.
-- Ground truth: the loopback OpenAI-style stream server (`tests.support.stream_server`) runs in
+- Ground truth: the loopback OpenAI-style stream server (`bench.truth_server`) runs in
   its OWN process; per request it stamps the kernel arrival time of the request and the send time
   of each token frame (perf_counter_ns), so true TTFT = first token frame - request arrival.
   Every stream is the same realistic short answer (default: first token after 250 ms, then 40
@@ -47,19 +47,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import (
-    log,
-    publish,
-    all_finite,
-    catalog_yaml,
-    cpu_seconds_of,
-    fetch_truth,
-    load_average,
-    machine_info,
-    markdown_table,
-    percentile,
-    start_stream_server,
-    )
+from bench.dataset import catalog_yaml
+from bench.processes import cpu_seconds_of
+from bench.results import load_average, log, machine_info, markdown_table, publish
+from bench.stats import all_finite, percentile
+from bench.truth_server import TruthServer, by_model
 
 CYCLE_S = 1800
 TARGET_ERROR_P99_MS = 5.0
@@ -68,7 +60,7 @@ MIN_OK_SHARE = 0.99
 MIN_PROBES_PER_LEVEL = 200
 
 
-async def run_levels(args: argparse.Namespace, base_url: str, server_pid: int, work: Path) -> list[dict[str, Any]]:
+async def run_levels(args: argparse.Namespace, server: TruthServer, work: Path) -> list[dict[str, Any]]:
     from monitor.catalog import parse_catalog
     from monitor.probes.meters import LoopLagMonitor
     from monitor.probes.transport import build_client
@@ -79,7 +71,8 @@ async def run_levels(args: argparse.Namespace, base_url: str, server_pid: int, w
 
     providers = 3
     models = max(1, -(-args.catalog_endpoints // providers))
-    catalog = parse_catalog(catalog_yaml(models, providers, base_url=base_url, name_prefix="cap"), source="bench")
+    catalog = parse_catalog(catalog_yaml(models, providers, base_url=server.base_url, name_prefix="cap"),
+                            source="bench")
     endpoints = list(catalog.endpoints())
     store = await open_store(f"sqlite:///{work / 'capacity.db'}")
     # The service object itself supplies metrics, live figures and the periodic recompute, so
@@ -105,7 +98,7 @@ async def run_levels(args: argparse.Namespace, base_url: str, server_pid: int, w
         for concurrency in args.levels:
             runner = Runner(client=client, metrics=metrics, live=live, buffer=buffer, environ={},
                             max_concurrent=concurrency, lag_monitor=lag_monitor)
-            fetch_truth(base_url)  # drop anything left from the previous level
+            server.fetch()  # drop anything left from the previous level
             records: list[tuple[str, Any]] = []
             deadline = time.perf_counter() + args.level_duration
             recompute_s.clear()
@@ -119,13 +112,13 @@ async def run_levels(args: argparse.Namespace, base_url: str, server_pid: int, w
                     records.append((endpoint.model, result))
 
             load = load_average()[0]
-            cpu0, server_cpu0, started = time.process_time(), cpu_seconds_of(server_pid), time.perf_counter()
+            cpu0, server_cpu0, started = time.process_time(), cpu_seconds_of(server.pid), time.perf_counter()
             with GCPauses() as gc_pauses:
                 await asyncio.gather(*(worker() for _ in range(concurrency)))
             elapsed = time.perf_counter() - started
-            cpu, server_cpu = time.process_time() - cpu0, cpu_seconds_of(server_pid) - server_cpu0
+            cpu, server_cpu = time.process_time() - cpu0, cpu_seconds_of(server.pid) - server_cpu0
             await buffer.flush()
-            truth = await asyncio.to_thread(fetch_truth, base_url)
+            truth = by_model(await asyncio.to_thread(server.fetch))
             levels.append(summarize_level(concurrency, records, truth, elapsed, cpu, server_cpu, load,
                                           list(recompute_s)))
             levels[-1]["gc_full_passes"] = len(gc_pauses.pauses_s)
@@ -198,13 +191,13 @@ def timed_recompute(live: Any, durations: list[float]) -> None:
 def summarize_level(concurrency: int, records: list[tuple[str, Any]], truth: dict[str, list[dict[str, Any]]],
                     elapsed: float, cpu: float, server_cpu: float, load: float,
                     recompute_s: list[float]) -> dict[str, Any]:
-    by_model: dict[str, list[Any]] = {}
+    results_by_model: dict[str, list[Any]] = {}
     for model, result in records:
-        by_model.setdefault(model, []).append(result)
+        results_by_model.setdefault(model, []).append(result)
     errors_ms: list[float] = []
     unmatched = 0
-    for model, results in by_model.items():
-        served = sorted(truth.get(model, []), key=lambda t: t["received_ns"])
+    for model, results in results_by_model.items():
+        served = truth.get(model, [])  # in arrival order
         ordered = sorted(results, key=lambda r: r.started_at)
         if len(served) != len(ordered):
             unmatched += len(ordered)
@@ -313,13 +306,10 @@ def main(argv: list[str] | None = None) -> int:
         logging.basicConfig(level=logging.INFO, filename=str(work / "monitor.log"),
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         logging.getLogger("httpx").setLevel(logging.WARNING)
-        server, base_url = start_stream_server(ttft_s=args.ttft, gap_s=args.gap, tokens=args.tokens,
-                                               log_path=work / "stream.log")
-        try:
-            log(f"stream server pid {server.pid} at {base_url}")
-            report["levels"] = asyncio.run(run_levels(args, base_url, server.pid, work))
-        finally:
-            server.stop()
+        with TruthServer(ttft_s=args.ttft, gap_s=args.gap, tokens=args.tokens,
+                         log_path=work / "stream.log") as server:
+            log(f"stream server pid {server.pid} at {server.base_url}")
+            report["levels"] = asyncio.run(run_levels(args, server, work))
     report["verdict"] = verdict(report["levels"])
     report["finite"] = all_finite([{k: v for k, v in lv.items() if k != "recompute_ms_max"} for lv in report["levels"]])
     publish(report, render, args.name, args.results_dir)

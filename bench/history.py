@@ -3,7 +3,7 @@
     flock /tmp/llm-monitor-bench.lock python -m bench.history                 # SQLite + PostgreSQL
     python -m bench.history --backends sqlite --small 3000 --large 30000 ...  # tiny smoke configuration
 
-Method. Two histories per backend, built by the same generator (`bench.common`) and the
+Method. Two histories per backend, built by the same generator (`bench.dataset`) and the
 project's own migrations: SMALL (10,000 probes) and LARGE (1,000,000 probes). Both give every
 endpoint the same depth (probe every 30 min, ~167 probes, ~48 in the 24 h window): they differ
 only in how many endpoints share the table (60 vs 6,000), so each query returns the same rows
@@ -30,22 +30,10 @@ import time
 from datetime import datetime, timedelta
 from typing import Any, Awaitable, Callable
 
-from bench.common import (
-    log,
-    publish,
-    PROVIDERS,
-    HistoryShape,
-    all_finite,
-    cached_sqlite_history,
-    catalog_yaml,
-    fill_history,
-    load_average,
-    machine_info,
-    markdown_table,
-    model_id_of,
-    percentile,
-    scratch_postgres,
-    )
+from bench.dataset import PROVIDERS, HistoryShape, cached_sqlite_history, catalog_yaml, fill_history, model_id_of
+from bench.postgres import scratch_postgres
+from bench.results import load_average, log, machine_info, markdown_table, publish
+from bench.stats import all_finite, percentile
 
 TARGET_RATIO = 1.5
 WINDOW_S = 24 * 3600.0

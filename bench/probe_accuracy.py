@@ -15,20 +15,21 @@ one client start together and run to the end, then the next client's N streams, 
 meets the same load. One discarded warm-up round per client and level first (connection pools,
 lazy imports).
 
-Ground truth comes from the server's own clock. The server (`tests.support.stream_server`) runs in
-a SEPARATE PROCESS, so the load on the clients' loop cannot move its stamps; `perf_counter_ns` is
+Ground truth comes from the server's own clock. The server (`bench.truth_server`) runs in a
+SEPARATE PROCESS, so the load on the clients' loop cannot move its stamps; `perf_counter_ns` is
 CLOCK_MONOTONIC, shared by all processes on Linux. True TTFT = kernel arrival of the request's
 last bytes at the server -> the first token frame handed to the kernel; true decode rate = the
-contract's formula over the server's token-frame write times. Each request carries its id in the
-body's `user` field and its stream shape (TTFT, token gap, token count) in `bench_stream`; the
-server process hands its per-request stamps back over a pipe between rounds.
+contract's formula (`monitor.stats.decode_rate`) over the server's token-frame write times; the
+peers' decode rate is that formula over their own token times. Each request carries its id in
+the body's `user` field and its stream shape (TTFT, token gap, token count) in `bench_stream`;
+the server hands its per-request stamps back between rounds.
 
 Reported per level and client: TTFT error (measured - truth) p50/p99 in ms, the part of it that
 lies before the request reached the server ("start side") and after the first token left it
 ("end side"), tokens/s relative error p50/p99 in %, process CPU time per probe, and the loop lag
 seen during the probes. For ours also the probe's own `cpu_s` and `loop_lag_s`. The JSON report
 goes to `bench/results/probe_accuracy.json`, a markdown summary beside it, with pass/fail against
-the targets of the issue. Nothing here asserts timings: this is a measurement, not a test.
+the accuracy targets. Nothing here asserts timings: this is a measurement, not a test.
 """
 
 from __future__ import annotations
@@ -36,7 +37,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import multiprocessing
 import os
 import platform
 import random
@@ -47,7 +47,11 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
+from bench.results import RESULTS_DIR, write_results
+from bench.stats import percentile
+from bench.truth_server import StreamShape, TruthServer
+from monitor.stats import decode_rate
+
 DEFAULT_JSON = RESULTS_DIR / "probe_accuracy.json"
 CLIENT_NAMES = ("ours", "httpx", "openai_sdk")
 MODEL = "bench-model"
@@ -96,15 +100,6 @@ class BenchConfig:
     no_kernel_stamps: bool = False
 
 
-@dataclass(frozen=True)
-class StreamShape:
-    """What the server sends for one request (the same sequence for every client)."""
-
-    ttft_s: float
-    gap_s: float
-    n_tokens: int
-
-
 def stream_shapes(config: BenchConfig, concurrency: int, round_no: int) -> list[StreamShape]:
     """Deterministic per (seed, level, round): each client gets the very same streams."""
     rng = random.Random(f"{config.seed}/{concurrency}/{round_no}")
@@ -116,99 +111,6 @@ def stream_shapes(config: BenchConfig, concurrency: int, round_no: int) -> list[
         )
         for _ in range(concurrency)
     ]
-
-
-# --------------------------------------------------------------------------- server process
-
-def _scripted_chat(request: Any) -> Any:
-    from tests.support.stream_server import openai_stream, sse_stream_response
-
-    body = request.json if isinstance(request.json, dict) else {}
-    shape = body.get("bench_stream") or {}
-    frames = openai_stream(
-        ttft_s=float(shape.get("ttft_s", 0.3)),
-        gap_s=float(shape.get("gap_s", 0.015)),
-        n_tokens=int(shape.get("n_tokens", 48)),
-    )
-    return sse_stream_response(frames)
-
-
-def _truth_of(request: Any) -> dict[str, Any]:
-    n_tokens = int(request.json["bench_stream"]["n_tokens"])
-    token_ns = request.token_ns
-    return {
-        "received_ns": request.received_ns,
-        "first_token_ns": token_ns[0] if token_ns else None,
-        "last_token_ns": token_ns[-1] if token_ns else None,
-        "token_frames": len(token_ns),
-        "token_ns": token_ns,
-        "scheduled_ttft_s": float(request.json["bench_stream"]["ttft_s"]),
-        "usage_tokens": n_tokens,
-        "ttft_s": request.ttft_truth_s() if token_ns else None,
-        "tokens_per_second": request.decode_rate_truth(n_tokens) if len(token_ns) >= 2 else None,
-    }
-
-
-def serve_truth(conn: Any) -> None:
-    """Server process: run the loopback server; answer "truth" with the stamps of new requests."""
-    from tests.support.stream_server import StreamServer, json_response
-
-    with StreamServer(backlog=4096) as server:
-        server.route("GET", "/v1/models", json_response(200, {"object": "list", "data": []}))
-        server.route("POST", "/v1/chat/completions", _scripted_chat)
-        conn.send(server.url)
-        cursor = 0
-        while True:
-            message = conn.recv()
-            if message != "truth":
-                break
-            new = server.requests[cursor:]
-            cursor += len(new)
-            truths = {}
-            for request in new:
-                body = request.json
-                if (request.path == "/v1/chat/completions" and isinstance(body, dict)
-                        and isinstance(body.get("user"), str) and "bench_stream" in body):
-                    truths[body["user"]] = _truth_of(request)
-            conn.send(truths)
-    conn.close()
-
-
-class TruthServer:
-    """The loopback server in its own process, and the pipe to ask it for ground truth."""
-
-    def __init__(self) -> None:
-        context = multiprocessing.get_context("spawn")
-        self._conn, child_conn = context.Pipe()
-        self._process = context.Process(target=serve_truth, args=(child_conn,), name="truth-server",
-                                        daemon=True)
-        self.url = ""
-
-    def __enter__(self) -> "TruthServer":
-        self._process.start()
-        try:
-            if not self._conn.poll(30):
-                raise EOFError
-            self.url = self._conn.recv()
-        except EOFError:
-            self._process.kill()
-            raise RuntimeError("the truth server process did not start (a script that starts the "
-                               "benchmark needs an `if __name__ == '__main__':` guard)") from None
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        try:
-            self._conn.send("stop")
-        except OSError:
-            pass
-        self._process.join(5)
-        if self._process.is_alive():
-            self._process.kill()
-            self._process.join(5)
-
-    def fetch(self) -> dict[str, dict[str, Any]]:
-        self._conn.send("truth")
-        return self._conn.recv()
 
 
 # --------------------------------------------------------------------------- the clients
@@ -228,13 +130,6 @@ class Sample:
     t0_ns: int | None = None  # when the client's clock started
     cpu_s: float | None = None  # ours: result.cpu_s
     loop_lag_s: float | None = None  # worst loop lag while the stream ran
-
-
-def contract_rate(output_tokens: int, chunks: int, first_ns: int, last_ns: int) -> float | None:
-    """The contract's decode rate, shared by the peers (the engine has its own copy)."""
-    if chunks < 2 or last_ns <= first_ns:
-        return None
-    return (output_tokens - output_tokens / chunks) / ((last_ns - first_ns) / 1e9)
 
 
 def _body_extra(request_id: str, shape: StreamShape) -> dict[str, Any]:
@@ -368,7 +263,7 @@ def _peer_sample(client: Any, concurrency: int, round_no: int, request_id: str, 
         client.name, concurrency, round_no, request_id, ok=first_ns is not None, t0_ns=t0,
         error=None if first_ns is not None else "no content token",
         ttft_s=None if first_ns is None else (first_ns - t0) / 1e9,
-        tokens_per_second=None if first_ns is None else contract_rate(tokens, chunks, first_ns, last_ns),
+        tokens_per_second=None if first_ns is None else decode_rate(tokens, chunks, 0.0, (last_ns - first_ns) / 1e9),
         loop_lag_s=client.lag_monitor.worst_lag_s(t0, end),
     )
 
@@ -404,7 +299,7 @@ async def _run_round(client: Any, concurrency: int, round_no: int,
     return list(samples), cost
 
 
-async def run_benchmark(config: BenchConfig, server_url: str, fetch_truth: Callable[[], dict],
+async def run_benchmark(config: BenchConfig, server_url: str, fetch_truth: Callable[[], list[dict[str, Any]]],
                         progress: Callable[[str], None] = lambda line: None) -> RawRun:
     """All levels, all clients, interleaved; warm-up rounds (round_no < 0) are discarded."""
     from monitor.probes.meters import LoopLagMonitor
@@ -432,8 +327,9 @@ async def run_benchmark(config: BenchConfig, server_url: str, fetch_truth: Calla
                             raw.costs.append(cost)
                         # Let the server finish its last frames and the loop go quiet.
                         await asyncio.sleep(config.settle_s)
-                    # Off the loop: a blocking pipe call here would show up as loop lag.
-                    raw.truths.update(await asyncio.to_thread(fetch_truth))
+                    # Off the loop: a blocking HTTP call here would show up as loop lag.
+                    records = await asyncio.to_thread(fetch_truth)
+                    raw.truths.update((r["user"], r) for r in records if r["user"] is not None)
                     progress(f"  N={level.concurrency} round {round_no} done "
                              f"(load {os.getloadavg()[0]:.2f})")
         finally:
@@ -451,17 +347,6 @@ def _disable_kernel_stamps() -> None:
 
 
 # --------------------------------------------------------------------------- statistics
-
-def percentile(values: Sequence[float], q: float) -> float | None:
-    """Linear interpolation between closest ranks (numpy's default); None for no values."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    position = (len(ordered) - 1) * q / 100
-    low = int(position)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
-
 
 def _dist(values: Sequence[float]) -> dict[str, float | None]:
     def r(x: float | None) -> float | None:
@@ -492,15 +377,15 @@ def summarize_client(samples: Sequence[Sample], truths: dict[str, dict[str, Any]
         if not sample.ok:
             failures.append(sample.error or "failed")
             continue
-        if truth is None or truth["ttft_s"] is None or sample.ttft_s is None:
+        if truth is None or truth["ttft_truth_s"] is None or sample.ttft_s is None:
             unmatched += 1
             continue
-        error_ms = (sample.ttft_s - truth["ttft_s"]) * 1000
+        error_ms = (sample.ttft_s - truth["ttft_truth_s"]) * 1000
         ttft_err.append(error_ms)
         if sample.t0_ns is not None:
             start_err.append((truth["received_ns"] - sample.t0_ns) / 1e6)
             first_seen_ns = sample.t0_ns + sample.ttft_s * 1e9
-            end_err.append((first_seen_ns - truth["first_token_ns"]) / 1e6)
+            end_err.append((first_seen_ns - truth["token_ns"][0]) / 1e6)
             # The first token's time is at or after the SECOND token left the server: the read
             # that delivered it also carried later tokens (and the stamp is of the later bytes).
             # (Only where the server really sent them >= 1 ms apart: a server that fell behind
@@ -509,11 +394,10 @@ def summarize_client(samples: Sequence[Sample], truths: dict[str, dict[str, Any]
             if (len(token_ns) >= 2 and token_ns[1] - token_ns[0] >= 1_000_000
                     and first_seen_ns >= token_ns[1]):
                 stamped_with_later_token += 1
-        if truth.get("scheduled_ttft_s") is not None:
-            server_slip.append((truth["ttft_s"] - truth["scheduled_ttft_s"]) * 1000)
-        if sample.tokens_per_second is not None and truth["tokens_per_second"]:
-            tps_err.append((sample.tokens_per_second - truth["tokens_per_second"])
-                           / truth["tokens_per_second"] * 100)
+        server_slip.append((truth["ttft_truth_s"] - truth["scheduled_ttft_s"]) * 1000)
+        if sample.tokens_per_second is not None and truth["tokens_per_second_truth"]:
+            tps_err.append((sample.tokens_per_second - truth["tokens_per_second_truth"])
+                           / truth["tokens_per_second_truth"] * 100)
         if sample.loop_lag_s is not None:
             lag_ms = sample.loop_lag_s * 1000
             lags.append(lag_ms)
@@ -570,7 +454,7 @@ def summarize(config: BenchConfig, raw: RawRun) -> list[dict[str, Any]]:
 
 
 def evaluate_targets(levels: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The issue's targets; `pass` is None when the run did not measure what a target needs."""
+    """The accuracy targets; `pass` is None when the run did not measure what a target needs."""
     by_n = {level["concurrency"]: level["clients"] for level in levels}
 
     def metric(n: int, client: str, key: str, stat: str = "abs_p50") -> float | None:
@@ -770,9 +654,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     report = build_report(config, raw, command=command.strip(), loadavg_before=loadavg_before,
                           loadavg_after=os.getloadavg(), started=started, wall_s=time.perf_counter() - t0)
     markdown = render_markdown(report)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(report, indent=2) + "\n")
-    args.output.with_suffix(".md").write_text(markdown)
+    write_results(args.output, report, markdown)
     if not args.quiet:
         print(markdown)
     return 0

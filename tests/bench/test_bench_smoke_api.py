@@ -18,14 +18,9 @@ from pathlib import Path
 import pytest
 
 from bench import api_load, capacity, history
-from bench.common import (
-    HistoryShape,
-    all_finite,
-    cached_sqlite_history,
-    markdown_table,
-    model_id_of,
-    percentile,
-)
+from bench.dataset import HistoryShape, cached_sqlite_history, model_id_of
+from bench.results import markdown_table
+from bench.stats import all_finite, percentile
 
 
 @pytest.fixture
@@ -45,8 +40,10 @@ def _read(results: Path, name: str) -> dict:
 def test_percentile_interpolates_between_ranks():
     assert percentile([1.0, 2.0, 3.0, 4.0, 5.0], 50) == 3.0
     assert percentile([10.0, 20.0], 50) == 15.0
+    assert percentile([4.0, 1.0, 3.0, 2.0], 50) == 2.5
+    assert math.isclose(percentile(list(range(1, 101)), 99), 99.01)
     assert percentile([7.0], 99) == 7.0
-    assert math.isnan(percentile([], 99))
+    assert percentile([], 99) is None
 
 
 def test_all_finite_sees_nested_nan():
@@ -162,7 +159,7 @@ def test_history_tiny_run_sqlite(tmp_path: Path, bench_cache: Path):
 def test_history_tiny_run_postgresql(tmp_path: Path):
     import asyncpg
 
-    from bench.common import POSTGRES_ADMIN_URL
+    from bench.postgres import POSTGRES_ADMIN_URL
 
     async def reachable() -> None:
         connection = await asyncpg.connect(**POSTGRES_ADMIN_URL, timeout=3)

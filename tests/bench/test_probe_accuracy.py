@@ -8,16 +8,16 @@ from __future__ import annotations
 
 import json
 import math
+from types import SimpleNamespace
 
 from bench.probe_accuracy import (
     BenchConfig,
     CLIENT_NAMES,
     Level,
     Range,
-    contract_rate,
+    _peer_sample,
     evaluate_targets,
     main,
-    percentile,
     stream_shapes,
 )
 
@@ -85,18 +85,20 @@ def test_targets_pass_and_fail_on_given_numbers():
     }
 
 
-def test_percentile_interpolates_between_ranks():
-    assert percentile([], 50) is None
-    assert percentile([5.0], 99) == 5.0
-    assert percentile([4.0, 1.0, 3.0, 2.0], 50) == 2.5
-    assert math.isclose(percentile(list(range(1, 101)), 99), 99.01)
+def test_peer_decode_rate_drops_the_first_chunk_tokens():
+    peer = SimpleNamespace(name="httpx", lag_monitor=SimpleNamespace(worst_lag_s=lambda start, end: 0.0))
 
+    def sample(first_ns, last_ns, chunks, usage):
+        return _peer_sample(peer, 1, 0, "r", 0, first_ns, last_ns, chunks, usage)
 
-def test_contract_rate_drops_the_first_chunk_tokens():
     # 10 tokens in 5 chunks: the first chunk counts for 2 tokens; 8 tokens over 1 s.
-    assert contract_rate(10, 5, 0, 1_000_000_000) == 8.0
-    assert contract_rate(10, 1, 0, 1_000_000_000) is None
-    assert contract_rate(10, 5, 7, 7) is None
+    measured = sample(250_000_000, 1_250_000_000, 5, 10)
+    assert measured.ok and measured.ttft_s == 0.25 and measured.tokens_per_second == 8.0
+    # Without a usage chunk the chunks are the tokens: 4 after the first, over 0.5 s.
+    assert sample(0, 500_000_000, 5, None).tokens_per_second == 8.0
+    assert sample(0, 1_000_000_000, 1, 10).tokens_per_second is None
+    assert sample(7, 7, 5, 10).tokens_per_second is None
+    assert not sample(None, None, 0, None).ok
 
 
 def test_every_client_gets_the_same_streams_within_the_ranges():

@@ -14,7 +14,7 @@ from typing import Any, Callable
 import httpx
 import pytest
 
-from tests.support.stream_server import (
+from monitor.testing.stream_server import (
     ScriptedResponse,
     StreamServer,
     html_response,

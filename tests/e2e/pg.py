@@ -13,7 +13,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from tests.support.stream_server import unused_port
+from monitor.testing.stream_server import unused_port
 
 
 def _bindir() -> Path:

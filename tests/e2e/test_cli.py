@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 from tests.e2e.conftest import REPO
-from tests.support.stream_server import StreamServer, json_response, openai_stream, sse_stream_response
+from monitor.testing.stream_server import StreamServer, json_response, openai_stream, sse_stream_response
 
 
 def llm_monitor(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.conftest import wait_until
-from tests.support.stream_server import (
+from monitor.testing.stream_server import (
     Frame,
     StreamServer,
     json_response,

@@ -22,7 +22,7 @@ import pytest
 from tests.e2e.conftest import REPO, wait_until
 from tests.e2e.pg import PrivatePostgres
 from tests.e2e.test_service import metric_value
-from tests.support.stream_server import StreamServer, json_response, openai_stream, sse_stream_response
+from monitor.testing.stream_server import StreamServer, json_response, openai_stream, sse_stream_response
 
 MODEL = "m/one"
 

@@ -12,7 +12,7 @@ import subprocess
 import sys
 
 from tests.e2e.conftest import REPO, wait_until
-from tests.support.stream_server import (
+from monitor.testing.stream_server import (
     StreamServer,
     html_response,
     json_response,

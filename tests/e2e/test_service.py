@@ -142,7 +142,7 @@ def test_an_endpoint_that_stops_answering_goes_inactive_two_intervals_after_its_
 ):
     from datetime import datetime, timezone
 
-    from tests.support.stream_server import ScriptedResponse
+    from monitor.testing.stream_server import ScriptedResponse
 
     healthy, _ = provider_servers
     # One endpoint only: no other probe of the model lands to recompute its figures by chance.

@@ -57,7 +57,7 @@ def test_api_replica_serves_what_the_scheduler_stores(start_service, provider_se
     final = start_service(config, command="api", db=db)
     reference = final.get(LIVE).json()
     assert reference["endpoints"][0]["samples"] >= live["endpoints"][0]["samples"] + 2
-    # No scheduler any more: with the scheduler's 1 s interval the endpoint lapses within 2 s.
+    # With the scheduler stopped and its 1 s interval, the endpoint lapses within 2 s.
     wait_until(lambda: final.get(LIVE).json()["active_endpoints"] == 0, timeout_s=10,
                what="the replica to see the healthy endpoint lapse")
     assert final.stop() == 0

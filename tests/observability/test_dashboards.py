@@ -133,7 +133,7 @@ def test_every_panel_filters_by_the_variables_where_it_shows_endpoint_data() -> 
             assert "$model" in expression.expr and "$provider" in expression.expr, expression
 
 
-def test_overview_shows_what_the_issue_asks_for() -> None:
+def test_overview_shows_availability_best_figures_and_failures() -> None:
     exprs = " ".join(e.expr for e in iter_promql_expressions() if "overview" in e.source)
     for metric in (
         "llm_model_active_endpoints", "llm_model_endpoints", "llm_model_best_ttft_seconds",
@@ -143,7 +143,7 @@ def test_overview_shows_what_the_issue_asks_for() -> None:
         assert metric in exprs, metric
 
 
-def test_detail_shows_what_the_issue_asks_for() -> None:
+def test_detail_shows_latency_throughput_outcomes_phases_and_freshness() -> None:
     exprs = " ".join(e.expr for e in iter_promql_expressions() if "detail" in e.source)
     for needle in (
         "llm_endpoint_ttft_seconds", "llm_endpoint_output_tokens_per_second", "by (outcome) (increase(llm_probes_total",

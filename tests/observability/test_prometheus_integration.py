@@ -44,7 +44,7 @@ from tests.observability.support import (
     run_tool,
     substitute_grafana_variables,
 )
-from tests.support.stream_server import (
+from monitor.testing.stream_server import (
     StreamServer,
     json_response,
     openai_stream,

@@ -29,7 +29,7 @@ def runbook_anchors() -> set[str]:
     return {github_anchor(m.group(1)) for m in re.finditer(r"^#{1,6} (.+)$", RUNBOOKS.read_text(), re.M)}
 
 
-def test_the_issue_s_alerts_exist() -> None:
+def test_down_stale_regression_and_rate_limit_alerts_exist() -> None:
     expected = {
         "LLMEndpointDown", "LLMModelDown", "LLMEndpointProbesStale", "LLMMonitorDown",
         "LLMEndpointTTFTRegression", "LLMEndpointRateLimited",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from monitor.probes.transport import build_client
-from tests.support.stream_server import StreamServer
+from monitor.testing.stream_server import StreamServer
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from monitor.probes.base import Delta, ErrorKind, ProbeTarget, Secret, StreamDat
 from monitor.probes.engine import run_probe
 from monitor.probes.framing import SSEEvent
 from tests.probes.test_fixtures import replay_fixture
-from tests.support.stream_server import Frame, json_response, sse_event, sse_stream_response
+from monitor.testing.stream_server import Frame, json_response, sse_event, sse_stream_response
 
 KEY = "sk-ant-test-5151"
 MODEL = "claude-haiku-4-5"

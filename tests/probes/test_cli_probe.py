@@ -13,7 +13,7 @@ import pytest
 
 from monitor.probes import cli
 from monitor.probes.base import CONTRACT_FIELDS
-from tests.support.stream_server import json_response, openai_stream, sse_stream_response, unused_port
+from monitor.testing.stream_server import json_response, openai_stream, sse_stream_response, unused_port
 
 ROOT = Path(__file__).resolve().parents[2]
 KEY = "sk-cli-secret-777"

@@ -11,7 +11,7 @@ from monitor.probes.cloudflare import PROTOCOL, parse_event
 from monitor.probes.engine import run_probe
 from monitor.probes.framing import SSEEvent
 from tests.probes.test_fixtures import replay_fixture
-from tests.support.stream_server import Frame, json_response, sse_event, sse_stream_response
+from monitor.testing.stream_server import Frame, json_response, sse_event, sse_stream_response
 
 KEY = "cf-secret-token-4242"
 MODEL = "@cf/meta/llama-3.2-1b-instruct"

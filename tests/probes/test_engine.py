@@ -16,7 +16,7 @@ from monitor.probes.base import CONTRACT_FIELDS, ProbeTarget, Secret, TokenCount
 from monitor.probes.engine import build_prompt, run_probe
 from monitor.probes.meters import LoopLagMonitor
 from monitor.probes.transport import build_client
-from tests.support.stream_server import (
+from monitor.testing.stream_server import (
     Frame,
     ScriptedResponse,
     openai_chunk,

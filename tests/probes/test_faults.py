@@ -11,7 +11,7 @@ import pytest
 
 from monitor.probes.base import ErrorKind, ProbeTarget, Secret
 from monitor.probes.engine import run_probe
-from tests.support.stream_server import (
+from monitor.testing.stream_server import (
     Frame,
     ScriptedResponse,
     html_response,

@@ -11,7 +11,7 @@ from monitor.probes.engine import run_probe
 from monitor.probes.framing import SSEEvent
 from monitor.probes.gemini import PROTOCOL, output_tokens, parse_event, thinking_budget
 from tests.probes.test_fixtures import replay_fixture
-from tests.support.stream_server import Frame, json_response, sse_event, sse_stream_response
+from monitor.testing.stream_server import Frame, json_response, sse_event, sse_stream_response
 
 KEY = "AIza-test-key-777"
 MODEL = "gemini-2.5-flash"

@@ -10,7 +10,7 @@ from monitor.probes.base import Delta, ErrorKind, ProbeTarget, Secret, StreamDat
 from monitor.probes.engine import run_probe
 from monitor.probes.ollama import PROTOCOL, parse_event
 from tests.probes.test_fixtures import replay_fixture
-from tests.support.stream_server import Frame, ScriptedResponse, json_response
+from monitor.testing.stream_server import Frame, ScriptedResponse, json_response
 
 MODEL = "llama3.2:1b"
 

@@ -1,4 +1,6 @@
-"""Scripted loopback HTTP/1.1 server for probe tests: exact control of timing and faults.
+"""Scripted loopback HTTP/1.1 server: exact control of every byte, pause and fault of a response.
+
+Wherever a provider with known timings is needed (tests, benchmarks, a demo or a self-test).
 
 `StreamServer` runs in its OWN thread with its OWN asyncio event loop and speaks raw HTTP/1.1 on
 asyncio streams (no framework), so a test decides every byte and every pause: a delay before the
@@ -16,7 +18,7 @@ distort the ground truth: every request records server-side `time.perf_counter_n
 receipt (the kernel's arrival time of the last request bytes, via SO_TIMESTAMPNS on Linux, so a
 busy server thread reading late does not move it), of the response head and of each frame
 written (stamped just before the send call). Frames built
-with ``token=True`` are the token-bearing ones, so tests compute true TTFT and decode rate from
+with ``token=True`` are the token-bearing ones, so callers compute true TTFT and decode rate from
 the server's own clock (`ServedRequest.ttft_truth_s`, `.decode_rate_truth`).
 
 `srv.route(method, path, response_or_callable)`: the callable receives the `ServedRequest`
@@ -38,6 +40,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Literal, Sequence
 from urllib.parse import parse_qsl, urlsplit
+
+from monitor.stats import decode_rate
 
 __all__ = [
     "Frame",
@@ -111,11 +115,13 @@ class ServedRequest:
         """Server-side time from request receipt to the first token frame written."""
         return (self.token_ns[0] - self.received_ns) / 1e9
 
-    def decode_rate_truth(self, output_tokens: int) -> float:
-        """The contract's decode-rate formula applied to the server's own write times."""
+    def decode_rate_truth(self, output_tokens: int) -> float | None:
+        """The contract's decode rate (`monitor.stats.decode_rate`) over the server's own token
+        write times; None with fewer than 2 token frames."""
         stamps = self.token_ns
-        first_chunk_tokens = output_tokens / len(stamps)
-        return (output_tokens - first_chunk_tokens) / ((stamps[-1] - stamps[0]) / 1e9)
+        if not stamps:
+            return None
+        return decode_rate(output_tokens, len(stamps), 0.0, (stamps[-1] - stamps[0]) / 1e9)
 
 
 Handler = Callable[[ServedRequest], ScriptedResponse]
