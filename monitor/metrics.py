@@ -22,7 +22,7 @@ from typing import Mapping
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from monitor.probes.base import METHODOLOGY_VERSION, NOT_PROVIDER_FAILURES, ErrorKind, ProbeResult
-from monitor.stats import ModelLive
+from monitor.stats import ACTIVE_INTERVALS, ModelLive
 
 OK_OUTCOME = "ok"
 OUTCOMES: tuple[str, ...] = (OK_OUTCOME, *(kind.value for kind in ErrorKind))
@@ -238,7 +238,8 @@ def build_metrics(registry: CollectorRegistry, *, version: str | None = None) ->
     metrics = Metrics(
         endpoint_up=endpoint_gauge(
             "llm_endpoint_up",
-            "1 when the endpoint is active (latest non-rate-limited probe ok, within 2 intervals), else 0.",
+            f"1 when the endpoint is active (latest non-rate-limited probe ok, within {ACTIVE_INTERVALS} "
+            "intervals), else 0.",
         ),
         endpoint_ttft_seconds=endpoint_gauge(
             "llm_endpoint_ttft_seconds", "Time to first token of the latest ok probe, in seconds."
@@ -278,8 +279,8 @@ def build_metrics(registry: CollectorRegistry, *, version: str | None = None) ->
         ),
         endpoint_consecutive_failures=endpoint_gauge(
             "llm_endpoint_consecutive_failures",
-            "Failed probes in a row; rate_limited and config_error probes neither count nor reset; "
-            "0 after an ok probe.",
+            f"Failed probes in a row; {' and '.join(sorted(NOT_PROVIDER_FAILURES))} probes neither "
+            "count nor reset; 0 after an ok probe.",
         ),
         endpoint_misconfigured=endpoint_gauge(
             "llm_endpoint_misconfigured",
