@@ -1,6 +1,7 @@
 """APScheduler 3.x wiring: one interval job per catalog endpoint.
 
-Each job has an explicit id (`model_id|provider`), `max_instances=1`, coalescing, a misfire grace
+Each job has an explicit id (`job_id`: a JSON array of model id and provider, so no two
+endpoints can share one), `max_instances=1`, coalescing, a misfire grace
 of half an interval and jitter. First runs are spread over the first interval by a stable hash of
 the job id (no burst at start), except for endpoints that can only fail with `config_error` (an
 unset key or URL variable): those make no network call, so they run at once and the page shows
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import logging
 from datetime import datetime, timedelta, timezone
 from typing import Callable, Mapping
@@ -32,7 +34,9 @@ MAX_JITTER_S = 60.0
 
 
 def job_id(model_id: str, provider: str) -> str:
-    return f"{model_id}|{provider}"
+    """The endpoint's job id. A JSON array, not a join with a separator: model `a|b` with provider
+    `c` and model `a` with provider `b|c` must stay two jobs."""
+    return json.dumps([model_id, provider], ensure_ascii=False)
 
 
 def spread_offset(key: str, interval_s: float) -> float:
@@ -164,7 +168,7 @@ class ProbeScheduler:
         except asyncio.CancelledError:
             raise
         except Exception:  # a bug must not kill the job's future runs
-            log.exception("probe job %s|%s failed unexpectedly", model_id, provider)
+            log.exception("probe job %s failed unexpectedly", job_id(model_id, provider))
         finally:
             self._in_flight.discard(task)
 
