@@ -49,7 +49,7 @@ async def probing(config: str, *, interval_s: float, max_concurrent: int):
         try:
             yield Probing(catalog, registry, metrics, live, scheduler)
         finally:
-            await scheduler.shutdown(grace_s=5)
+            await scheduler.shutdown(grace_s=1)
 
 
 def serve_openai(server: StreamServer, root: str, *, ttft_s: float = 0.01) -> str:
@@ -86,3 +86,38 @@ models:
             live = run.live.model(model)
             assert [(e.provider, e.active) for e in live.endpoints] == [(provider, True)]
             assert live.endpoints[0].samples >= 2
+
+
+def many_endpoints_config(base_url: str, count: int) -> str:
+    endpoints = "\n".join(
+        f'      - {{provider: P{i}, protocol: openai, base_url: "{base_url}", model: x}}' for i in range(count)
+    )
+    return f"models:\n  - id: org/model\n    endpoints:\n{endpoints}\n"
+
+
+def skip_lines(records: list[logging.LogRecord]) -> list[str]:
+    words = ("skipped", "maximum number of running instances", "was missed")
+    return [r.getMessage() for r in records if any(w in r.getMessage() for w in words)]
+
+
+async def test_an_overloaded_schedule_counts_skipped_runs_reports_real_lag_and_logs_a_summary(caplog):
+    # 150 endpoints every second against a provider taking 0.5 s, 10 probes at a time: about 20
+    # probes a second can start, so most runs find the endpoint's previous run still waiting.
+    count, interval_s = 150, 1.0
+    caplog.set_level(logging.WARNING)
+    with StreamServer() as server:
+        slow = serve_openai(server, "/slow", ttft_s=0.5)
+        async with probing(many_endpoints_config(slow, count), interval_s=interval_s, max_concurrent=10) as run:
+            await asyncio.sleep(4.0)
+            served = len(server.requests_to("/slow/v1/chat/completions"))
+            skipped = run.sample("llm_monitor_skipped_runs_total", reason="max_instances")
+            lag_s = run.sample("llm_monitor_scheduler_lag_seconds")
+
+    assert served < count * 4 / 2  # the schedule really was overloaded: most runs could not start
+    assert skipped > count  # several skipped runs per endpoint, each counted
+    assert run.sample("llm_monitor_skipped_runs_total", reason="misfire") == 0
+    # The backlog shows: a probe starts seconds after its oldest unserved run, not 1 ms.
+    assert lag_s > 3 * 0.5
+    lines = skip_lines(caplog.records)
+    assert 1 <= len(lines) <= 3, lines
+    assert any(f"skipped {int(skipped)} scheduled probe runs" in line and "max_instances" in line for line in lines), lines
