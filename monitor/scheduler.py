@@ -67,10 +67,11 @@ class _WithoutPerRunSkipLines(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = str(record.msg)
-        return not (
+        max_instances = (
             message.startswith("Execution of job") and "maximum number of running instances" in message
-            or message.startswith("Run time of job") and "was missed by" in message
         )
+        misfire = message.startswith("Run time of job") and "was missed by" in message
+        return not (max_instances or misfire)
 
 
 _PER_RUN_SKIP_FILTER = _WithoutPerRunSkipLines()
@@ -225,7 +226,6 @@ class ProbeScheduler:
         # Pause first: APScheduler's shutdown cancels running coroutine jobs, and the probes in
         # flight must be allowed to finish (and be stored) within the grace period.
         self._scheduler.pause()
-        self._skips.flush()
         cut = 0
         pending = {task for task in self._in_flight if not task.done()}
         if pending:
@@ -237,6 +237,7 @@ class ProbeScheduler:
                 for task in still:
                     task.cancel()
                 await asyncio.gather(*still, return_exceptions=True)
+        self._skips.flush()
         self._scheduler.shutdown(wait=False)
         return cut
 
@@ -255,7 +256,7 @@ class ProbeScheduler:
         except asyncio.CancelledError:
             raise
         except Exception:  # a bug must not kill the job's future runs
-            log.exception("probe job %s failed unexpectedly", job_id(model_id, provider))
+            log.exception("probe job %s failed unexpectedly", key)
         finally:
             self._in_flight.discard(task)
 

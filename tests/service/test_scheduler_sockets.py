@@ -89,9 +89,8 @@ models:
 
 
 def many_endpoints_config(base_url: str, count: int) -> str:
-    endpoints = "\n".join(
-        f'      - {{provider: P{i}, protocol: openai, base_url: "{base_url}", model: x}}' for i in range(count)
-    )
+    line = '      - {{provider: P{i}, protocol: openai, base_url: "{url}", model: x}}'
+    endpoints = "\n".join(line.format(i=i, url=base_url) for i in range(count))
     return f"models:\n  - id: org/model\n    endpoints:\n{endpoints}\n"
 
 
@@ -107,7 +106,8 @@ async def test_an_overloaded_schedule_counts_skipped_runs_reports_real_lag_and_l
     caplog.set_level(logging.WARNING)
     with StreamServer() as server:
         slow = serve_openai(server, "/slow", ttft_s=0.5)
-        async with probing(many_endpoints_config(slow, count), interval_s=interval_s, max_concurrent=10) as run:
+        config = many_endpoints_config(slow, count)
+        async with probing(config, interval_s=interval_s, max_concurrent=10) as run:
             await asyncio.sleep(4.0)
             served = len(server.requests_to("/slow/v1/chat/completions"))
             skipped = run.sample("llm_monitor_skipped_runs_total", reason="max_instances")
@@ -115,9 +115,8 @@ async def test_an_overloaded_schedule_counts_skipped_runs_reports_real_lag_and_l
 
     assert served < count * 4 / 2  # the schedule really was overloaded: most runs could not start
     assert skipped > count  # several skipped runs per endpoint, each counted
-    assert run.sample("llm_monitor_skipped_runs_total", reason="misfire") == 0
     # The backlog shows: a probe starts seconds after its oldest unserved run, not 1 ms.
     assert lag_s > 3 * 0.5
     lines = skip_lines(caplog.records)
     assert 1 <= len(lines) <= 3, lines
-    assert any(f"skipped {int(skipped)} scheduled probe runs" in line and "max_instances" in line for line in lines), lines
+    assert any(f"(max_instances {int(skipped)}" in line for line in lines), lines
