@@ -374,6 +374,9 @@ def overview() -> Json:
                         "Scheduler lag",
                         [target("max by (instance) (llm_monitor_scheduler_lag_seconds)", "{{instance}}")],
                         unit="s",
+                        description="How late the latest probe started after its endpoint's oldest unserved "
+                        "scheduled run (waiting for a concurrency slot and skipped runs included); "
+                        "LLMMonitorSchedulerLagging fires above 30 s.",
                     ),
                     timeseries(
                         "Probes in flight",
@@ -400,6 +403,18 @@ def overview() -> Json:
                         "Since last database write",
                         [target("time() - max by (instance) (llm_monitor_last_db_write_timestamp_seconds)", "{{instance}}")],
                         unit="s",
+                    ),
+                    timeseries(
+                        "Skipped probe runs",
+                        [
+                            target(
+                                "sum by (instance, reason) (rate(llm_monitor_skipped_runs_total[$__rate_interval]))",
+                                "{{reason}} {{instance}}",
+                            )
+                        ],
+                        unit="none",
+                        description="Scheduled runs per second that never ran: max_instances (the endpoint's "
+                        "previous run still going) or misfire (due too long ago); LLMMonitorOverloaded warns.",
                     ),
                 ],
             ),

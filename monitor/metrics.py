@@ -22,7 +22,7 @@ from typing import Mapping
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from monitor.probes.base import METHODOLOGY_VERSION, NOT_PROVIDER_FAILURES, ErrorKind, ProbeResult
-from monitor.stats import ModelLive
+from monitor.stats import ACTIVE_INTERVALS, ModelLive
 
 OK_OUTCOME = "ok"
 OUTCOMES: tuple[str, ...] = (OK_OUTCOME, *(kind.value for kind in ErrorKind))
@@ -42,6 +42,13 @@ PHASES: dict[str, str] = {
 TTFT_BUCKETS_S: tuple[float, ...] = (
     0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 7.5, 10.0, 15.0, 20.0, 30.0, 60.0,
 )
+
+# Why a scheduled probe run never ran: the endpoint's previous run was still going (waiting for a
+# concurrency slot, or a slow probe), or the run came due longer than the misfire grace ago (the
+# event loop was blocked).
+SKIP_MAX_INSTANCES = "max_instances"
+SKIP_MISFIRE = "misfire"
+SKIP_REASONS: tuple[str, ...] = (SKIP_MAX_INSTANCES, SKIP_MISFIRE)
 
 ENDPOINT_LABELS = ("model", "provider")
 MODEL_LABELS = ("model",)
@@ -97,6 +104,7 @@ class Metrics:
     endpoint_probe_interval_seconds: Gauge
     endpoint_probe_phase_seconds: Gauge
     scheduler_lag_seconds: Gauge
+    skipped_runs_total: Counter
     probes_in_flight: Gauge  # use .inc() / .dec() (or .track_inprogress()) around a probe
     last_db_write_timestamp_seconds: Gauge
     buffered_results: Gauge
@@ -207,6 +215,10 @@ class Metrics:
     def set_scheduler_lag(self, seconds: float) -> None:
         self.scheduler_lag_seconds.set(seconds)
 
+    def inc_skipped(self, reason: str, count: int = 1) -> None:
+        """Count scheduled runs that never ran; `reason` is one of SKIP_REASONS."""
+        self.skipped_runs_total.labels(reason).inc(count)
+
     def mark_db_write(self, moment: datetime | float) -> None:
         """Record a successful database write; `moment` is a UTC datetime or Unix seconds."""
         self.last_db_write_timestamp_seconds.set(_epoch_seconds(moment))
@@ -238,7 +250,8 @@ def build_metrics(registry: CollectorRegistry, *, version: str | None = None) ->
     metrics = Metrics(
         endpoint_up=endpoint_gauge(
             "llm_endpoint_up",
-            "1 when the endpoint is active (latest non-rate-limited probe ok, within 2 intervals), else 0.",
+            f"1 when the endpoint is active (latest non-rate-limited probe ok, within {ACTIVE_INTERVALS} "
+            "intervals), else 0.",
         ),
         endpoint_ttft_seconds=endpoint_gauge(
             "llm_endpoint_ttft_seconds", "Time to first token of the latest ok probe, in seconds."
@@ -278,8 +291,8 @@ def build_metrics(registry: CollectorRegistry, *, version: str | None = None) ->
         ),
         endpoint_consecutive_failures=endpoint_gauge(
             "llm_endpoint_consecutive_failures",
-            "Failed probes in a row; rate_limited and config_error probes neither count nor reset; "
-            "0 after an ok probe.",
+            f"Failed probes in a row; {' and '.join(sorted(NOT_PROVIDER_FAILURES))} probes neither "
+            "count nor reset; 0 after an ok probe.",
         ),
         endpoint_misconfigured=endpoint_gauge(
             "llm_endpoint_misconfigured",
@@ -297,7 +310,18 @@ def build_metrics(registry: CollectorRegistry, *, version: str | None = None) ->
         ),
         scheduler_lag_seconds=Gauge(
             "llm_monitor_scheduler_lag_seconds",
-            "Delay between a probe job's scheduled time and its submission, in seconds.",
+            "How late the latest scheduled probe started, in seconds: from the oldest scheduled run "
+            "of its endpoint that no probe had served yet to the moment the probe got its "
+            "concurrency slot. Waiting for a slot counts, and every skipped run "
+            "(llm_monitor_skipped_runs_total) adds an interval.",
+            registry=registry,
+        ),
+        skipped_runs_total=Counter(
+            "llm_monitor_skipped_runs_total",
+            "Scheduled probe runs that never ran, by reason: max_instances (the endpoint's previous "
+            "run was still going, e.g. waiting for a concurrency slot) or misfire (the run came due "
+            "longer than the misfire grace ago).",
+            ("reason",),
             registry=registry,
         ),
         probes_in_flight=Gauge(
@@ -326,4 +350,6 @@ def build_metrics(registry: CollectorRegistry, *, version: str | None = None) ->
         ),
     )
     metrics.monitor_info.labels(version or installed_version(), METHODOLOGY_VERSION).set(1)
+    for reason in SKIP_REASONS:
+        metrics.skipped_runs_total.labels(reason)  # at 0 from the start, so increase() sees the first
     return metrics

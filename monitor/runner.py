@@ -189,9 +189,14 @@ class Runner:
     def target_of(self, endpoint: EndpointConfig) -> ProbeTarget:
         return endpoint.to_target(self._environ)
 
-    async def probe_endpoint(self, model: ModelConfig, endpoint: EndpointConfig) -> ProbeResult:
+    async def probe_endpoint(
+        self, model: ModelConfig, endpoint: EndpointConfig, *, on_start: Callable[[], None] | None = None
+    ) -> ProbeResult:
+        """`on_start` is called when the probe gets its concurrency slot, just before it starts."""
         target = self.target_of(endpoint)
         async with self._slots:  # queueing happens here, before the probe's clock starts
+            if on_start is not None:
+                on_start()
             self._metrics.probes_in_flight.inc()
             try:
                 result = await self._probe_fn(self._client, target, lag_monitor=self._lag_monitor)

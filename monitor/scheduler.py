@@ -1,38 +1,121 @@
-"""APScheduler 3.x wiring: one interval job per catalog endpoint.
+"""APScheduler 3.x wiring: one interval job per catalog endpoint, and the schedule's own health.
 
-Each job has an explicit id (`model_id|provider`), `max_instances=1`, coalescing, a misfire grace
-of half an interval and jitter. First runs are spread over the first interval by a stable hash of
-the job id (no burst at start), except for endpoints that can only fail with `config_error` (an
-unset key or URL variable): those make no network call, so they run at once and the page shows
-why they are down right away. After a restart an endpoint whose last probe is recent resumes at
-`last_probe + interval`. Jobs look up their endpoint in the current catalog at run time, so a
-config reload takes effect through `apply()`. `shutdown()` stops scheduling and waits, bounded,
-for probes in flight.
+Each job has an explicit id (`job_id`: a JSON array of model id and provider, so no two endpoints
+can share one), `max_instances=1`, coalescing, a misfire grace of half an interval and jitter.
+First runs are spread over the first interval by a stable hash of the job id (no burst at start),
+except for endpoints that can only fail with `config_error` (an unset key or URL variable): those
+make no network call, so they run at once and the page shows why they are down right away. After
+a restart an endpoint whose last probe is recent resumes at `last_probe + interval`. Jobs look up
+their endpoint in the current catalog at run time, so a config reload takes effect through
+`apply()`. `shutdown()` stops scheduling and waits, bounded, for probes in flight.
+
+When probes cannot keep up (more endpoints than the concurrency bound serves in an interval),
+APScheduler skips runs: `max_instances` while the endpoint's previous run still waits or probes,
+`misfire` when a run comes due longer than the grace ago. Each skipped run is counted
+(`llm_monitor_skipped_runs_total{reason}`) and reported in one log line per `SKIP_LOG_PERIOD_S`
+instead of APScheduler's line per run.
+
+Lag (`llm_monitor_scheduler_lag_seconds`) is how late a probe really started: from the oldest
+scheduled run of its endpoint that no probe has served yet to the moment the probe gets its
+concurrency slot. A run is served by the first probe of the endpoint that starts after it; a
+skipped run is not, so each one makes the endpoint's next probe an interval later. The gauge
+holds the latest started probe's lag.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import logging
+from collections import Counter
 from datetime import datetime, timedelta, timezone
 from typing import Callable, Mapping
 
-from apscheduler.events import EVENT_JOB_SUBMITTED, JobSubmissionEvent
+from apscheduler.events import (
+    EVENT_JOB_MAX_INSTANCES,
+    EVENT_JOB_MISSED,
+    EVENT_JOB_SUBMITTED,
+    JobExecutionEvent,
+    JobSubmissionEvent,
+)
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
-from monitor.catalog import Catalog, EndpointConfig
-from monitor.metrics import Metrics
+from monitor.catalog import Catalog, EndpointConfig, ModelConfig
+from monitor.metrics import SKIP_MAX_INSTANCES, SKIP_MISFIRE, SKIP_REASONS, Metrics
 from monitor.runner import Runner
 
 log = logging.getLogger(__name__)
 
 MAX_JITTER_S = 60.0
+# Skipped runs are logged as one summary line per this many seconds at most.
+SKIP_LOG_PERIOD_S = 10.0
+# The summary names this many of the endpoints with the most skipped runs.
+SKIP_LOG_TOP = 3
 
 
 def job_id(model_id: str, provider: str) -> str:
-    return f"{model_id}|{provider}"
+    """The endpoint's job id. A JSON array, not a join with a separator: model `a|b` with provider
+    `c` and model `a` with provider `b|c` must stay two jobs."""
+    return json.dumps([model_id, provider], ensure_ascii=False)
+
+
+class _WithoutPerRunSkipLines(logging.Filter):
+    """Drops APScheduler's warning per skipped run (thousands a minute under overload); the
+    scheduler counts those runs and logs a summary instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = str(record.msg)
+        max_instances = (
+            message.startswith("Execution of job") and "maximum number of running instances" in message
+        )
+        misfire = message.startswith("Run time of job") and "was missed by" in message
+        return not (max_instances or misfire)
+
+
+_PER_RUN_SKIP_FILTER = _WithoutPerRunSkipLines()
+# The loggers APScheduler 3.x writes those lines to: the scheduler's and the default executor's.
+_APSCHEDULER_SKIP_LOGGERS = ("apscheduler.scheduler", "apscheduler.executors.default")
+
+
+class SkipSummary:
+    """Collects skipped runs and logs them as one warning per period: the first skip of a quiet
+    spell starts the period, its end (or `flush()`) writes the line."""
+
+    def __init__(self, period_s: float = SKIP_LOG_PERIOD_S) -> None:
+        self._period_s = period_s
+        self._by_reason: Counter[str] = Counter()
+        self._by_job: Counter[str] = Counter()
+        self._timer: asyncio.TimerHandle | None = None
+        self._since: float | None = None
+
+    def add(self, reason: str, job: str, count: int) -> None:
+        self._by_reason[reason] += count
+        self._by_job[job] += count
+        if self._timer is None:
+            loop = asyncio.get_running_loop()
+            self._since = loop.time()
+            self._timer = loop.call_later(self._period_s, self.flush)
+
+    def flush(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        total = sum(self._by_reason.values())
+        if total:
+            elapsed = asyncio.get_running_loop().time() - (self._since or 0.0)
+            reasons = ", ".join(f"{reason} {self._by_reason[reason]}" for reason in SKIP_REASONS
+                                if self._by_reason[reason])
+            most = ", ".join(f"{job} {count}" for job, count in self._by_job.most_common(SKIP_LOG_TOP))
+            log.warning(
+                "skipped %d scheduled probe run%s in the last %.0f s (%s): probes do not keep up "
+                "with their intervals; most skipped: %s",
+                total, "" if total == 1 else "s", elapsed, reasons, most,
+            )
+        self._by_reason.clear()
+        self._by_job.clear()
+        self._since = None
 
 
 def spread_offset(key: str, interval_s: float) -> float:
@@ -73,6 +156,12 @@ class ProbeScheduler:
         self._catalog: Catalog | None = None
         self._scheduler = AsyncIOScheduler(timezone=timezone.utc)
         self._scheduler.add_listener(self._on_submitted, EVENT_JOB_SUBMITTED)
+        self._scheduler.add_listener(self._on_skipped, EVENT_JOB_MAX_INSTANCES | EVENT_JOB_MISSED)
+        for name in _APSCHEDULER_SKIP_LOGGERS:
+            logging.getLogger(name).addFilter(_PER_RUN_SKIP_FILTER)  # once: addFilter dedupes
+        self._skips = SkipSummary()
+        # Per job id: the scheduled time of its oldest run that no probe has served yet.
+        self._unserved_since: dict[str, datetime] = {}
         self._in_flight: set[asyncio.Task] = set()
 
     @property
@@ -94,16 +183,18 @@ class ProbeScheduler:
         for job in self._scheduler.get_jobs():
             if job.id not in wanted:
                 job.remove()
+                self._unserved_since.pop(job.id, None)
                 log.info("unscheduled %s (removed from config)", job.id)
         now = self._clock()
         for key, (model_id, endpoint) in wanted.items():
             interval = self._interval_of(endpoint)
-            previous = None if old is None else _endpoint(old, model_id, endpoint.provider)
+            previous = None if old is None else _endpoint(old, model_id, endpoint.provider)[1]
             existing = self._scheduler.get_job(key)
             if existing is not None and previous is not None and self._interval_of(previous) == interval:
                 continue  # unchanged cadence: keep the job and its next run time
             if existing is not None:
                 existing.remove()
+                self._unserved_since.pop(key, None)  # a new cadence starts afresh
             self._metrics.set_endpoint_interval(model_id, endpoint.provider, interval)
             self._scheduler.add_job(
                 self._run_job,
@@ -123,8 +214,7 @@ class ProbeScheduler:
     async def run_now(self, model_id: str, provider: str):
         """Probe one endpoint immediately (admin "probe now"), outside its schedule."""
         assert self._catalog is not None
-        model = self._catalog.find(model_id)
-        endpoint = None if model is None else model.endpoint(provider)
+        model, endpoint = _endpoint(self._catalog, model_id, provider)
         if model is None or endpoint is None:
             raise KeyError(f"{model_id}/{provider}")
         return await self._runner.probe_endpoint(model, endpoint)
@@ -147,6 +237,7 @@ class ProbeScheduler:
                 for task in still:
                     task.cancel()
                 await asyncio.gather(*still, return_exceptions=True)
+        self._skips.flush()
         self._scheduler.shutdown(wait=False)
         return cut
 
@@ -154,26 +245,46 @@ class ProbeScheduler:
         task = asyncio.current_task()
         assert task is not None
         self._in_flight.add(task)
+        key = job_id(model_id, provider)
         try:
             assert self._catalog is not None
-            model = self._catalog.find(model_id)
-            endpoint = None if model is None else model.endpoint(provider)
+            model, endpoint = _endpoint(self._catalog, model_id, provider)
             if model is None or endpoint is None:
+                self._unserved_since.pop(key, None)
                 return  # removed by a reload while this run was queued
-            await self._runner.probe_endpoint(model, endpoint)
+            await self._runner.probe_endpoint(model, endpoint, on_start=lambda: self._started(key))
         except asyncio.CancelledError:
             raise
         except Exception:  # a bug must not kill the job's future runs
-            log.exception("probe job %s|%s failed unexpectedly", model_id, provider)
+            log.exception("probe job %s failed unexpectedly", key)
         finally:
             self._in_flight.discard(task)
 
+    def _started(self, key: str) -> None:
+        """The job's probe got its concurrency slot: it serves every run scheduled so far."""
+        since = self._unserved_since.pop(key, None)
+        if since is not None:
+            self._metrics.set_scheduler_lag(max(0.0, (self._clock() - since).total_seconds()))
+
+    def _owe(self, key: str, run_times: list[datetime]) -> None:
+        if run_times:
+            self._unserved_since.setdefault(key, min(run_times))  # keep the oldest
+
     def _on_submitted(self, event: JobSubmissionEvent) -> None:
-        if event.scheduled_run_times:
-            lag = (self._clock() - event.scheduled_run_times[-1]).total_seconds()
-            self._metrics.set_scheduler_lag(max(0.0, lag))
+        self._owe(event.job_id, event.scheduled_run_times)
+
+    def _on_skipped(self, event: JobSubmissionEvent | JobExecutionEvent) -> None:
+        if event.code == EVENT_JOB_MAX_INSTANCES:
+            reason, run_times = SKIP_MAX_INSTANCES, list(event.scheduled_run_times)
+        else:  # EVENT_JOB_MISSED: submitted (and so already owed), found too late to run
+            reason, run_times = SKIP_MISFIRE, [event.scheduled_run_time]
+        self._owe(event.job_id, run_times)
+        self._metrics.inc_skipped(reason, len(run_times))
+        self._skips.add(reason, event.job_id, len(run_times))
 
 
-def _endpoint(catalog: Catalog, model_id: str, provider: str) -> EndpointConfig | None:
+def _endpoint(
+    catalog: Catalog, model_id: str, provider: str
+) -> tuple[ModelConfig | None, EndpointConfig | None]:
     model = catalog.find(model_id)
-    return None if model is None else model.endpoint(provider)
+    return model, None if model is None else model.endpoint(provider)

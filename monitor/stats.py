@@ -26,6 +26,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from monitor.probes.base import ErrorKind
+
 
 @dataclass(frozen=True)
 class ProbeSample:
@@ -63,20 +65,16 @@ class ModelLive:
     endpoints: tuple[EndpointLive, ...]
 
 
-def decode_rate(output_tokens: int, content_chunks: int, first_token_s: float, last_token_s: float) -> float | None:
+def decode_rate(output_tokens: int, token_chunks: int, first_token_s: float, last_token_s: float) -> float | None:
     """Tokens per second after the first chunk (the Artificial Analysis formula):
     (output_tokens - first_chunk_tokens) / (t_last_token - t_first_token), with
-    first_chunk_tokens = output_tokens / content_chunks. None with fewer than 2 content chunks or
+    first_chunk_tokens = output_tokens / token_chunks. None with fewer than 2 token chunks or
     no time between the first and the last token."""
-    if content_chunks < 2 or last_token_s <= first_token_s:
+    if token_chunks < 2 or last_token_s <= first_token_s:
         return None
-    first_chunk_tokens = output_tokens / content_chunks
+    first_chunk_tokens = output_tokens / token_chunks
     return (output_tokens - first_chunk_tokens) / (last_token_s - first_token_s)
 
-
-# Rate-limited probes say nothing about whether the endpoint works: they are skipped when
-# deciding `active` and counted in neither side of `uptime` (but they are `samples`).
-RATE_LIMITED = "rate_limited"
 
 # An endpoint stays active up to and INCLUDING this many intervals after its latest usable ok
 # probe: one late or missed probe (scheduler jitter, a slow previous probe) must not flap it.
@@ -105,7 +103,9 @@ def in_window(samples: Iterable[ProbeSample], *, now: datetime, window_s: float)
 
 
 def _is_rate_limited(sample: ProbeSample) -> bool:
-    return not sample.ok and sample.error_kind == RATE_LIMITED
+    # Rate-limited probes say nothing about whether the endpoint works: they are skipped when
+    # deciding `active` and counted in neither side of `uptime` (but they are `samples`).
+    return not sample.ok and sample.error_kind == ErrorKind.RATE_LIMITED
 
 
 def latest_judged(samples: Iterable[ProbeSample]) -> ProbeSample | None:

@@ -262,6 +262,7 @@ def test_exposition_parses_with_one_help_line_per_family_and_base_unit_names(reg
         "llm_endpoint_probe_interval_seconds": "gauge",
         "llm_endpoint_probe_phase_seconds": "gauge",
         "llm_monitor_scheduler_lag_seconds": "gauge",
+        "llm_monitor_skipped_runs": "counter",
         "llm_monitor_probes_in_flight": "gauge",
         "llm_monitor_last_db_write_timestamp_seconds": "gauge",
         "llm_monitor_buffered_results": "gauge",
@@ -284,10 +285,20 @@ def test_exposition_parses_with_one_help_line_per_family_and_base_unit_names(reg
     buckets = [s for s in families["llm_probe_ttft_seconds"].samples if s.name.endswith("_bucket")]
     assert [float(s.labels["le"]) for s in buckets] == [*TTFT_BUCKETS_S, float("inf")]
     # Labels stay within the fixed sets.
-    allowed = {"model", "provider", "outcome", "phase", "le", "version", "methodology"}
+    allowed = {"model", "provider", "outcome", "phase", "le", "version", "methodology", "reason"}
     for family in families.values():
         for sample in family.samples:
             assert set(sample.labels) <= allowed
+
+
+def test_skipped_runs_are_counted_by_reason_from_zero(registry, metrics):
+    def skipped(reason: str) -> float | None:
+        return registry.get_sample_value("llm_monitor_skipped_runs_total", {"reason": reason})
+
+    assert (skipped("max_instances"), skipped("misfire")) == (0, 0)  # increase() sees the first
+    metrics.inc_skipped("max_instances", 3)
+    metrics.inc_skipped("misfire")
+    assert (skipped("max_instances"), skipped("misfire")) == (3, 1)
 
 
 def test_misconfigured_follows_the_latest_probe_and_is_restored(registry, metrics):

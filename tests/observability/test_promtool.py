@@ -83,6 +83,14 @@ MUTATIONS = {
         "on () group_left () (time() - max(process_start_time_seconds))",
     ),
     "scheduler lag on one late job": ("llm_monitor_scheduler_lag_seconds > 30\n        for: 40m\n", "llm_monitor_scheduler_lag_seconds > 30\n        for: 10m\n"),
+    "overload on one skipped run": (
+        "increase(llm_monitor_skipped_runs_total[10m])) > 0\n        for: 30m\n",
+        "increase(llm_monitor_skipped_runs_total[10m])) > 0\n        for: 5m\n",
+    ),
+    "overload blind to misfires": (
+        "increase(llm_monitor_skipped_runs_total[10m])",
+        'increase(llm_monitor_skipped_runs_total{reason="max_instances"}[10m])',
+    ),
 }
 
 
@@ -137,6 +145,7 @@ def test_real_metrics_exposition_passes_promtool_lint(promtool: str) -> None:
     )
     metrics.set_model_live(ModelLive("org/model-a", 275.0, 80.0, 1, 3, ("Fast", "Broken", "Throttled"), now, 86400.0, endpoints))
     metrics.set_scheduler_lag(0.002)
+    metrics.inc_skipped("max_instances", 3)
     metrics.mark_db_write(now)
     metrics.set_buffered(0)
     exposition = generate_latest(registry).decode()
@@ -148,6 +157,8 @@ def test_real_metrics_exposition_passes_promtool_lint(promtool: str) -> None:
         'llm_model_active_endpoints{model="org/model-a"} 1.0',
         'llm_endpoint_probe_phase_seconds{model="org/model-a",phase="tls",provider="Fast"} 0.01',
         'llm_endpoint_probe_interval_seconds{model="org/model-a",provider="Fast"} 1800.0',
+        'llm_monitor_skipped_runs_total{reason="max_instances"} 3.0',
+        'llm_monitor_skipped_runs_total{reason="misfire"} 0.0',
     ):
         assert needle in exposition, f"missing from /metrics: {needle}"
 

@@ -65,8 +65,9 @@ def test_every_runbook_section_belongs_to_an_alert() -> None:
 
 
 def test_operator_side_problems_never_page() -> None:
-    """A missing credential and a slow scheduler need someone at work, not someone woken up."""
-    for name in ("LLMEndpointMisconfigured", "LLMMonitorSchedulerLagging"):
+    """A missing credential and a slow or overloaded scheduler need someone at work, not someone
+    woken up."""
+    for name in ("LLMEndpointMisconfigured", "LLMMonitorSchedulerLagging", "LLMMonitorOverloaded"):
         assert ALERTS[name]["labels"]["severity"] == "warning"
     # The pages on endpoint / model health leave misconfigured endpoints to the warning.
     for name in ("LLMEndpointDown", "LLMModelDown"):

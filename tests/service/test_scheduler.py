@@ -1,9 +1,11 @@
-"""Scheduler: stable spreading of first runs, resuming the cadence, reloads, bounded drain."""
+"""Scheduler: stable spreading of first runs, resuming the cadence, reloads, bounded drain,
+missed runs."""
 
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+import time
+from datetime import datetime, timedelta, timezone
 
 from monitor.catalog import parse_catalog
 from monitor.scheduler import ProbeScheduler, first_run_at, job_id, spread_offset
@@ -56,7 +58,9 @@ class FakeRunner:
         self.probe_s = probe_s
         self.finished = 0
 
-    async def probe_endpoint(self, model, endpoint):
+    async def probe_endpoint(self, model, endpoint, on_start=None):
+        if on_start is not None:
+            on_start()
         self.calls.append((model.id, endpoint.provider))
         await asyncio.sleep(self.probe_s)
         self.finished += 1
@@ -113,3 +117,29 @@ async def test_only_offline_endpoints_skip_the_spread(metrics):
         assert runner.calls == [("m1", "B")]
     finally:
         await scheduler.shutdown(1)
+
+
+async def test_a_run_missed_while_the_loop_was_blocked_is_counted_and_adds_an_interval_of_lag(
+    metrics, registry, caplog
+):
+    interval_s = 2.0  # misfire grace: 1 s
+    runner = FakeRunner()
+    catalog = parse_catalog(CONFIG.split("      - {provider: B")[0], source="test")
+    scheduler = ProbeScheduler(runner, metrics, interval_of=lambda e: interval_s)
+    now = datetime.now(timezone.utc)
+    # Resume the cadence so that the first run is due in 0.2 s, then block the loop past the grace.
+    scheduler.start(catalog, {("m1", "A"): now - timedelta(seconds=interval_s - 0.2)})
+    try:
+        time.sleep(1.5)
+        await asyncio.sleep(0.1)
+        assert runner.calls == []
+        assert registry.get_sample_value("llm_monitor_skipped_runs_total", {"reason": "misfire"}) == 1
+        await asyncio.sleep(interval_s)  # the next run (jitter under 0.2 s) probes
+        assert runner.calls == [("m1", "A")]
+        # Late from the missed run's slot, not from the run that finally probed.
+        assert registry.get_sample_value("llm_monitor_scheduler_lag_seconds") >= interval_s - 0.2
+    finally:
+        await scheduler.shutdown(1)
+    assert [r.getMessage() for r in caplog.records if "missed" in r.getMessage()] == []
+    assert any("skipped 1 scheduled probe run " in r.getMessage() and "misfire 1" in r.getMessage()
+               for r in caplog.records)
