@@ -18,7 +18,7 @@ from monitor.probes.transport import build_client
 from monitor.runner import ResultBuffer, Runner
 from monitor.scheduler import ProbeScheduler
 from tests.service.conftest import SwitchableStore
-from tests.support.stream_server import StreamServer, json_response, openai_stream, sse_stream_response
+from monitor.testing.stream_server import StreamServer, json_response, openai_stream, sse_stream_response
 
 
 @dataclass
