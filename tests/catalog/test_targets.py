@@ -39,6 +39,7 @@ def test_full_environment_gives_a_ready_target() -> None:
         max_tokens=64,
         timeout_s=45.0,
         options={"max_tokens_field": "max_tokens", "extra": {"stop": ["\n"]}},
+        redact=(Secret(ACCOUNT),),
     )
     assert KEY not in repr(target)
 

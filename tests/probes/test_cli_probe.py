@@ -64,7 +64,9 @@ def test_arguments_become_a_target():
 def test_key_from_a_file(tmp_path):
     key_file = tmp_path / "key"
     key_file.write_text(KEY + "\n")
-    assert cli.read_api_key("MY_KEY", {"MY_KEY_FILE": str(key_file)}).reveal() == KEY
+    args = parser().parse_args(["--protocol", "openai", "--base-url", "http://x/v1", "--model", "m",
+                                "--api-key-env", "MY_KEY"])
+    assert cli.target_from_args(args, {"MY_KEY_FILE": str(key_file)}).api_key.reveal() == KEY
 
 
 def test_successful_probe_prints_one_json_object(server):
