@@ -373,3 +373,25 @@ def test_ordinary_fields_that_mention_tokens_are_not_mistaken_for_keys() -> None
         " options: {max_tokens_field: max_completion_tokens, include_usage: true}}\n"
     )
     assert catalog.models[0].endpoints[0].max_tokens == 8
+
+
+def test_load_catalog_runs_in_worker_threads_while_the_loop_keeps_running() -> None:
+    import asyncio
+
+    async def main() -> tuple[list[Catalog], int]:
+        ticks = 0
+
+        async def tick() -> None:
+            nonlocal ticks
+            while True:
+                ticks += 1
+                await asyncio.sleep(0)
+
+        ticker = asyncio.create_task(tick())
+        loaded = await asyncio.gather(*(asyncio.to_thread(load_catalog, SEED_CONFIG) for _ in range(4)))
+        ticker.cancel()
+        return list(loaded), ticks
+
+    loaded, ticks = asyncio.run(main())
+    assert loaded == [load_catalog(SEED_CONFIG)] * 4
+    assert ticks > 0
