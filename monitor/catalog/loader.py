@@ -33,6 +33,7 @@ from monitor.catalog.models import (
     ModelConfig,
 )
 from monitor.catalog.schema import CatalogSpec
+from monitor.probes.registry import PROTOCOLS
 
 MAX_CONFIG_BYTES = 2 * 1024 * 1024
 MAX_DEPTH = 32
@@ -194,7 +195,5 @@ def _build(spec: CatalogSpec) -> Catalog:
 def _protocol_options(protocol: str, options: dict[str, Any]) -> dict[str, Any]:
     """The options as the protocol's model reads them, only the keys the file set (so an
     option set to null stays distinct from one left out)."""
-    from monitor.probes.registry import PROTOCOLS
-
     model = PROTOCOLS[protocol].options_model
     return model.model_validate(options, strict=True).model_dump(exclude_unset=True)

@@ -395,3 +395,14 @@ def test_load_catalog_runs_in_worker_threads_while_the_loop_keeps_running() -> N
     loaded, ticks = asyncio.run(main())
     assert loaded == [load_catalog(SEED_CONFIG)] * 4
     assert ticks > 0
+
+
+def test_an_option_set_to_null_stays_distinct_from_one_left_out() -> None:
+    catalog = parse_catalog(
+        "models:\n  - id: m\n    endpoints:\n"
+        "      - {provider: A, protocol: gemini, base_url: 'https://g', model: m, options: {thinking_budget: null}}\n"
+        "      - {provider: B, protocol: gemini, base_url: 'https://g', model: m}\n"
+    )
+    with_null, without = catalog.models[0].endpoints
+    assert dict(with_null.options) == {"thinking_budget": None}
+    assert dict(without.options) == {}
