@@ -129,7 +129,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "probe":
         from monitor.probes import cli as probe_cli
 
-        return probe_cli.run(args)
+        return probe_cli.run(args, os.environ)
     if args.command == "check-config":
         return check_config(args.path, os.environ)
 

@@ -10,50 +10,53 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
-from pathlib import Path
 from typing import Any, Mapping
-from urllib.parse import urlsplit
 
-from monitor.probes.base import PROTOCOL_NAMES, ProbeResult, ProbeTarget, Secret
+from monitor.catalog.diagnostics import format_loc
+from monitor.catalog.resolve import ENV_NAME, resolve_target
+from monitor.catalog.schema import (
+    MAX_TOKENS_MAX,
+    MAX_TOKENS_MIN,
+    TIMEOUT_MAX_S,
+    TIMEOUT_MIN_S,
+    bounded_duration,
+    option_problems,
+)
+from monitor.probes.base import ProbeResult, ProbeTarget
+from monitor.probes.registry import PROTOCOLS
+from monitor.probes.urls import http_url_problem
 
 
-def _positive_int(text: str) -> int:
+def _max_tokens(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be > 0: {text!r}")
+    if not MAX_TOKENS_MIN <= value <= MAX_TOKENS_MAX:
+        raise argparse.ArgumentTypeError(f"must be from {MAX_TOKENS_MIN} to {MAX_TOKENS_MAX}: {text!r}")
     return value
 
 
-def _positive_seconds(text: str) -> float:
-    raw = text[:-1] if text.endswith("s") else text
+def _timeout(text: str) -> float:
+    # The catalog's duration syntax and bounds: "20", "20s", "1m30s".
     try:
-        value = float(raw)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not value > 0 or value != value or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be > 0: {text!r}")
-    return value
+        return bounded_duration(text, TIMEOUT_MIN_S, TIMEOUT_MAX_S)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{exc}: {text!r}") from None
 
 
 def _base_url(text: str) -> str:
-    parts = urlsplit(text)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise argparse.ArgumentTypeError(f"not an http(s) URL: {text!r}")
-    try:
-        parts.port  # noqa: B018 - raises on a malformed port
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"bad port in URL: {text!r}") from None
+    problem = http_url_problem(text)
+    if problem:
+        raise argparse.ArgumentTypeError(f"{problem}: {text!r}")
     return text
 
 
 def _env_name(text: str) -> str:
-    if not text or not text.replace("_", "").isalnum() or text[0].isdigit():
-        raise argparse.ArgumentTypeError(f"not an environment variable name: {text!r}")
+    if not ENV_NAME.fullmatch(text):
+        raise argparse.ArgumentTypeError(
+            f"not an environment variable name (upper-case letters, digits and _): {text!r}")
     return text
 
 
@@ -68,44 +71,38 @@ def _option(text: str) -> tuple[str, Any]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--protocol", required=True, choices=PROTOCOL_NAMES, help="wire protocol")
+    parser.add_argument("--protocol", required=True, choices=tuple(PROTOCOLS), help="wire protocol")
     parser.add_argument("--base-url", required=True, type=_base_url,
                         help="what the provider's SDK calls base URL, e.g. http://127.0.0.1:8080/v1")
     parser.add_argument("--model", required=True, help="model id as the provider names it")
     parser.add_argument("--api-key-env", type=_env_name, metavar="VAR",
                         help="environment variable holding the API key (or VAR_FILE naming a file)")
-    parser.add_argument("--max-tokens", type=_positive_int, default=128, metavar="N")
-    parser.add_argument("--timeout", type=_positive_seconds, default=60.0, metavar="S",
-                        help="bound on the whole measured request, in seconds")
+    parser.add_argument("--max-tokens", type=_max_tokens, default=128, metavar="N",
+                        help=f"{MAX_TOKENS_MIN} to {MAX_TOKENS_MAX}")
+    parser.add_argument("--timeout", type=_timeout, default=60.0, metavar="S",
+                        help="bound on the whole measured request, in seconds (1 to 600)")
     parser.add_argument("--option", type=_option, action="append", default=[], metavar="KEY=VALUE",
                         help="protocol option, e.g. max_tokens_field=max_completion_tokens (repeatable)")
     parser.add_argument("--json", action="store_true", help="print the result as one JSON object")
 
 
-def read_api_key(name: str, environ: Mapping[str, str]) -> Secret | None:
-    """The key from $NAME, else from the file named by $NAME_FILE; None when neither is set."""
-    value = environ.get(name)
-    if not value and environ.get(f"{name}_FILE"):
-        try:
-            value = Path(environ[f"{name}_FILE"]).read_text().strip()
-        except OSError:
-            value = None
-    return Secret(value) if value else None
+def options_error(args: argparse.Namespace) -> str | None:
+    """Why the `--option` flags do not fit the protocol (its options model), or None."""
+    problems = option_problems(args.protocol, dict(args.option))
+    return "; ".join(f"--option {format_loc(loc)}: {message}" for loc, message in problems) or None
 
 
 def target_from_args(args: argparse.Namespace, environ: Mapping[str, str]) -> ProbeTarget:
-    api_key = read_api_key(args.api_key_env, environ) if args.api_key_env else None
-    return ProbeTarget(
+    """The flags resolved exactly as a catalog endpoint is (`monitor.catalog.resolve`)."""
+    return resolve_target(
         protocol=args.protocol,
         base_url=args.base_url,
         model=args.model,
-        api_key=api_key,
         api_key_env=args.api_key_env,
         max_tokens=args.max_tokens,
         timeout_s=args.timeout,
-        connect_timeout_s=min(10.0, args.timeout),
-        stall_timeout_s=min(30.0, args.timeout),
         options=dict(args.option),
+        environ=environ,
     )
 
 
@@ -118,8 +115,14 @@ async def probe_once(target: ProbeTarget) -> ProbeResult:
         return await run_probe(client, target, lag_monitor=lag)
 
 
-def run(args: argparse.Namespace) -> int:
-    result = asyncio.run(probe_once(target_from_args(args, os.environ)))
+def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    """Probe once; `environ` (the entrypoint passes the process environment) holds the key.
+    Exit 2 when the options do not fit the protocol, else 0 whatever the probe's outcome."""
+    error = options_error(args)
+    if error:
+        print(f"llm-monitor probe: error: {error}", file=sys.stderr)
+        return 2
+    result = asyncio.run(probe_once(target_from_args(args, environ)))
     if args.json:
         print(json.dumps(result.to_dict()))
     else:

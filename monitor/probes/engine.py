@@ -64,6 +64,7 @@ from monitor.probes.base import (
 from monitor.probes.framing import NDJSONDecoder, SSEDecoder
 from monitor.probes.meters import CpuMeter, LoopLagMonitor
 from monitor.probes.registry import PROTOCOLS
+from monitor.probes.urls import http_url_problem
 from monitor.stats import decode_rate
 from monitor.probes.transport import (
     CURRENT_CLOCK,
@@ -328,13 +329,8 @@ def _config_problem(target: ProbeTarget, protocol: WireProtocol | None) -> str |
         return f"unknown protocol {target.protocol!r}"
     if target.api_key_env and (target.api_key is None or not target.api_key.reveal()):
         return f"API key variable {target.api_key_env} is not set"
-    parts = urlsplit(target.base_url)
-    try:
-        parts.port  # noqa: B018 - raises on a malformed port
-    except ValueError:
-        return f"base URL {target.base_url!r} has a malformed port"
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        return f"base URL {target.base_url!r} is not an http(s) URL"
+    if problem := http_url_problem(target.base_url):
+        return f"base URL: {problem}"
     if target.max_tokens <= 0 or target.timeout_s <= 0:
         return "max_tokens and timeout must be positive"
     return None

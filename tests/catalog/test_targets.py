@@ -39,6 +39,7 @@ def test_full_environment_gives_a_ready_target() -> None:
         max_tokens=64,
         timeout_s=45.0,
         options={"max_tokens_field": "max_tokens", "extra": {"stop": ["\n"]}},
+        redact=(Secret(ACCOUNT),),
     )
     assert KEY not in repr(target)
 
@@ -213,3 +214,106 @@ def test_an_expanded_url_is_checked_like_a_literal_one_without_echoing_it(value,
     endpoint = EndpointConfig(provider="A", protocol="openai", base_url="${UPSTREAM_URL}", model="m")
     error = endpoint.to_target({"UPSTREAM_URL": value}).config_error
     assert problem in error and value not in error
+
+
+# --------------------------------------------------------------------------- one resolver
+
+
+def probe_args(*argv: str):
+    import argparse
+
+    from monitor.probes import cli
+
+    parser = argparse.ArgumentParser(prog="probe")
+    cli.add_arguments(parser)
+    return cli.target_from_args, parser.parse_args(list(argv))
+
+
+@pytest.mark.parametrize("environ", [
+    {"MY_KEY": f" {KEY}\n"},
+    {"MY_KEY_FILE": "<file>"},
+    {},
+    {"MY_KEY": "two\nlines"},
+])
+def test_the_cli_and_the_catalog_resolve_the_same_settings_to_the_same_target(environ, tmp_path) -> None:
+    key_file = tmp_path / "key"
+    key_file.write_text(f"{KEY}\n", encoding="utf-8")
+    environ = {name: str(key_file) if value == "<file>" else value for name, value in environ.items()}
+    to_target, args = probe_args("--protocol", "openai", "--base-url", "http://127.0.0.1:8080/v1/",
+                                 "--model", "m", "--api-key-env", "MY_KEY", "--max-tokens", "32",
+                                 "--timeout", "5", "--option", "max_tokens_field=max_completion_tokens")
+    endpoint = EndpointConfig(provider="P", protocol="openai", base_url="http://127.0.0.1:8080/v1/", model="m",
+                              api_key_env="MY_KEY", max_tokens=32, timeout_s=5.0,
+                              options={"max_tokens_field": "max_completion_tokens"})
+    assert to_target(args, environ) == endpoint.to_target(environ)
+
+
+def test_connect_and_stall_bounds_never_exceed_the_timeout() -> None:
+    short = EndpointConfig(provider="P", protocol="openai", base_url="http://h/v1", model="m", timeout_s=5.0)
+    assert (short.to_target({}).connect_timeout_s, short.to_target({}).stall_timeout_s) == (5.0, 5.0)
+    long = EndpointConfig(provider="P", protocol="openai", base_url="http://h/v1", model="m", timeout_s=120.0)
+    assert (long.to_target({}).connect_timeout_s, long.to_target({}).stall_timeout_s) == (10.0, 30.0)
+
+
+# --------------------------------------------------------------------------- what a key may be
+# One trailing line break is dropped; a second line, a control or a non-ASCII character is a
+# config_error naming the variable, never the value.
+
+ENDPOINT = EndpointConfig(provider="P", protocol="openai", base_url="https://h.example/v1", model="m",
+                          api_key_env="MY_KEY")
+
+
+@pytest.mark.parametrize("text", [f"{KEY}\n", f"{KEY}\r\n", f"  {KEY}\t\n", KEY])
+def test_one_trailing_line_break_and_surrounding_blanks_are_dropped(text, tmp_path) -> None:
+    key_file = tmp_path / "key"
+    key_file.write_bytes(text.encode())
+    for environ in ({"MY_KEY": text}, {"MY_KEY_FILE": str(key_file)}):
+        target = ENDPOINT.to_target(environ)
+        assert (target.api_key, target.config_error) == (Secret(KEY), None)
+
+
+@pytest.mark.parametrize(("text", "problem"), [
+    (f"{KEY}\nsecond-line-of-the-file", "has more than one line"),
+    (f"{KEY}\n\n", "has more than one line"),
+    (f"{KEY}\rtail", "has more than one line"),
+    (f"{KEY}\x00", "contains a space, control or non-ASCII character"),
+    (f"{KEY}\x1b[0m", "contains a space, control or non-ASCII character"),
+    (f"{KEY}\u00e9", "contains a space, control or non-ASCII character"),
+    (f"{KEY}\u2028", "contains a space, control or non-ASCII character"),
+    (f"{KEY} {KEY}", "contains a space, control or non-ASCII character"),
+])
+def test_a_key_that_cannot_be_one_header_line_is_a_config_error_naming_only_the_variable(text, problem, tmp_path) -> None:
+    key_file = tmp_path / "key"
+    key_file.write_bytes(text.encode())
+    from_env = ENDPOINT.to_target({"MY_KEY": text})
+    from_file = ENDPOINT.to_target({"MY_KEY_FILE": str(key_file)})
+    assert from_env.config_error.startswith(f"the key in environment variable MY_KEY {problem}")
+    assert from_file.config_error.startswith(f"the key in the key file named by MY_KEY_FILE {problem}")
+    for target in (from_env, from_file):
+        assert target.api_key is None
+        assert KEY not in target.config_error and "second-line" not in target.config_error
+
+
+def test_a_key_file_that_is_a_device_or_too_large_is_refused_unread(tmp_path) -> None:
+    big = tmp_path / "big"
+    big.write_bytes(b"k" * (64 * 1024 + 1))
+    zero_link = tmp_path / "zero"
+    zero_link.symlink_to("/dev/zero")
+    assert ENDPOINT.to_target({"MY_KEY_FILE": str(zero_link)}).config_error == (
+        "cannot read the key file named by MY_KEY_FILE: not a regular file")
+    assert ENDPOINT.to_target({"MY_KEY_FILE": str(big)}).config_error == (
+        "cannot read the key file named by MY_KEY_FILE: larger than the limit of 65,536 bytes")
+
+
+# --------------------------------------------------------------------------- redact
+
+
+def test_expanded_placeholder_values_are_to_be_redacted_like_the_key() -> None:
+    endpoint = EndpointConfig(provider="A", protocol="openai", model="${DEPLOYMENT}",
+                              base_url="https://${HOST}:${PORT}/accounts/${ACCOUNT_ID}/v1/${DEPLOYMENT}")
+    target = endpoint.to_target({"HOST": "relay.example", "PORT": "443", "ACCOUNT_ID": f" {ACCOUNT} ",
+                                 "DEPLOYMENT": "my-deployment"})
+    assert target.config_error is None
+    # In order of appearance, each once; a port is too short to be worth scrubbing.
+    assert target.redact == (Secret("relay.example"), Secret(ACCOUNT), Secret("my-deployment"))
+    assert ENDPOINT.to_target({"MY_KEY": KEY}).redact == ()  # literal URL and model: nothing to redact

@@ -64,7 +64,9 @@ def test_arguments_become_a_target():
 def test_key_from_a_file(tmp_path):
     key_file = tmp_path / "key"
     key_file.write_text(KEY + "\n")
-    assert cli.read_api_key("MY_KEY", {"MY_KEY_FILE": str(key_file)}).reveal() == KEY
+    args = parser().parse_args(["--protocol", "openai", "--base-url", "http://x/v1", "--model", "m",
+                                "--api-key-env", "MY_KEY"])
+    assert cli.target_from_args(args, {"MY_KEY_FILE": str(key_file)}).api_key.reveal() == KEY
 
 
 def test_successful_probe_prints_one_json_object(server):
@@ -121,3 +123,33 @@ def test_human_output_without_json(server):
                  sse_stream_response(openai_stream(ttft_s=0.02, gap_s=0.01, n_tokens=4)))
     proc = run_cli("--protocol", "openai", "--base-url", f"{server.url}/v1", "--model", "m")
     assert proc.returncode == 0 and proc.stdout.startswith("ok  ttft ")
+
+
+@pytest.mark.parametrize(("option", "message"), [
+    ("max_tokenz=64", "--option max_tokenz: unknown option (expected one of extra_body, include_usage, max_tokens_field)"),
+    ("max_tokens_field=max_tokenz", "--option max_tokens_field: Input should be 'max_tokens' or 'max_completion_tokens'"),
+    ("include_usage=\"yes\"", "--option include_usage: expected true or false"),
+    ("api_key=sk-in-argv", "--option api_key: keys may not be written in the config file"),
+])
+def test_options_the_protocol_does_not_know_exit_2_before_any_request(server, option, message):
+    proc = run_cli("--protocol", "openai", "--base-url", f"{server.url}/v1", "--model", "m",
+                   "--option", option, "--json")
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert message in proc.stderr and "Traceback" not in proc.stderr
+    assert "sk-in-argv" not in proc.stderr
+    assert server.requests == []
+
+
+def test_a_two_line_key_file_is_config_error_and_never_reaches_the_socket(server, tmp_path):
+    key_file = tmp_path / "key"
+    key_file.write_text(f"{KEY}\nsecond-line-of-the-secret\n")
+    server.route("POST", "/v1/chat/completions",
+                 sse_stream_response(openai_stream(ttft_s=0.01, gap_s=0.01, n_tokens=2)))
+    proc = run_cli("--protocol", "openai", "--base-url", f"{server.url}/v1", "--model", "m",
+                   "--api-key-env", "CLI_KEY", "--json", env={"CLI_KEY_FILE": str(key_file)})
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert data["error_kind"] == "config_error"
+    assert data["error"].startswith("the key in the key file named by CLI_KEY_FILE has more than one line")
+    assert KEY not in proc.stdout + proc.stderr and "second-line" not in proc.stdout + proc.stderr
+    assert server.requests == []

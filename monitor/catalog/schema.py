@@ -1,0 +1,307 @@
+"""The shape of the YAML file: strict pydantic specs (no coercion: `max_tokens: "128"` is an
+error), their field validators, durations and the bounds of every number.
+
+Bounds (also applied to the probe CLI's flags):
+- `interval`: 1 s to 7 days. Below a second a provider is flooded; above a week an endpoint is
+  not being monitored.
+- `timeout`: 1 s to 10 minutes (the whole measured request).
+- `max_tokens`: 1 to 65536.
+- Every number in `options` must be finite (NaN and infinities are not JSON).
+
+`options` is validated with the protocol's own model (`WireProtocol.options_model`): an unknown
+or misspelt option, or a value of the wrong kind, is reported with its path inside `options`.
+Nothing here reads the environment: `${VAR}` placeholders are checked for form only.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+
+from monitor.catalog.credentials import INLINE_SECRET_MESSAGE, find_secret_field, url_credential_problem
+from monitor.catalog.resolve import ENV_NAME, opaque_url, template_variables
+from monitor.probes.registry import PROTOCOLS
+from monitor.probes.urls import http_url_problem
+
+INTERVAL_MIN_S = 1.0
+INTERVAL_MAX_S = 7 * 24 * 3600.0
+TIMEOUT_MIN_S = 1.0
+TIMEOUT_MAX_S = 600.0
+MAX_TOKENS_MIN = 1
+MAX_TOKENS_MAX = 65536
+
+_DURATION_PART = re.compile(r"(?P<number>\d+(?:\.\d+)?)(?P<unit>ms|h|m|s)")
+_DURATION_UNIT_S = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+# How a bound is shown (in the file's own duration syntax).
+_SHOWN = {INTERVAL_MIN_S: "1s", INTERVAL_MAX_S: "168h (7 days)", TIMEOUT_MAX_S: "10m"}
+
+# Messages for pydantic error types, shared by the catalog and the probe CLI.
+PLAIN_MESSAGES = {
+    "missing": "required field missing",
+    "string_type": "expected a string",
+    "int_type": "expected a whole number",
+    "float_type": "expected a number",
+    "bool_type": "expected true or false",
+    "list_type": "expected a list",
+    "dict_type": "expected a mapping",
+    "model_type": "expected a mapping",
+    "model_attributes_type": "expected a mapping",
+}
+
+
+def show(value: object, limit: int = 40) -> str:
+    """A short quoted rendering of a config value for messages (only for non-secret fields)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 4] + "...'"
+
+
+def parse_duration(value: object) -> float:
+    """`"30m"`, `"60s"`, `"1h30m"`, `"500ms"`, or a plain number of seconds -> seconds (> 0)."""
+    if isinstance(value, bool) or value is None:
+        raise ValueError(_duration_hint(value))
+    if isinstance(value, (int, float)):
+        try:
+            seconds = float(value)
+        except OverflowError:  # an integer too large for a float
+            raise ValueError("duration is too large") from None
+    elif isinstance(value, str):
+        text = value.strip()
+        try:
+            seconds = float(text)  # "90" in quotes is still seconds
+        except ValueError:
+            parts = list(_DURATION_PART.finditer(text))
+            if not text or "".join(p.group(0) for p in parts) != text:
+                raise ValueError(_duration_hint(value)) from None
+            seconds = sum(float(p["number"]) * _DURATION_UNIT_S[p["unit"]] for p in parts)
+    else:
+        raise ValueError(_duration_hint(value))
+    if not math.isfinite(seconds):
+        raise ValueError("duration must be a finite number")
+    if seconds <= 0:
+        raise ValueError("duration must be greater than 0")
+    return seconds
+
+
+def bounded_duration(value: object, low: float, high: float) -> float:
+    seconds = parse_duration(value)
+    if seconds < low:
+        raise ValueError(f"must be at least {_SHOWN.get(low, f'{low:g}s')}")
+    if seconds > high:
+        raise ValueError(f"must be at most {_SHOWN.get(high, f'{high:g}s')}")
+    return seconds
+
+
+def _duration_hint(value: object) -> str:
+    is_plain = isinstance(value, (str, int, float)) and not isinstance(value, bool)
+    shown = show(value) if is_plain else type(value).__name__
+    return f"invalid duration {shown} (expected e.g. 30m, 60s, 1h30m, 500ms or a number of seconds)"
+
+
+# --------------------------------------------------------------------------- options
+
+
+class OptionProblems(ValueError):
+    """Raised by the options validator: each item is (location inside `options`, message)."""
+
+    def __init__(self, items: list[tuple[tuple[Any, ...], str]]) -> None:
+        self.items = items
+        super().__init__("; ".join(message for _, message in items))
+
+
+def option_problems(protocol: str | None, options: Mapping[str, Any]) -> list[tuple[tuple[Any, ...], str]]:
+    """What is wrong with `options` for `protocol`: (location inside options, message) pairs.
+
+    A key-like field name is reported alone. The protocol's model is only consulted when the
+    protocol is known. Messages never contain a value.
+    """
+    secret = find_secret_field(options)
+    if secret:
+        return [(secret, INLINE_SECRET_MESSAGE)]
+    problems: list[tuple[tuple[Any, ...], str]] = []
+    non_finite = _find_non_finite(options)
+    if non_finite:
+        problems.append((non_finite, "must be a finite number"))
+    wire = PROTOCOLS.get(protocol) if protocol is not None else None
+    if wire is None:
+        return problems
+    model = wire.options_model
+    try:
+        model.model_validate(options, strict=True)
+    except ValidationError as exc:
+        for error in exc.errors(include_url=False):
+            loc = tuple(error["loc"])
+            if error["type"] == "extra_forbidden":
+                message = f"unknown option (expected one of {', '.join(sorted(model.model_fields))})"
+            else:
+                message = PLAIN_MESSAGES.get(error["type"], error["msg"])
+            problems.append((loc, message))
+    return problems
+
+
+def _find_non_finite(value: object, loc: tuple[Any, ...] = ()) -> tuple[Any, ...] | None:
+    if isinstance(value, float) and not math.isfinite(value):
+        return loc
+    items: Any = value.items() if isinstance(value, Mapping) else (
+        enumerate(value) if isinstance(value, (list, tuple)) else ())
+    for key, item in items:
+        found = _find_non_finite(item, (*loc, key))
+        if found is not None:
+            return found
+    return None
+
+
+# --------------------------------------------------------------------------- file specs
+# Kept private to the package: callers only ever see the resolved models (models.py).
+
+
+class Spec(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+
+def _interval(value: object) -> float:
+    return bounded_duration(value, INTERVAL_MIN_S, INTERVAL_MAX_S)
+
+
+def _timeout(value: object) -> float:
+    return bounded_duration(value, TIMEOUT_MIN_S, TIMEOUT_MAX_S)
+
+
+_MaxTokens = Annotated[int, Field(ge=MAX_TOKENS_MIN, le=MAX_TOKENS_MAX)]
+
+
+class DefaultsSpec(Spec):
+    interval: float | None = None
+    timeout: float | None = None
+    max_tokens: _MaxTokens | None = None
+
+    _check_interval = field_validator("interval", mode="before")(_interval)
+    _check_timeout = field_validator("timeout", mode="before")(_timeout)
+
+
+class EndpointSpec(Spec):
+    provider: str
+    protocol: str
+    base_url: str
+    model: str
+    api_key_env: str | None = None
+    interval: float | None = None
+    timeout: float | None = None
+    max_tokens: _MaxTokens | None = None
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    _check_interval = field_validator("interval", mode="before")(_interval)
+    _check_timeout = field_validator("timeout", mode="before")(_timeout)
+
+    @field_validator("provider")
+    @classmethod
+    def _provider(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be empty")
+        if value != value.strip():
+            raise ValueError("must not start or end with whitespace")
+        # The provider is a path segment of the API (/endpoints/{provider}/probes).
+        if "/" in value or any(not ch.isprintable() for ch in value):
+            raise ValueError("must not contain '/' or control characters")
+        return value
+
+    @field_validator("protocol")
+    @classmethod
+    def _protocol(cls, value: str) -> str:
+        if value not in PROTOCOLS:
+            raise ValueError(f"unknown protocol {show(value)} (expected one of {', '.join(PROTOCOLS)})")
+        return value
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_url(cls, value: str) -> str:
+        template_variables(value)
+        opaque = opaque_url(value)
+        problem = http_url_problem(opaque)
+        # A query string or user-info may carry a credential: such a URL is never echoed.
+        shown = "" if ("?" in value or "@" in value) else f" (got {show(value, 80)})"
+        if problem:
+            raise ValueError(problem + shown)
+        problem = url_credential_problem(opaque)
+        if problem:
+            raise ValueError(problem)
+        return value
+
+    @field_validator("model")
+    @classmethod
+    def _model(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be empty")
+        template_variables(value)
+        return value
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _api_key_env(cls, value: str) -> str:
+        if not ENV_NAME.fullmatch(value):
+            # Not echoed: a value here that is not a variable name is most likely the key itself.
+            raise ValueError(
+                "must be the NAME of an environment variable (upper-case letters, digits and _, "
+                "not starting with a digit), never the key itself"
+            )
+        return value
+
+    @field_validator("options")
+    @classmethod
+    def _options(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        # `protocol` is absent from info.data when it failed: then only the checks that need
+        # no protocol run.
+        problems = option_problems(info.data.get("protocol"), value)
+        if problems:
+            raise OptionProblems(problems)
+        return value
+
+
+class ModelSpec(Spec):
+    id: str
+    name: str | None = None
+    endpoints: list[EndpointSpec]
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be empty")
+        if any(ch.isspace() or not ch.isprintable() for ch in value):
+            raise ValueError("must not contain whitespace")
+        return value
+
+    @field_validator("endpoints")
+    @classmethod
+    def _some_endpoints(cls, value: list[EndpointSpec]) -> list[EndpointSpec]:
+        if not value:
+            raise ValueError("no endpoints: list at least one")
+        return value
+
+
+class CatalogSpec(Spec):
+    defaults: DefaultsSpec = Field(default_factory=DefaultsSpec)
+    models: list[ModelSpec]
+
+    @field_validator("models")
+    @classmethod
+    def _some_models(cls, value: list[ModelSpec]) -> list[ModelSpec]:
+        if not value:
+            raise ValueError("no models: list at least one")
+        return value
+
+
+def spec_at(loc: tuple[Any, ...]) -> type[Spec] | None:
+    """Which spec owns the mapping at `loc` (for 'unknown key' messages)."""
+    if loc == ():
+        return CatalogSpec
+    if loc == ("defaults",):
+        return DefaultsSpec
+    if len(loc) == 2 and loc[0] == "models" and isinstance(loc[1], int):
+        return ModelSpec
+    if len(loc) == 4 and loc[0] == "models" and loc[2] == "endpoints" and isinstance(loc[3], int):
+        return EndpointSpec
+    return None
