@@ -64,6 +64,7 @@ from monitor.probes.base import (
 from monitor.probes.framing import NDJSONDecoder, SSEDecoder
 from monitor.probes.meters import CpuMeter, LoopLagMonitor
 from monitor.probes.registry import PROTOCOLS
+from monitor.probes.sanitize import sanitize
 from monitor.stats import decode_rate
 from monitor.probes.transport import (
     CURRENT_CLOCK,
@@ -284,7 +285,7 @@ async def run_probe(client: httpx.AsyncClient, target: ProbeTarget, *,
     result.cpu_s = round(meter.cpu_ns / 1e9, 6)
     if lag_monitor is not None:
         result.loop_lag_s = lag_monitor.worst_lag_s(started_ns, time.perf_counter_ns())
-    return result
+    return sanitize(result, max_tokens=target.max_tokens)
 
 
 async def _probe(client: httpx.AsyncClient, target: ProbeTarget) -> ProbeResult:
