@@ -17,7 +17,7 @@ from monitor.probes.base import ErrorKind, ProbeTarget
 from monitor.probes.engine import run_probe
 from monitor.probes.framing import NDJSONDecoder, SSEDecoder
 from monitor.probes.transport import INFLATE_STEP
-from tests.support.stream_server import Frame, ScriptedResponse, openai_stream
+from tests.support.stream_server import Frame, ScriptedResponse, openai_chunk, openai_stream, sse_event
 
 CHAT = "/v1/chat/completions"
 READ = 1024
@@ -127,3 +127,28 @@ async def test_a_compressed_stream_still_decodes(server, client, coding):
     result = await run_probe(client, target(server.url))
     assert result.ok, result.error
     assert result.content_chunks == 40 and result.output_tokens == 40
+
+
+def long_line_stream(size: int) -> ScriptedResponse:
+    """One `size`-character content delta written in 1 KiB pieces, then a token and [DONE]."""
+    event = sse_event(openai_chunk({"content": "x" * size}))
+    frames = [Frame(0.0, event[i:i + READ]) for i in range(0, len(event), READ)]
+    frames += [Frame(0.0, sse_event(openai_chunk({"content": "y"}))), Frame(0.0, b"data: [DONE]\n\n")]
+    return ScriptedResponse(status=200, headers={"content-type": "text/event-stream"}, frames=frames)
+
+
+async def test_a_long_line_over_a_socket_costs_the_probe_linear_cpu(server, client):
+    async def probe_cpu(size: int) -> float:
+        best = float("inf")
+        for _ in range(2):
+            server.route("POST", CHAT, long_line_stream(size))
+            result = await run_probe(client, target(server.url, timeout_s=120.0))
+            assert result.ok, result.error
+            best = min(best, result.cpu_s)
+        return best
+
+    # Quadratic splitting costs ~14x more CPU for the 4x longer line (seconds); linear ~4x at
+    # most. The floor keeps a very fast short run from inflating the ratio.
+    short = max(await probe_cpu(768 * 1024), 0.03)
+    long = await probe_cpu(3 * MiB)
+    assert long / short < 8, f"768 KiB: {short:.3f} s, 3 MiB: {long:.3f} s"
