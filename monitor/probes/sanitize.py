@@ -67,7 +67,6 @@ _TEXT_LIMITS = {
     "protocol": 256,
     "model": 256,
 }
-_OPTIONAL_COUNTS = ("output_tokens",)
 _REQUIRED_COUNTS = {"content_chunks": INT32_MAX, "first_read_tokens": INT32_MAX, "stream_bytes": INT64_MAX}
 _DURATIONS = ("ttft_s", "connect_s", "total_s", "first_answer_s", "first_reasoning_s", "last_token_s",
               "headers_s", "dns_s", "tcp_s", "tls_s", "loop_lag_s", "cpu_s")
@@ -85,8 +84,7 @@ def sanitize(result: ProbeResult, *, max_tokens: int | None = None) -> ProbeResu
         changes["protocol"] = ""
     if changes["model"] is None:
         changes["model"] = ""
-    for name in _OPTIONAL_COUNTS:
-        changes[name] = bounded_int(getattr(result, name), INT32_MAX)
+    changes["output_tokens"] = bounded_int(result.output_tokens, INT32_MAX)
     for name, maximum in _REQUIRED_COUNTS.items():
         value = as_int(getattr(result, name))
         changes[name] = 0 if value is None else min(max(value, 0), maximum)

@@ -508,10 +508,15 @@ class _Inflater:
         self._coding = coding
         self._step = step
         self._zlib: Any = zlib.decompressobj(zlib.MAX_WBITS | 16) if coding in ("gzip", "x-gzip") else None
+        self._head = b""  # deflate: the first bytes, until two tell which form it is
 
     def inflate(self, data: bytes) -> Iterator[bytes]:
         if self._zlib is None:  # deflate: zlib-wrapped as the RFC says, or raw as some servers send
-            wrapped = len(data) >= 2 and data[0] & 0x0F == 8 and (data[0] << 8 | data[1]) % 31 == 0
+            data = self._head + data
+            if len(data) < 2:
+                self._head = data
+                return
+            wrapped = data[0] & 0x0F == 8 and (data[0] << 8 | data[1]) % 31 == 0
             self._zlib = zlib.decompressobj(zlib.MAX_WBITS if wrapped else -zlib.MAX_WBITS)
         inflater = self._zlib
         while not inflater.eof:

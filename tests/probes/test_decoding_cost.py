@@ -152,3 +152,14 @@ async def test_a_long_line_over_a_socket_costs_the_probe_linear_cpu(server, clie
     short = max(await probe_cpu(768 * 1024), 0.03)
     long = await probe_cpu(3 * MiB)
     assert long / short < 8, f"768 KiB: {short:.3f} s, 3 MiB: {long:.3f} s"
+
+
+async def test_a_deflate_stream_whose_first_read_is_one_byte_still_decodes(server, client):
+    body = b"".join(f.data for f in openai_stream(ttft_s=0, gap_s=0, n_tokens=5))
+    encoded = zlib.compress(body)
+    frames = [Frame(0.0, encoded[:1]), Frame(0.05, encoded[1:])]
+    server.route("POST", CHAT, ScriptedResponse(
+        status=200, headers={"content-type": "text/event-stream", "content-encoding": "deflate"}, frames=frames))
+    result = await run_probe(client, target(server.url))
+    assert result.ok, result.error
+    assert result.content_chunks == 5
