@@ -64,6 +64,7 @@ from monitor.probes.base import (
 from monitor.probes.framing import NDJSONDecoder, SSEDecoder
 from monitor.probes.meters import CpuMeter, LoopLagMonitor
 from monitor.probes.registry import PROTOCOLS
+from monitor.probes.sanitize import sanitize
 from monitor.probes.urls import http_url_problem
 from monitor.stats import decode_rate
 from monitor.probes.transport import (
@@ -71,6 +72,7 @@ from monitor.probes.transport import (
     DNSLookupError,
     DNSLookupTimeout,
     ProbeClock,
+    decoded_body,
     describe,
     one_line,
 )
@@ -285,7 +287,7 @@ async def run_probe(client: httpx.AsyncClient, target: ProbeTarget, *,
     result.cpu_s = round(meter.cpu_ns / 1e9, 6)
     if lag_monitor is not None:
         result.loop_lag_s = lag_monitor.worst_lag_s(started_ns, time.perf_counter_ns())
-    return result
+    return sanitize(result, max_tokens=target.max_tokens)
 
 
 async def _probe(client: httpx.AsyncClient, target: ProbeTarget) -> ProbeResult:
@@ -533,10 +535,8 @@ async def _read_stream(response: httpx.Response, protocol: WireProtocol, target:
     max_bytes = target.max_stream_bytes
     deadline.response_started(limit)
     read_ns = 0
-    # We ask for identity encoding; only a server that compresses anyway needs the decoding path.
-    encoded = response.headers.get("content-encoding", "identity").lower() not in ("", "identity")
-    chunks = response.aiter_bytes() if encoded else response.aiter_raw()
-    async for chunk in chunks:
+    # We ask for identity encoding; a server that compresses anyway is inflated in bounded steps.
+    async for chunk in decoded_body(response):
         # The socket read that delivered these bytes; falls back to now with a foreign client.
         read_ns = clock.last_read_ns or time.perf_counter_ns()
         deadline.touch()
@@ -623,7 +623,7 @@ async def _fail_on_status(response: httpx.Response, m: _Measurement) -> None:
 async def _read_limited(response: httpx.Response, limit: int) -> bytes:
     parts: list[bytes] = []
     size = 0
-    async for chunk in response.aiter_bytes():
+    async for chunk in decoded_body(response):
         parts.append(chunk)
         size += len(chunk)
         if size >= limit:

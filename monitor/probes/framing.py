@@ -27,7 +27,7 @@ class SSEEvent:
 
 
 RAW_JSON_EVENT = ""  # raw JSON objects are parsed like unnamed `data:` events
-_EOL = re.compile(rb"\r\n|\r|\n")
+_EOL_CHAR = re.compile(rb"[\r\n]")
 
 
 def brace_balance(line: str) -> int:
@@ -52,23 +52,44 @@ def brace_balance(line: str) -> int:
 
 
 class _LineSplitter:
-    """Splits bytes into text lines on CR, LF or CRLF, across read boundaries."""
+    """Splits bytes into text lines on CR, LF or CRLF, across read boundaries.
+
+    Linear in the bytes fed: a partial line waits in one growing buffer, and each read is
+    searched from where the previous search stopped (re-joining or re-scanning the pending bytes
+    on every read would make one long line cost quadratic time).
+    """
 
     def __init__(self) -> None:
-        self._buf = b""
+        self._buf = bytearray()
+        self._scanned = 0  # bytes of _buf already searched without finding a line end
 
     def feed(self, chunk: bytes) -> list[str]:
-        data = self._buf + chunk
-        # A trailing CR may be the first half of a CRLF split across reads: keep it back.
-        hold_cr = data.endswith(b"\r")
-        if hold_cr:
-            data = data[:-1]
-        parts = _EOL.split(data)
-        self._buf = parts.pop() + (b"\r" if hold_cr else b"")
-        return [part.decode("utf-8", errors="replace") for part in parts]
+        buf = self._buf
+        buf += chunk
+        lines: list[str] = []
+        start = 0
+        search = _EOL_CHAR.search
+        match = search(buf, self._scanned)
+        while match is not None:
+            at = match.start()
+            if buf[at] == 0x0D:  # CR
+                if at + 1 == len(buf):
+                    break  # may be the first half of a CRLF split across reads: keep it back
+                end = at + 2 if buf[at + 1] == 0x0A else at + 1
+            else:
+                end = at + 1
+            lines.append(buf[start:at].decode("utf-8", errors="replace"))
+            start = end
+            match = search(buf, start)
+        self._scanned = len(buf) if match is None else match.start()
+        if start:
+            del buf[:start]
+            self._scanned -= start
+        return lines
 
     def flush(self) -> str | None:
-        data, self._buf = self._buf, b""
+        data = bytes(self._buf)
+        self._buf, self._scanned = bytearray(), 0
         if data.endswith(b"\r"):
             data = data[:-1]  # a final CR just ends the last line
         return data.decode("utf-8", errors="replace") if data else None

@@ -38,7 +38,9 @@ import ssl
 import struct
 import sys
 import time
+import zlib
 from collections import deque
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,6 +55,7 @@ __all__ = [
     "DNSLookupTimeout",
     "ProbeClock",
     "build_client",
+    "decoded_body",
     "describe",
     "one_line",
     "os_reason",
@@ -488,6 +491,68 @@ def build_client(*, max_connections: int | None = 1024, keepalive_expiry_s: floa
         # Per-request timeouts are always set by the engine; this default only guards misuse.
         timeout=httpx.Timeout(60.0),
     )
+
+
+# --------------------------------------------------------------------------- body decoding
+
+# Most bytes one inflate step may produce. A body is decoded lazily, one step per item the reader
+# asks for, so a reader that stops at its byte cap has had at most cap + this many bytes inflated
+# (a gzip bomb expands about 1000:1: one 64 KiB read would otherwise become 64 MB at once).
+INFLATE_STEP = 64 * 1024
+
+
+class _Inflater:
+    """One gzip or deflate layer, inflated at most `step` bytes at a time."""
+
+    def __init__(self, coding: str, step: int) -> None:
+        self._coding = coding
+        self._step = step
+        self._zlib: Any = zlib.decompressobj(zlib.MAX_WBITS | 16) if coding in ("gzip", "x-gzip") else None
+        self._head = b""  # deflate: the first bytes, until two tell which form it is
+
+    def inflate(self, data: bytes) -> Iterator[bytes]:
+        if self._zlib is None:  # deflate: zlib-wrapped as the RFC says, or raw as some servers send
+            data = self._head + data
+            if len(data) < 2:
+                self._head = data
+                return
+            wrapped = data[0] & 0x0F == 8 and (data[0] << 8 | data[1]) % 31 == 0
+            self._zlib = zlib.decompressobj(zlib.MAX_WBITS if wrapped else -zlib.MAX_WBITS)
+        inflater = self._zlib
+        while not inflater.eof:
+            try:
+                out = inflater.decompress(data, self._step)
+            except zlib.error as exc:
+                raise httpx.DecodingError(f"invalid {self._coding} body: {exc}") from None
+            data = inflater.unconsumed_tail
+            if out:
+                yield out
+            # Output stops at `step` bytes; more may be pending even with no input left.
+            if not data and len(out) < self._step:
+                return
+
+
+async def decoded_body(response: httpx.Response, *, step: int = INFLATE_STEP) -> AsyncIterator[bytes]:
+    """The response body with its gzip/deflate content-coding removed, inflated lazily and in
+    bounded steps (httpx inflates each network read whole). Other codings are passed through as
+    they are, as httpx does with codings it does not know."""
+    codings = [c.strip().lower() for c in response.headers.get_list("content-encoding", split_commas=True)]
+    layers = [_Inflater(c, step) for c in reversed(codings) if c in ("gzip", "x-gzip", "deflate")]
+    async for raw in response.aiter_raw():
+        if not layers:
+            yield raw
+            continue
+        for piece in _through(layers, raw):
+            yield piece
+
+
+def _through(layers: list[_Inflater], data: bytes) -> Iterator[bytes]:
+    first, rest = layers[0], layers[1:]
+    for piece in first.inflate(data):
+        if rest:
+            yield from _through(rest, piece)
+        else:
+            yield piece
 
 
 # --------------------------------------------------------------------------- error text
