@@ -73,7 +73,7 @@ async def run_levels(args: argparse.Namespace, base_url: str, server_pid: int, w
     from monitor.probes.meters import LoopLagMonitor
     from monitor.probes.transport import build_client
     from monitor.runner import ResultBuffer, Runner
-    from monitor.service import Service
+    from llm_monitor.service import Service
     from monitor.settings import Settings
     from monitor.store import open_store
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from monitor.cli import build_parser, settings_from_args
+from llm_monitor.cli import build_parser, settings_from_args
 from monitor.settings import DEFAULT_DATABASE_URL, Settings
 
 

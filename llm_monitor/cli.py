@@ -147,7 +147,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
     from monitor.catalog import CatalogError, load_catalog
-    from monitor.service import serve
+    from llm_monitor.service import serve
 
     try:
         catalog = load_catalog(settings.config_path)
