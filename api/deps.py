@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
 
 from api.caching import RenderedBodies
+from monitor.settings import Settings
 from monitor.stats import ModelLive
 from monitor.store import Store
 
@@ -41,12 +42,9 @@ class LiveView(Protocol):
         """Configured providers of the model, or None when the model is unknown."""
 
 
-def admin_token_of(settings: Any) -> str | None:
-    """The configured admin token, or None when admin routes are off (unset or empty)."""
-    token = getattr(settings, "admin_token", None)
-    if isinstance(token, SecretStr):
-        token = token.get_secret_value()
-    return token or None
+def secret_of(token: SecretStr | None) -> str | None:
+    """The value of a configured token, or None when it is unset or empty (the feature is off)."""
+    return (token.get_secret_value() if token is not None else None) or None
 
 
 class AdminHooks(Protocol):
@@ -70,7 +68,7 @@ def _state(request: Request) -> Any:
     return request.app.state
 
 
-async def get_settings(request: Request) -> Any:
+async def get_settings(request: Request) -> Settings:
     return _state(request).settings
 
 
@@ -101,7 +99,7 @@ async def get_admin_hooks(request: Request) -> AdminHooks:
     return hooks
 
 
-SettingsDep = Annotated[Any, Depends(get_settings)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
 StoreDep = Annotated[Store, Depends(get_store)]
 LiveDep = Annotated[LiveView, Depends(get_live)]
 RenderedDep = Annotated[RenderedBodies, Depends(get_rendered)]
@@ -118,7 +116,7 @@ async def require_admin(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> None:
     """Admin routes are mounted only when a token is configured; this checks the caller has it."""
-    token = admin_token_of(_state(request).settings)
+    token = secret_of(_state(request).settings.admin_token)
     if token is None:  # defensive: create_app does not mount admin routes without a token
         raise HTTPException(status.HTTP_404_NOT_FOUND, "Not Found")
     expected = token.encode()
