@@ -106,13 +106,21 @@ class Service:
         return result.to_dict()
 
     async def reload(self) -> dict[str, Any]:
-        """Apply the config file again; an invalid file keeps the running config."""
+        """Apply the config file again. The file is read and validated in a worker thread, so a
+        huge or pathological file never stalls probes or the API; on any failure (invalid file,
+        unreadable file, longer than `reload_timeout_s`) the running config stays and one log
+        line says why."""
         async with self._reload_lock:
             try:
-                catalog = load_catalog(self.settings.config_path)
+                catalog = await asyncio.wait_for(
+                    asyncio.to_thread(load_catalog, self.settings.config_path), self.settings.reload_timeout_s
+                )
             except CatalogError as exc:
-                log.error("config reload rejected, keeping the running config:\n%s", exc)
-                return {"reloaded": False, "error": str(exc)}
+                return self._reload_rejected("; ".join(str(exc).splitlines()))
+            except TimeoutError:
+                return self._reload_rejected(f"reading the file took more than {self.settings.reload_timeout_s:g} s")
+            except Exception as exc:  # unreadable file, out of memory, ...: never the running config
+                return self._reload_rejected(f"{type(exc).__name__}: {exc}".splitlines()[0])
             for warning in catalog_warnings(catalog, self.environ):
                 log.warning("%s", warning)
             old = {(m.id, e.provider) for m, e in self.catalog.endpoints()}
@@ -129,6 +137,10 @@ class Service:
                 self.scheduler.apply(catalog, {})
             log.info("config reloaded: %d models, %d endpoints", len(catalog.models), len(new))
             return {"reloaded": True, "models": len(catalog.models), "endpoints": len(new)}
+
+    def _reload_rejected(self, reason: str) -> dict[str, Any]:
+        log.error("config reload rejected, keeping the running config: %s", reason)
+        return {"reloaded": False, "error": reason}
 
     # --- lifecycle ---
     async def serve(self) -> int:

@@ -38,6 +38,8 @@ class Settings(BaseSettings):
     shutdown_grace_s: float = Field(30.0, ge=0)
     # API-only processes re-read live figures from the database this often.
     live_refresh_s: float = Field(15.0, gt=0)
+    # SIGHUP / POST /admin/reload: a config file that takes longer to read is rejected.
+    reload_timeout_s: float = Field(30.0, gt=0)
     # Comma-separated in the environment: LLM_MONITOR_CORS_ORIGINS=https://a.example,https://b.example
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     cache_max_age_s: int = Field(60, ge=0)
