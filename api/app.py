@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Callable
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.middleware.gzip import GZipMiddleware
@@ -20,7 +20,8 @@ from prometheus_client import CollectorRegistry
 from starlette.types import Receive, Scope, Send
 
 from api.caching import RenderedBodies
-from api.deps import AdminHooks, LiveView, Readiness, secret_of
+from api.deps import AdminHooks, LiveView, Readiness, require_metrics_token, secret_of
+from api.exposition import MetricsExposition
 from api.fast_path import LiveFiguresFastPath
 from api.middleware import InternalErrorMiddleware, ResponseHeadersMiddleware, hardened_headers
 from api.routes import admin as admin_routes
@@ -61,7 +62,7 @@ def create_app(
     fast_path: bool = True,
 ) -> MonitorAPI:
     """The API over injected resources; the admin routes exist only when `settings.admin_token`
-    is set. `fast_path=False` serves live figures only through the documented route (tests
+    is set, and /metrics asks for `settings.metrics_token` when that is set. `fast_path=False` serves live figures only through the documented route (tests
     compare)."""
     app = MonitorAPI(
         title="llm-endpoint-monitor",
@@ -76,13 +77,15 @@ def create_app(
         max_age_s=settings.cache_max_age_s, gzip_minimum_bytes=GZIP_MINIMUM_BYTES, finish_headers=hardened_headers
     )
     app.state.rendered = rendered
-    app.state.registry = registry
+    app.state.exposition = MetricsExposition(registry, max_age_s=settings.metrics_cache_s)
     app.state.readiness = readiness
     app.state.admin = admin
 
     app.add_exception_handler(StoreUnavailableError, database_unavailable)
     app.include_router(models.router)
     app.include_router(health.router)
+    metrics_guard = [Depends(require_metrics_token)] if secret_of(settings.metrics_token) is not None else []
+    app.include_router(health.metrics_router, dependencies=metrics_guard)
     if secret_of(settings.admin_token) is not None:
         app.include_router(admin_routes.router)
 

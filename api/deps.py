@@ -11,10 +11,10 @@ from typing import Annotated, Any, Awaitable, Callable, Protocol
 
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
 
 from api.caching import RenderedBodies
+from api.exposition import MetricsExposition
 from monitor.settings import Settings
 from monitor.stats import ModelLive
 from monitor.store import Store
@@ -84,8 +84,8 @@ async def get_rendered(request: Request) -> RenderedBodies:
     return _state(request).rendered
 
 
-async def get_registry(request: Request) -> CollectorRegistry:
-    return _state(request).registry
+async def get_exposition(request: Request) -> MetricsExposition:
+    return _state(request).exposition
 
 
 async def get_readiness(request: Request) -> Readiness:
@@ -103,12 +103,25 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 StoreDep = Annotated[Store, Depends(get_store)]
 LiveDep = Annotated[LiveView, Depends(get_live)]
 RenderedDep = Annotated[RenderedBodies, Depends(get_rendered)]
-RegistryDep = Annotated[CollectorRegistry, Depends(get_registry)]
+ExpositionDep = Annotated[MetricsExposition, Depends(get_exposition)]
 ReadinessDep = Annotated[Readiness, Depends(get_readiness)]
 AdminHooksDep = Annotated[AdminHooks, Depends(get_admin_hooks)]
 
 # auto_error=False: a missing header must give our 401 (with WWW-Authenticate), not a 403.
 _bearer = HTTPBearer(auto_error=False, description="Bearer <admin token>")
+_metrics_bearer = HTTPBearer(
+    auto_error=False, scheme_name="MetricsBearer", description="Bearer <metrics token>, when one is configured"
+)
+
+
+def check_bearer(credentials: HTTPAuthorizationCredentials | None, token: str, what: str) -> None:
+    """401 unless the request carries `Authorization: Bearer <token>`."""
+    offered = b"" if credentials is None else credentials.credentials.encode()
+    # Constant-time comparison so response timing does not reveal how much of a guess matched.
+    if not hmac.compare_digest(offered, token.encode()):
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED, f"missing or invalid {what} token", headers={"WWW-Authenticate": "Bearer"}
+        )
 
 
 async def require_admin(
@@ -119,15 +132,18 @@ async def require_admin(
     token = secret_of(_state(request).settings.admin_token)
     if token is None:  # defensive: create_app does not mount admin routes without a token
         raise HTTPException(status.HTTP_404_NOT_FOUND, "Not Found")
-    expected = token.encode()
-    offered = b"" if credentials is None else credentials.credentials.encode()
-    # Constant-time comparison so response timing does not reveal how much of a guess matched.
-    if not hmac.compare_digest(offered, expected):
-        raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED,
-            "missing or invalid admin token",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
+    check_bearer(credentials, token, "admin")
+
+
+async def require_metrics_token(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_metrics_bearer)],
+) -> None:
+    """Guards /metrics when `settings.metrics_token` is set (`create_app` adds it only then)."""
+    token = secret_of(_state(request).settings.metrics_token)
+    if token is None:  # defensive: not added without a token
+        return
+    check_bearer(credentials, token, "metrics")
 
 
 AdminAuthDep = Annotated[None, Depends(require_admin)]

@@ -45,6 +45,10 @@ class Settings(BaseSettings):
     cache_max_age_s: int = Field(60, ge=0)
     # Admin routes (probe now, reload) are off unless this is set.
     admin_token: SecretStr | None = None
+    # /metrics: a rendering is reused by every scrape for this long (seconds; 0: render per scrape).
+    metrics_cache_s: float = Field(5.0, ge=0)
+    # When set, /metrics requires `Authorization: Bearer <token>` (Prometheus: `authorization:`).
+    metrics_token: SecretStr | None = None
     log_level: str = "INFO"
 
     @field_validator("cors_origins", mode="before")
