@@ -17,10 +17,10 @@ import signal
 from contextlib import suppress
 from typing import Any, Coroutine, Mapping
 
-import uvicorn
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 
 from api.app import create_app
+from api.server import build_server
 from llm_monitor.modes import ProcessMode
 from monitor.catalog import Catalog, CatalogError, EndpointConfig, catalog_warnings, load_catalog
 from monitor.live import LiveFigures
@@ -194,12 +194,7 @@ class Service:
                 readiness=self.readiness,
                 admin=self if probing else None,
             )
-            server = uvicorn.Server(
-                uvicorn.Config(
-                    app, host=settings.host, port=settings.port, log_config=None,
-                    access_log=False, lifespan="on",
-                )
-            )
+            server = build_server(app, settings)
             # Everything loaded so far (catalog, live windows, restored state) lives for the whole
             # run: move it out of the collector's sight so full collections stay short instead of
             # pausing the loop for hundreds of milliseconds (which would delay token reads).

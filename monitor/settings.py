@@ -50,6 +50,14 @@ class Settings(BaseSettings):
     # When set, /metrics requires `Authorization: Bearer <token>` (Prometheus: `authorization:`).
     metrics_token: SecretStr | None = None
     log_level: str = "INFO"
+    # HTTP server limits (api.server): a request head must arrive within this many seconds of
+    # the connection opening or the previous response; idle keep-alive connections close after
+    # HTTP_KEEP_ALIVE_S; beyond HTTP_MAX_CONNECTIONS requests get 503; a request head larger
+    # than HTTP_MAX_HEAD_BYTES gets 400.
+    http_header_timeout_s: float = Field(10.0, gt=0)
+    http_keep_alive_s: int = Field(5, ge=1)
+    http_max_connections: int = Field(1000, ge=1)
+    http_max_head_bytes: int = Field(16 * 1024, ge=1024)
 
     @field_validator("cors_origins", mode="before")
     @classmethod

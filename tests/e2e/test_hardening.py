@@ -7,6 +7,7 @@ scrapers; connections that never finish their request head are closed.
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import threading
 import time
@@ -148,4 +149,65 @@ def test_concurrent_scrapers_of_a_large_exposition_do_not_stall_probes(start_ser
     # Rendered on the loop, every scrape would stall it for a whole rendering (more when scrapes
     # queue up): the probes' loop lag would be at least `render_s`.
     assert worst_lag < render_s / 4, (worst_lag, render_s, len(durations))
+    assert service.stop() == 0
+
+
+async def slowloris(host: str, port: int, *, give_up_s: float, after_one_request: bool = False) -> float | None:
+    """Open a connection (optionally complete one request on it first, keep-alive), then send a
+    request head one byte every 0.1 s without ever ending it. Returns how long the server kept
+    the connection open, or None if it still was after `give_up_s`."""
+    opened = time.monotonic()  # before connecting: the server cannot have started its clock earlier
+    reader, writer = await asyncio.open_connection(host, port)
+    if after_one_request:
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = int(next(line for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")).split(b":")[1])
+        await reader.readexactly(length)  # the server re-armed its deadline after `opened`
+    writer.write(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+
+    async def trickle() -> None:
+        while True:
+            await asyncio.sleep(0.1)
+            writer.write(b"a")
+            await writer.drain()
+
+    trickling = asyncio.create_task(trickle())
+    try:
+        try:
+            data = await asyncio.wait_for(reader.read(1), timeout=give_up_s)
+        except ConnectionResetError:
+            data = b""
+        except TimeoutError:
+            return None
+        assert data == b"", f"the server answered an unfinished request head: {data!r}"
+        return time.monotonic() - opened
+    finally:
+        trickling.cancel()
+        await asyncio.gather(trickling, return_exceptions=True)
+        writer.close()
+
+
+async def test_slowloris_connections_are_closed_at_the_header_deadline_while_others_are_served(
+    start_service, provider, tmp_path  # noqa: F811
+):
+    header_timeout_s, connections = 1.0, 200
+    service = start_service(
+        config_for(("A", provider.url)), env={"LLM_MONITOR_HTTP_HEADER_TIMEOUT_S": str(header_timeout_s)}
+    )
+    port = int(service.base_url.rsplit(":", 1)[1])
+    attackers = [
+        asyncio.create_task(slowloris("127.0.0.1", port, give_up_s=header_timeout_s + 5, after_one_request=i % 2 == 1))
+        for i in range(connections)
+    ]
+    await asyncio.sleep(0.3)
+    async with httpx.AsyncClient(base_url=service.base_url, timeout=5) as client:
+        answers = [(await client.get("/healthz")).status_code for _ in range(5)]
+        live = await client.get(f"/v1/models/{MODEL}/live")
+    held = await asyncio.gather(*attackers)
+
+    assert answers == [200] * 5 and live.status_code == 200
+    still_open = sum(1 for seconds in held if seconds is None)
+    assert still_open == 0, f"{still_open} of {connections} slowloris connections still open after the deadline"
+    # Closed at the deadline, not before it (the deadline is the setting, not an accident).
+    assert min(held) >= header_timeout_s * 0.9
     assert service.stop() == 0
