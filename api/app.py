@@ -62,8 +62,8 @@ def create_app(
     fast_path: bool = True,
 ) -> MonitorAPI:
     """The API over injected resources; the admin routes exist only when `settings.admin_token`
-    is set, and /metrics asks for `settings.metrics_token` when that is set. `fast_path=False` serves live figures only through the documented route (tests
-    compare)."""
+    is set, and /metrics asks for `settings.metrics_token` when that is set. `fast_path=False`
+    serves live figures only through the documented route (tests compare)."""
     app = MonitorAPI(
         title="llm-endpoint-monitor",
         version=installed_version(),

@@ -48,7 +48,9 @@ def _port(text: str) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from monitor.probes import cli as probe_cli
 
-    parser = argparse.ArgumentParser(prog="llm-monitor", description="Live TTFT / throughput monitoring of LLM provider endpoints.")
+    parser = argparse.ArgumentParser(
+        prog="llm-monitor", description="Live TTFT / throughput monitoring of LLM provider endpoints."
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     probe = commands.add_parser("probe", help="run ONE probe and print its result as JSON")
