@@ -13,6 +13,7 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY monitor ./monitor
 COPY api ./api
+COPY llm_monitor ./llm_monitor
 RUN pip install . && rm -rf build *.egg-info
 
 COPY config ./config

@@ -12,20 +12,22 @@ from __future__ import annotations
 import logging
 from typing import Any, Callable
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.middleware.gzip import GZipMiddleware
 from prometheus_client import CollectorRegistry
 from starlette.types import Receive, Scope, Send
 
-from api.caching import RenderedBodies, max_age_of
-from api.deps import AdminHooks, LiveView, Readiness, admin_token_of
+from api.caching import RenderedBodies
+from api.deps import AdminHooks, LiveView, Readiness, require_metrics_token, secret_of
+from api.exposition import MetricsExposition
 from api.fast_path import LiveFiguresFastPath
 from api.middleware import InternalErrorMiddleware, ResponseHeadersMiddleware, hardened_headers
 from api.routes import admin as admin_routes
 from api.routes import health, models
 from monitor.metrics import installed_version
+from monitor.settings import Settings
 from monitor.store import Store, StoreUnavailableError
 
 log = logging.getLogger(__name__)
@@ -50,7 +52,7 @@ class MonitorAPI(FastAPI):
 
 def create_app(
     *,
-    settings: Any,
+    settings: Settings,
     store: Store,
     live: LiveView,
     registry: CollectorRegistry,
@@ -59,9 +61,9 @@ def create_app(
     lifespan: Callable[[FastAPI], Any] | None = None,
     fast_path: bool = True,
 ) -> MonitorAPI:
-    """The API over injected resources. `settings` needs `cors_origins`, `admin_token` and
-    optionally `cache_max_age_s`; the admin routes exist only when `admin_token` is set.
-    `fast_path=False` serves live figures only through the documented route (tests compare)."""
+    """The API over injected resources; the admin routes exist only when `settings.admin_token`
+    is set, and /metrics asks for `settings.metrics_token` when that is set. `fast_path=False`
+    serves live figures only through the documented route (tests compare)."""
     app = MonitorAPI(
         title="llm-endpoint-monitor",
         version=installed_version(),
@@ -72,17 +74,19 @@ def create_app(
     app.state.store = store
     app.state.live = live
     rendered = RenderedBodies(
-        max_age_s=max_age_of(settings), gzip_minimum_bytes=GZIP_MINIMUM_BYTES, finish_headers=hardened_headers
+        max_age_s=settings.cache_max_age_s, gzip_minimum_bytes=GZIP_MINIMUM_BYTES, finish_headers=hardened_headers
     )
     app.state.rendered = rendered
-    app.state.registry = registry
+    app.state.exposition = MetricsExposition(registry, max_age_s=settings.metrics_cache_s)
     app.state.readiness = readiness
     app.state.admin = admin
 
     app.add_exception_handler(StoreUnavailableError, database_unavailable)
     app.include_router(models.router)
     app.include_router(health.router)
-    if admin_token_of(settings) is not None:
+    metrics_guard = [Depends(require_metrics_token)] if secret_of(settings.metrics_token) is not None else []
+    app.include_router(health.metrics_router, dependencies=metrics_guard)
+    if secret_of(settings.admin_token) is not None:
         app.include_router(admin_routes.router)
 
     # add_middleware wraps: the last one added is the outermost.
@@ -111,9 +115,9 @@ async def database_unavailable(request: Request, exc: Exception) -> JSONResponse
     )
 
 
-def cors_options_of(settings: Any) -> dict[str, Any] | None:
+def cors_options_of(settings: Settings) -> dict[str, Any] | None:
     """The CORS policy, shared by the middleware stack and the fast path; None without origins."""
-    origins = list(getattr(settings, "cors_origins", None) or [])
+    origins = list(settings.cors_origins)
     if not origins:
         return None
     return {

@@ -143,13 +143,6 @@ def _raw(headers: dict[str, str]) -> RawHeaders:
     return tuple((k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items())
 
 
-DEFAULT_CACHE_MAX_AGE_S = 60
-
-
-def max_age_of(settings: object) -> int:
-    return int(getattr(settings, "cache_max_age_s", DEFAULT_CACHE_MAX_AGE_S))
-
-
 def validator_headers(max_age_s: int) -> dict[str, str]:
     return {"Cache-Control": f"public, max-age={max_age_s}", "Vary": "Accept-Encoding"}
 

@@ -11,10 +11,11 @@ from typing import Annotated, Any, Awaitable, Callable, Protocol
 
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
 
 from api.caching import RenderedBodies
+from api.exposition import MetricsExposition
+from monitor.settings import Settings
 from monitor.stats import ModelLive
 from monitor.store import Store
 
@@ -41,12 +42,9 @@ class LiveView(Protocol):
         """Configured providers of the model, or None when the model is unknown."""
 
 
-def admin_token_of(settings: Any) -> str | None:
-    """The configured admin token, or None when admin routes are off (unset or empty)."""
-    token = getattr(settings, "admin_token", None)
-    if isinstance(token, SecretStr):
-        token = token.get_secret_value()
-    return token or None
+def secret_of(token: SecretStr | None) -> str | None:
+    """The value of a configured token, or None when it is unset or empty (the feature is off)."""
+    return (token.get_secret_value() if token is not None else None) or None
 
 
 class AdminHooks(Protocol):
@@ -70,7 +68,7 @@ def _state(request: Request) -> Any:
     return request.app.state
 
 
-async def get_settings(request: Request) -> Any:
+async def get_settings(request: Request) -> Settings:
     return _state(request).settings
 
 
@@ -86,8 +84,8 @@ async def get_rendered(request: Request) -> RenderedBodies:
     return _state(request).rendered
 
 
-async def get_registry(request: Request) -> CollectorRegistry:
-    return _state(request).registry
+async def get_exposition(request: Request) -> MetricsExposition:
+    return _state(request).exposition
 
 
 async def get_readiness(request: Request) -> Readiness:
@@ -101,16 +99,29 @@ async def get_admin_hooks(request: Request) -> AdminHooks:
     return hooks
 
 
-SettingsDep = Annotated[Any, Depends(get_settings)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
 StoreDep = Annotated[Store, Depends(get_store)]
 LiveDep = Annotated[LiveView, Depends(get_live)]
 RenderedDep = Annotated[RenderedBodies, Depends(get_rendered)]
-RegistryDep = Annotated[CollectorRegistry, Depends(get_registry)]
+ExpositionDep = Annotated[MetricsExposition, Depends(get_exposition)]
 ReadinessDep = Annotated[Readiness, Depends(get_readiness)]
 AdminHooksDep = Annotated[AdminHooks, Depends(get_admin_hooks)]
 
 # auto_error=False: a missing header must give our 401 (with WWW-Authenticate), not a 403.
 _bearer = HTTPBearer(auto_error=False, description="Bearer <admin token>")
+_metrics_bearer = HTTPBearer(
+    auto_error=False, scheme_name="MetricsBearer", description="Bearer <metrics token>, when one is configured"
+)
+
+
+def check_bearer(credentials: HTTPAuthorizationCredentials | None, token: str, what: str) -> None:
+    """401 unless the request carries `Authorization: Bearer <token>`."""
+    offered = b"" if credentials is None else credentials.credentials.encode()
+    # Constant-time comparison so response timing does not reveal how much of a guess matched.
+    if not hmac.compare_digest(offered, token.encode()):
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED, f"missing or invalid {what} token", headers={"WWW-Authenticate": "Bearer"}
+        )
 
 
 async def require_admin(
@@ -118,18 +129,21 @@ async def require_admin(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> None:
     """Admin routes are mounted only when a token is configured; this checks the caller has it."""
-    token = admin_token_of(_state(request).settings)
+    token = secret_of(_state(request).settings.admin_token)
     if token is None:  # defensive: create_app does not mount admin routes without a token
         raise HTTPException(status.HTTP_404_NOT_FOUND, "Not Found")
-    expected = token.encode()
-    offered = b"" if credentials is None else credentials.credentials.encode()
-    # Constant-time comparison so response timing does not reveal how much of a guess matched.
-    if not hmac.compare_digest(offered, expected):
-        raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED,
-            "missing or invalid admin token",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
+    check_bearer(credentials, token, "admin")
+
+
+async def require_metrics_token(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_metrics_bearer)],
+) -> None:
+    """Guards /metrics when `settings.metrics_token` is set (`create_app` adds it only then)."""
+    token = secret_of(_state(request).settings.metrics_token)
+    if token is None:  # defensive: not added without a token
+        return
+    check_bearer(credentials, token, "metrics")
 
 
 AdminAuthDep = Annotated[None, Depends(require_admin)]

@@ -65,7 +65,8 @@ async def run_levels(args: argparse.Namespace, server: TruthServer, work: Path) 
     from monitor.probes.meters import LoopLagMonitor
     from monitor.probes.transport import build_client
     from monitor.runner import ResultBuffer, Runner
-    from monitor.service import Service
+    from llm_monitor.modes import ProcessMode
+    from llm_monitor.service import Service
     from monitor.settings import Settings
     from monitor.store import open_store
 
@@ -77,7 +78,7 @@ async def run_levels(args: argparse.Namespace, server: TruthServer, work: Path) 
     store = await open_store(f"sqlite:///{work / 'capacity.db'}")
     # The service object itself supplies metrics, live figures and the periodic recompute, so
     # their costs are exactly those of `llm-monitor run` (its serve() is not called: no API).
-    service = Service(Settings(), catalog, mode="run", environ={})
+    service = Service(Settings(), catalog, mode=ProcessMode.RUN, environ={})
     metrics, live = service.metrics, service.live
     buffer = ResultBuffer(store, metrics, capacity=100_000)
     client = build_client()

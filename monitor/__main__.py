@@ -1,7 +1,7 @@
-"""`python -m monitor` is the `llm-monitor` command."""
+"""`python -m monitor` is the `llm-monitor` command: it hands over to the composition root."""
 
 import sys
 
-from monitor.cli import main
+from llm_monitor.cli import main
 
 sys.exit(main())

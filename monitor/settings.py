@@ -38,12 +38,26 @@ class Settings(BaseSettings):
     shutdown_grace_s: float = Field(30.0, ge=0)
     # API-only processes re-read live figures from the database this often.
     live_refresh_s: float = Field(15.0, gt=0)
+    # SIGHUP / POST /admin/reload: a config file that takes longer to read is rejected.
+    reload_timeout_s: float = Field(30.0, gt=0)
     # Comma-separated in the environment: LLM_MONITOR_CORS_ORIGINS=https://a.example,https://b.example
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     cache_max_age_s: int = Field(60, ge=0)
     # Admin routes (probe now, reload) are off unless this is set.
     admin_token: SecretStr | None = None
+    # /metrics: a rendering is reused by every scrape for this long (seconds; 0: render per scrape).
+    metrics_cache_s: float = Field(5.0, ge=0)
+    # When set, /metrics requires `Authorization: Bearer <token>` (Prometheus: `authorization:`).
+    metrics_token: SecretStr | None = None
     log_level: str = "INFO"
+    # HTTP server limits (api.server): a request head must arrive within this many seconds of
+    # the connection opening or the previous response; idle keep-alive connections close after
+    # HTTP_KEEP_ALIVE_S; beyond HTTP_MAX_CONNECTIONS requests get 503; a request head larger
+    # than HTTP_MAX_HEAD_BYTES gets 400.
+    http_header_timeout_s: float = Field(10.0, gt=0)
+    http_keep_alive_s: int = Field(5, ge=1)
+    http_max_connections: int = Field(1000, ge=1)
+    http_max_head_bytes: int = Field(16 * 1024, ge=1024)
 
     @field_validator("cors_origins", mode="before")
     @classmethod

@@ -1,4 +1,6 @@
-"""Process health: liveness, readiness, and the Prometheus exposition of the injected registry."""
+"""Process health: liveness, readiness, and the Prometheus exposition of the injected registry
+(rendered by `api.exposition`, off the event loop; behind a bearer token when
+`settings.metrics_token` is set)."""
 
 from __future__ import annotations
 
@@ -8,12 +10,13 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response, status
 from fastapi.responses import JSONResponse
-from prometheus_client.exposition import choose_encoder
 
-from api.deps import ReadinessDep, RegistryDep
+from api.deps import ExpositionDep, ReadinessDep
 from api.schemas import HealthOut, ReadinessOut
 
 router = APIRouter(tags=["health"])
+# Its own router: `create_app` puts it behind the metrics token when one is configured.
+metrics_router = APIRouter(tags=["health"])
 log = logging.getLogger(__name__)
 
 NO_STORE = {"Cache-Control": "no-store"}
@@ -48,13 +51,19 @@ async def readyz(readiness: ReadinessDep) -> JSONResponse:
     return JSONResponse(checks, status_code=code, headers=NO_STORE)
 
 
-@router.get(
+@metrics_router.get(
     "/metrics",
     response_class=Response,
     responses={status.HTTP_200_OK: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
     summary="Prometheus exposition",
 )
-async def metrics(request: Request, registry: RegistryDep) -> Response:
-    # Prometheus asks for OpenMetrics when it can; the classic text format otherwise.
-    encode, content_type = choose_encoder(request.headers.get("accept"))
-    return Response(encode(registry), media_type=content_type, headers=NO_STORE)
+async def metrics(request: Request, exposition: ExpositionDep) -> Response:
+    # Prometheus asks for OpenMetrics when it can (the classic text format otherwise) and gzip.
+    rendered = await exposition.get(
+        accept=request.headers.get("accept"), accept_encoding=request.headers.get("accept-encoding")
+    )
+    headers = {**NO_STORE, "Vary": "Accept-Encoding"}
+    if rendered.content_encoding is not None:
+        # Already compressed in the worker thread; the gzip middleware passes encoded bodies through.
+        headers["Content-Encoding"] = rendered.content_encoding
+    return Response(rendered.body, media_type=rendered.content_type, headers=headers)

@@ -10,7 +10,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request, Response, status
 
-from api.caching import cached_json, live_entry, max_age_of
+from api.caching import cached_json, live_entry
 from api.deps import LiveDep, RenderedDep, SettingsDep, StoreDep
 from api.schemas import ErrorOut, ModelListOut, ModelLiveOut, ModelOut, ProbeListOut, ProbeResultOut
 
@@ -64,7 +64,7 @@ async def list_probes(
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"unknown provider for {model_id}: {provider}")
     results = await store.recent_results(model_id, provider, limit)
     payload = ProbeListOut(data=[ProbeResultOut.of(result) for result in results])
-    return cached_json(request, payload, max_age_s=max_age_of(settings))
+    return cached_json(request, payload, max_age_s=settings.cache_max_age_s)
 
 
 @router.get(

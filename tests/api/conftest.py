@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -19,6 +18,7 @@ from pydantic import SecretStr
 from api.app import create_app
 from monitor.metrics import build_metrics
 from monitor.probes.base import ErrorKind, ProbeResult, TokenCountSource
+from monitor.settings import Settings
 from monitor.stats import EndpointLive, ModelLive
 
 LLAMA = "meta-llama/llama-3.2-1b-instruct"
@@ -133,7 +133,7 @@ class FakeAdmin:
 
 
 def make_settings(*, admin_token: str | None = ADMIN_TOKEN, cors_origins=(ALLOWED_ORIGIN,), cache_max_age_s=60):
-    return SimpleNamespace(
+    return Settings(
         cors_origins=list(cors_origins),
         admin_token=None if admin_token is None else SecretStr(admin_token),
         window_s=86400.0,

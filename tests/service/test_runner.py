@@ -6,7 +6,7 @@ from monitor.catalog import parse_catalog
 from monitor.live import LiveFigures
 from monitor.probes.base import ErrorKind
 from monitor.runner import ResultBuffer, Runner
-from monitor.service import restore_metrics
+from llm_monitor.service import restore_metrics
 from tests.service.conftest import SwitchableStore, result
 
 CONFIG = """

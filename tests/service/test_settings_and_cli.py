@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from monitor.cli import build_parser, settings_from_args
+from llm_monitor.cli import build_parser, settings_from_args
 from monitor.settings import DEFAULT_DATABASE_URL, Settings
 
 
@@ -45,3 +45,12 @@ def test_bad_flags_exit_with_usage_error(argv, capsys):
     with pytest.raises(SystemExit) as exc:
         build_parser().parse_args(argv)
     assert exc.value.code == 2
+
+
+def test_port_from_the_environment_beats_the_command_default_and_the_flag_beats_both(monkeypatch):
+    monkeypatch.setenv("LLM_MONITOR_PORT", "7000")
+    assert settings_for(["scheduler"]).port == 7000
+    assert settings_for(["run"]).port == 7000
+    assert settings_for(["scheduler", "--port", "7100"]).port == 7100
+    monkeypatch.delenv("LLM_MONITOR_PORT")
+    assert settings_for(["scheduler"]).port == 9000

@@ -1,8 +1,9 @@
 """The long-running process: builds store, metrics, live figures, HTTP client, runner, scheduler
 and the API app, restores state from the database, serves until SIGTERM/SIGINT, then drains.
 
-Modes: `run` (everything in one process), `scheduler` (probing + the same app for /metrics and
-health), `api` (no probing; live figures re-read from the database every `live_refresh_s`).
+Modes (`ProcessMode`): `run` (everything in one process), `scheduler` (probing + the same app for
+/metrics and health), `api` (no probing; live figures re-read from the database every
+`live_refresh_s`). SIGHUP re-reads the config file.
 Shutdown order: stop accepting requests, stop scheduling, let in-flight probes finish (bounded by
 `shutdown_grace_s`), flush buffered results, close the client and the database.
 """
@@ -14,12 +15,13 @@ import gc
 import logging
 import signal
 from contextlib import suppress
-from typing import Any, Mapping
+from typing import Any, Coroutine, Mapping
 
-import uvicorn
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 
 from api.app import create_app
+from api.server import build_server
+from llm_monitor.modes import ProcessMode
 from monitor.catalog import Catalog, CatalogError, EndpointConfig, catalog_warnings, load_catalog
 from monitor.live import LiveFigures
 from monitor.metrics import Metrics, build_metrics
@@ -33,7 +35,6 @@ from monitor.store import Store, open_store
 log = logging.getLogger(__name__)
 
 READINESS_TIMEOUT_S = 3.0
-PROBING_MODES = ("run", "scheduler")
 # The recompute loop wakes when a model is due, and at least this often (a safety net).
 LIVE_RECOMPUTE_MAX_S = 60.0
 
@@ -58,7 +59,8 @@ async def restore_metrics(store: Store, metrics: Metrics, live: LiveFigures, cat
 class Service:
     """Holds the running process's parts so admin hooks, signals and shutdown can reach them."""
 
-    def __init__(self, settings: Settings, catalog: Catalog, *, mode: str, environ: Mapping[str, str]):
+    def __init__(self, settings: Settings, catalog: Catalog, *, mode: ProcessMode, environ: Mapping[str, str]):
+        """`environ` is where endpoint keys and `${VAR}` placeholders are read from."""
         self.settings = settings
         self.catalog = catalog
         self.mode = mode
@@ -69,12 +71,14 @@ class Service:
         self.registry = CollectorRegistry()
         for collector in (ProcessCollector, PlatformCollector, GCCollector):
             collector(registry=self.registry)
-        self.metrics = build_metrics(self.registry if mode in PROBING_MODES else CollectorRegistry())
+        self.metrics = build_metrics(self.registry if mode.probes else CollectorRegistry())
         self.live = LiveFigures(catalog, window_s=settings.window_s, interval_of=self.interval_of)
         self.store: Store | None = None
         self.buffer: ResultBuffer | None = None
         self.scheduler: ProbeScheduler | None = None
         self._reload_lock = asyncio.Lock()
+        # Tasks started from callbacks (signal handlers): the loop keeps only weak references.
+        self._callback_tasks: set[asyncio.Task[Any]] = set()
 
     def interval_of(self, endpoint: EndpointConfig) -> float:
         return self.settings.interval_override_s or endpoint.interval_s
@@ -102,13 +106,21 @@ class Service:
         return result.to_dict()
 
     async def reload(self) -> dict[str, Any]:
-        """Apply the config file again; an invalid file keeps the running config."""
+        """Apply the config file again. The file is read and validated in a worker thread, so a
+        huge or pathological file never stalls probes or the API; on any failure (invalid file,
+        unreadable file, longer than `reload_timeout_s`) the running config stays and one log
+        line says why."""
         async with self._reload_lock:
             try:
-                catalog = load_catalog(self.settings.config_path)
+                catalog = await asyncio.wait_for(
+                    asyncio.to_thread(load_catalog, self.settings.config_path), self.settings.reload_timeout_s
+                )
             except CatalogError as exc:
-                log.error("config reload rejected, keeping the running config:\n%s", exc)
-                return {"reloaded": False, "error": str(exc)}
+                return self._reload_rejected("; ".join(str(exc).splitlines()))
+            except TimeoutError:
+                return self._reload_rejected(f"reading the file took more than {self.settings.reload_timeout_s:g} s")
+            except Exception as exc:  # unreadable file, out of memory, ...: never the running config
+                return self._reload_rejected(f"{type(exc).__name__}: {exc}".splitlines()[0])
             for warning in catalog_warnings(catalog, self.environ):
                 log.warning("%s", warning)
             old = {(m.id, e.provider) for m, e in self.catalog.endpoints()}
@@ -126,6 +138,10 @@ class Service:
             log.info("config reloaded: %d models, %d endpoints", len(catalog.models), len(new))
             return {"reloaded": True, "models": len(catalog.models), "endpoints": len(new)}
 
+    def _reload_rejected(self, reason: str) -> dict[str, Any]:
+        log.error("config reload rejected, keeping the running config: %s", reason)
+        return {"reloaded": False, "error": reason}
+
     # --- lifecycle ---
     async def serve(self) -> int:
         settings = self.settings
@@ -136,7 +152,7 @@ class Service:
         except Exception as exc:
             log.error("cannot open the database: %s", str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
             return 1
-        probing = self.mode in PROBING_MODES
+        probing = self.mode.probes
         await (self.live.load(self.store) if probing else self.live.follow(self.store))
         if probing:
             await restore_metrics(self.store, self.metrics, self.live, self.catalog)
@@ -169,7 +185,7 @@ class Service:
             background.append(asyncio.create_task(self._recompute_loop(export=probing), name="live-recompute"))
             loop = asyncio.get_running_loop()
             with suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload()))
+                loop.add_signal_handler(signal.SIGHUP, lambda: self._start_callback_task(self.reload(), "reload"))
             app = create_app(
                 settings=settings,
                 store=self.store,
@@ -178,12 +194,7 @@ class Service:
                 readiness=self.readiness,
                 admin=self if probing else None,
             )
-            server = uvicorn.Server(
-                uvicorn.Config(
-                    app, host=settings.host, port=settings.port, log_config=None,
-                    access_log=False, lifespan="on",
-                )
-            )
+            server = build_server(app, settings)
             # Everything loaded so far (catalog, live windows, restored state) lives for the whole
             # run: move it out of the collector's sight so full collections stay short instead of
             # pausing the loop for hundreds of milliseconds (which would delay token reads).
@@ -206,14 +217,20 @@ class Service:
             if self.buffer is not None and self.buffer.pending:
                 if not await self.buffer.flush():
                     log.error("could not save %d buffered results: database unavailable", self.buffer.pending)
-            for task in background:
+            pending = [*background, *self._callback_tasks]
+            for task in pending:
                 task.cancel()
-            await asyncio.gather(*background, return_exceptions=True)
+            await asyncio.gather(*pending, return_exceptions=True)
             if lag_monitor is not None:
                 await lag_monitor.stop()
             if client is not None:
                 await client.aclose()
             await self.store.close()
+
+    def _start_callback_task(self, work: Coroutine[Any, Any, Any], name: str) -> None:
+        task = asyncio.get_running_loop().create_task(work, name=name)
+        self._callback_tasks.add(task)
+        task.add_done_callback(self._callback_tasks.discard)
 
     async def _recompute_loop(self, *, export: bool) -> None:
         """Figures change with time alone (activity lapses 2 intervals after the latest probe,
@@ -237,5 +254,5 @@ class Service:
                 log.warning("live figures refresh from the database failed: %s", type(exc).__name__)
 
 
-async def serve(settings: Settings, catalog: Catalog, *, mode: str, environ: Mapping[str, str]) -> int:
+async def serve(settings: Settings, catalog: Catalog, *, mode: ProcessMode, environ: Mapping[str, str]) -> int:
     return await Service(settings, catalog, mode=mode, environ=environ).serve()

@@ -1,8 +1,10 @@
-"""Entrypoint: `llm-monitor` / `python -m monitor`. Builds every long-lived resource and passes it in.
+"""The `llm-monitor` command (`python -m monitor` does the same): parses the command line, builds
+the one `Settings` object and hands each subcommand to the module that does the work.
 
-Subcommands: `probe` (one measured request, JSON out), `run` (scheduler + API + /metrics in one
-process), `scheduler` (probing + /metrics, for production), `api` (read-only API replicas over the
-same database), `check-config PATH`, `db upgrade`.
+Subcommands: `probe` (one measured request, JSON out; `monitor.probes.cli`), `run` (scheduler +
+API + /metrics in one process), `scheduler` (probing + /metrics, for production), `api`
+(read-only API replicas over the same database) -- those three go to `llm_monitor.service`, which
+builds the process's resources -- `check-config PATH`, `db upgrade`.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from contextlib import suppress
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from llm_monitor.modes import ProcessMode
 from monitor.settings import Settings
 
 log = logging.getLogger("monitor")
@@ -45,18 +48,20 @@ def _port(text: str) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from monitor.probes import cli as probe_cli
 
-    parser = argparse.ArgumentParser(prog="llm-monitor", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="llm-monitor", description="Live TTFT / throughput monitoring of LLM provider endpoints."
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     probe = commands.add_parser("probe", help="run ONE probe and print its result as JSON")
     probe_cli.add_arguments(probe)
 
-    for name, help_text, default_port in (
-        ("run", "scheduler + API + /metrics in one process (the embedded default)", 8000),
-        ("scheduler", "probe on schedule and serve /metrics (production: one per deployment)", 9000),
-        ("api", "serve the API from the database (production: any number of replicas)", 8000),
+    for mode, help_text, default_port in (
+        (ProcessMode.RUN, "scheduler + API + /metrics in one process (the embedded default)", 8000),
+        (ProcessMode.SCHEDULER, "probe on schedule and serve /metrics (production: one per deployment)", 9000),
+        (ProcessMode.API, "serve the API from the database (production: any number of replicas)", 8000),
     ):
-        service = commands.add_parser(name, help=help_text)
+        service = commands.add_parser(mode.value, help=help_text)
         service.add_argument("--config", type=Path, help="endpoints YAML (default config/endpoints.yaml)")
         service.add_argument("--db", help="database URL (default $DATABASE_URL or sqlite:///./data/monitor.db)")
         service.add_argument("--host", help="listen address (default 127.0.0.1)")
@@ -64,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
         service.set_defaults(default_port=default_port)
         service.add_argument(
             "--interval", type=_positive_float, metavar="SECONDS",
-            help="override every endpoint's probe interval" if name != "api" else
+            help="override every endpoint's probe interval" if mode.probes else
             "the scheduler's --interval, if it has one (judges 'active': 2 intervals)",
         )
 
@@ -79,6 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
+    """Flags over the environment over the defaults; a service command's own default port
+    (9000 for `scheduler`) applies only when neither `--port` nor `LLM_MONITOR_PORT` sets one."""
     overrides: dict[str, Any] = {}
     if getattr(args, "config", None) is not None:
         overrides["config_path"] = args.config
@@ -88,11 +95,12 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         overrides["host"] = args.host
     if getattr(args, "port", None) is not None:
         overrides["port"] = args.port
-    elif hasattr(args, "default_port") and "LLM_MONITOR_PORT" not in os.environ:
-        overrides["port"] = args.default_port
     if getattr(args, "interval", None) is not None:
         overrides["interval_override_s"] = args.interval
-    return Settings(**overrides)
+    settings = Settings(**overrides)
+    if hasattr(args, "default_port") and "port" not in settings.model_fields_set:
+        settings = settings.model_copy(update={"port": args.default_port})
+    return settings
 
 
 def check_config(path: Path, environ: Mapping[str, str]) -> int:
@@ -147,7 +155,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
     from monitor.catalog import CatalogError, load_catalog
-    from monitor.service import serve
+    from llm_monitor.service import serve
 
     try:
         catalog = load_catalog(settings.config_path)
@@ -159,5 +167,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: None)
     with suppress(KeyboardInterrupt):
-        return asyncio.run(serve(settings, catalog, mode=args.command, environ=os.environ))
+        return asyncio.run(serve(settings, catalog, mode=ProcessMode(args.command), environ=os.environ))
     return 0
