@@ -1,7 +1,7 @@
 """The `llm-monitor probe` subcommand: one measured probe, printed as ONE JSON object with
 `--json` (one human-readable line without it).
 
-`monitor.cli` owns the top-level parser and calls `add_arguments` / `run`. Exit status: 0 when the
+`llm_monitor.cli` owns the top-level parser and calls `add_arguments` / `run`. Exit status: 0 when the
 probe ran, whatever its outcome (the outcome is in the JSON); argparse's 2 for bad arguments.
 """
 
