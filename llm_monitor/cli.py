@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import math
 import os
 import signal
 import sys
@@ -19,7 +20,10 @@ from contextlib import suppress
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from pydantic import ValidationError
+
 from llm_monitor.modes import ProcessMode
+from monitor.catalog.schema import INTERVAL_MAX_S, INTERVAL_MIN_S
 from monitor.settings import Settings
 
 log = logging.getLogger("monitor")
@@ -30,8 +34,16 @@ def _positive_float(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0: {text!r}")
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0: {text!r}")
+    return value
+
+
+def _interval(text: str) -> float:
+    value = _positive_float(text)
+    if not INTERVAL_MIN_S <= value <= INTERVAL_MAX_S:
+        raise argparse.ArgumentTypeError(
+            f"must be between {INTERVAL_MIN_S:g} and {INTERVAL_MAX_S:g} seconds: {text!r}")
     return value
 
 
@@ -68,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
         service.add_argument("--port", type=_port, help=f"listen port (default {default_port})")
         service.set_defaults(default_port=default_port)
         service.add_argument(
-            "--interval", type=_positive_float, metavar="SECONDS",
+            "--interval", type=_interval, metavar="SECONDS",
             help="override every endpoint's probe interval" if mode.probes else
             "the scheduler's --interval, if it has one (judges 'active': 2 intervals)",
         )
@@ -143,8 +155,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         settings = settings_from_args(args)
-    except Exception as exc:  # pydantic ValidationError: name the bad setting, no traceback
-        print(f"invalid settings: {exc}", file=sys.stderr)
+    except ValidationError as exc:  # one line per bad setting, named as its environment variable
+        for error in exc.errors():
+            name = "LLM_MONITOR_" + "_".join(str(part) for part in error["loc"]).upper()
+            print(f"invalid setting {name}: {error['msg']}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level)
     if args.command == "db":

@@ -12,6 +12,8 @@ from typing import Annotated
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from monitor.catalog.schema import INTERVAL_MAX_S, INTERVAL_MIN_S
+
 DEFAULT_DATABASE_URL = "sqlite:///./data/monitor.db"
 DEFAULT_CONFIG_PATH = Path("config/endpoints.yaml")
 
@@ -26,8 +28,8 @@ class Settings(BaseSettings):
     config_path: Path = DEFAULT_CONFIG_PATH
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
-    # Overrides every endpoint's interval (seconds). Tests use 1-5 s.
-    interval_override_s: float | None = Field(None, gt=0)
+    # Overrides every endpoint's interval (seconds), within the config's bounds. Tests use 1-5 s.
+    interval_override_s: float | None = Field(None, ge=INTERVAL_MIN_S, le=INTERVAL_MAX_S, allow_inf_nan=False)
     # Trailing window for medians and uptime.
     window_s: float = Field(24 * 3600, gt=0)
     # At most this many probes run at once, across all endpoints.

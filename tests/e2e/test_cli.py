@@ -77,3 +77,16 @@ def test_db_upgrade_creates_the_schema(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert db.exists()
     assert llm_monitor("db", "upgrade", "--db", f"sqlite:///{db}").returncode == 0  # idempotent
+
+
+def test_an_interval_override_beyond_the_config_bounds_is_one_line_naming_the_setting(tmp_path):
+    # 1e308 s would overflow the live figures' date arithmetic; 1 ms would flood a provider.
+    for value in ("1e308", "0.001", "inf"):
+        proc = llm_monitor("run", "--db", f"sqlite:///{tmp_path}/m.db", "--port", "0",
+                           env={"LLM_MONITOR_INTERVAL_OVERRIDE_S": value})
+        assert proc.returncode == 2, proc.stderr
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("invalid setting LLM_MONITOR_INTERVAL_OVERRIDE_S:"), proc.stderr
+        proc = llm_monitor("run", "--db", f"sqlite:///{tmp_path}/m.db", "--port", "0", "--interval", value)
+        assert proc.returncode == 2 and "--interval" in proc.stderr, proc.stderr
+    assert not (tmp_path / "m.db").exists()

@@ -40,7 +40,12 @@ def test_cors_origins_are_comma_separated_in_the_environment(monkeypatch):
     assert settings_for(["api"]).cors_origins == ["https://a.example", "https://b.example"]
 
 
-@pytest.mark.parametrize("argv", [["run", "--interval", "0"], ["run", "--interval", "x"], ["run", "--port", "70000"]])
+@pytest.mark.parametrize("argv", [
+    ["run", "--interval", "0"], ["run", "--interval", "x"], ["run", "--port", "70000"],
+    # The override has the config's bounds: no probe flood, no overflow in the live figures.
+    ["run", "--interval", "0.001"], ["run", "--interval", "1e308"], ["run", "--interval", "inf"],
+    ["run", "--interval", "nan"], ["scheduler", "--interval", "604801"],
+])
 def test_bad_flags_exit_with_usage_error(argv, capsys):
     with pytest.raises(SystemExit) as exc:
         build_parser().parse_args(argv)
