@@ -61,7 +61,7 @@ from monitor.probes.base import (
     TokenCountSource,
     WireProtocol,
 )
-from monitor.probes.framing import NDJSONDecoder, SSEDecoder
+from monitor.probes.framing import DECODERS
 from monitor.probes.meters import CpuMeter, LoopLagMonitor
 from monitor.probes.registry import PROTOCOLS
 from monitor.stats import decode_rate
@@ -532,7 +532,7 @@ async def _read_stream(response: httpx.Response, protocol: WireProtocol, target:
                        m: _Measurement, clock: ProbeClock, deadline: _Deadline,
                        limit: asyncio.Timeout) -> None:
     m.streaming = True
-    decoder = SSEDecoder() if protocol.framing == Framing.SSE else NDJSONDecoder()
+    decoder = DECODERS[protocol.framing]()
     parse = protocol.parse_event
     max_bytes = target.max_stream_bytes
     deadline.response_started(limit)
