@@ -10,7 +10,7 @@ from monitor.probes.base import Delta, ErrorKind, ProbeTarget, Secret, StreamDat
 from monitor.probes.cloudflare import PROTOCOL, parse_event
 from monitor.probes.engine import run_probe
 from monitor.probes.framing import SSEEvent
-from tests.probes.test_fixtures import replay_fixture
+from tests.probes.support import replay_fixture
 from tests.support.stream_server import Frame, json_response, sse_event, sse_stream_response
 
 KEY = "cf-secret-token-4242"
@@ -129,10 +129,6 @@ def test_trailing_slash_no_key_and_extra_body():
     assert PROTOCOL.warmup_url(t) == "https://gw.example/ai/models/search?per_page=1"
     assert PROTOCOL.warmup_headers(t) == {}
 
-
-def test_declaration():
-    assert PROTOCOL.name == "cloudflare"
-    assert PROTOCOL.requires_end_marker is True
 
 
 # ---------------------------------------------------------------------------- over a real socket
