@@ -25,7 +25,6 @@ if TYPE_CHECKING:
 METHODOLOGY_VERSION = "2026.11-2"
 
 
-
 class ErrorKind(enum.StrEnum):
     """Closed set of probe failure outcomes (the contract's `error_kind`)."""
 
