@@ -80,6 +80,14 @@ def _error_text(obj: Mapping[str, Any]) -> str:
     return str(error) if error else "error event"
 
 
+def error_message(doc: object) -> str | None:
+    """An HTTP error body: `{"type": "error", "error": {"type", "message"}}` (PROTOCOLS.md §3),
+    worded like the in-stream error event ("overloaded_error: Overloaded")."""
+    if isinstance(doc, Mapping) and isinstance(doc.get("error"), Mapping):
+        return _error_text(doc)
+    return None
+
+
 def _content_block_delta(obj: Mapping[str, Any]) -> Delta | None:
     delta = _mapping(obj, "delta", "content_block_delta")
     kind = delta.get("type")
@@ -148,4 +156,5 @@ PROTOCOL = WireProtocol(
     warmup_url=warmup_url,
     warmup_headers=warmup_headers,
     requires_end_marker=True,
+    error_message=error_message,
 )

@@ -11,18 +11,18 @@ import dataclasses
 import enum
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from pydantic import BaseModel, ConfigDict
+
+if TYPE_CHECKING:
+    from monitor.probes.framing import SSEEvent
 
 # Bumped whenever a change alters what a stored figure means (timing points, token counting,
 # formula, what counts as ok). Stored with every probe so old figures can be told apart from new
 # ones. 2026.11-2: a Gemini stream without any finishReason, or with an error object written
 # without `data:`, is a stream_error (it was ok when content had arrived).
 METHODOLOGY_VERSION = "2026.11-2"
-
-# Every protocol the engine speaks (config validation and the CLI check names against this).
-PROTOCOL_NAMES = ("openai", "cloudflare", "anthropic", "gemini", "ollama")
 
 
 class ErrorKind(enum.StrEnum):
@@ -169,7 +169,7 @@ class ProbeResult:
     dns_s: float | None = None  # cold-connection phases seen during warm-up
     tcp_s: float | None = None
     tls_s: float | None = None
-    content_chunks: int = 0  # stream events that carried a token (content, reasoning or tool call)
+    token_chunks: int = 0  # stream events that carried a token (content, reasoning or tool call)
     usage_tokens: int | None = None  # provider-reported output tokens
     # Token-bearing events that arrived in the same network read as the first one. 1: ttft_s is
     # exact to the read. More: the first token was read late, together with later ones (a busy
@@ -233,14 +233,19 @@ class WireProtocol:
     - `warmup_headers(target)` -> headers for the warm-up GET (auth where the provider wants it).
     - `parse_event(event)` -> Delta | None for one SSE event or NDJSON line; raises
       StreamDataError on malformed data. Pure: no I/O, no clocks.
+    - `error_message(doc)` -> the provider's message in a decoded non-2xx JSON error body, or
+      None to fall back to the generic reading (`outcomes.json_error_message`).
+
+    Registered by name in `monitor.probes.registry`.
     """
 
     name: str
     framing: Framing
-    build_request: Any  # Callable[[ProbeTarget, str], RequestSpec]
-    parse_event: Any  # Callable[[SSEEvent | str], Delta | None]
-    warmup_url: Any  # Callable[[ProbeTarget], str | None]
-    warmup_headers: Any = None  # Callable[[ProbeTarget], Mapping[str, str]] | None
+    build_request: Callable[[ProbeTarget, str], RequestSpec]
+    # Receives a framing.SSEEvent (Framing.SSE) or one line of text (Framing.NDJSON).
+    parse_event: Callable[[SSEEvent], Delta | None] | Callable[[str], Delta | None]
+    warmup_url: Callable[[ProbeTarget], str | None]
+    warmup_headers: Callable[[ProbeTarget], Mapping[str, str]] | None = None
     # True when a clean stream must end with an explicit marker (openai's [DONE], anthropic's
     # message_stop, ollama's done:true); EOF without it is then a stream_error. Gemini: False.
     requires_end_marker: bool = True
@@ -249,3 +254,14 @@ class WireProtocol:
     requires_finish_reason: bool = False
     # The pydantic model of the endpoint's `options` (the catalog validates them with it).
     options_model: type[ProtocolOptions] = ProtocolOptions
+    error_message: Callable[[object], str | None] | None = None
+
+
+def __getattr__(name: str) -> Sequence[str]:
+    # `PROTOCOL_NAMES` is the registry's live list of names; it is looked up on first use because
+    # the registry imports the protocol modules, which import this module.
+    if name == "PROTOCOL_NAMES":
+        from monitor.probes.registry import PROTOCOL_NAMES
+
+        return PROTOCOL_NAMES
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -84,6 +84,11 @@ def error_text(obj: Mapping[str, Any]) -> str | None:
     return None
 
 
+def error_message(doc: object) -> str | None:
+    """An HTTP error body: the v4 envelope (`errors[].code/message`), worded as in the stream."""
+    return error_text(doc) if isinstance(doc, Mapping) else None
+
+
 def parse_event(event: SSEEvent) -> Delta | None:
     data = event.data.strip()
     if not data:
@@ -140,4 +145,5 @@ PROTOCOL = WireProtocol(
     warmup_url=warmup_url,
     warmup_headers=warmup_headers,
     requires_end_marker=True,
+    error_message=error_message,
 )

@@ -1,9 +1,10 @@
 """The timing core: every probe, whatever its protocol, goes through `run_probe` here.
 
 Protocols are declarative (`WireProtocol`: build the request, parse one event, name a warm-up
-URL); this module owns the measurement, all clocks and the error taxonomy. Its network layer
-(sockets stamped on arrival, timed DNS, the shared client) is `transport.py`; the audit meters
-are `meters.py`.
+URL); this module owns the timeline: warm-up, send, read, measure, and all clocks. Which
+`ErrorKind` a failure is, its wording and the scrubbing of provider text are `outcomes.py`; the
+network layer (sockets stamped on arrival, timed DNS, the shared client) is `transport.py`; the
+audit meters are `meters.py`.
 
 How a probe measures (all intervals from `time.perf_counter_ns()`):
 1. Config checks (`config_error`) happen before any network call.
@@ -37,45 +38,33 @@ only `asyncio.CancelledError` (and interpreter-exiting errors) propagate.
 from __future__ import annotations
 
 import asyncio
-import email.utils
-import json
-import re
 import secrets
 import ssl
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Mapping
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
-import httpcore
 import httpx
 
+from monitor.probes import outcomes
 from monitor.probes.base import (
     Delta,
-    ErrorKind,
-    Framing,
     ProbeResult,
     ProbeTarget,
     RequestSpec,
     TokenCountSource,
     WireProtocol,
 )
-from monitor.probes.framing import NDJSONDecoder, SSEDecoder
+from monitor.probes.framing import DECODERS
 from monitor.probes.meters import CpuMeter, LoopLagMonitor
+from monitor.probes.outcomes import ProbeFailure
 from monitor.probes.registry import PROTOCOLS
 from monitor.probes.sanitize import sanitize
+from monitor.probes.transport import CURRENT_CLOCK, ProbeClock, decoded_body
 from monitor.probes.urls import http_url_problem
 from monitor.stats import decode_rate
-from monitor.probes.transport import (
-    CURRENT_CLOCK,
-    DNSLookupError,
-    DNSLookupTimeout,
-    ProbeClock,
-    decoded_body,
-    describe,
-    one_line,
-)
 
 __all__ = [
     "build_prompt",
@@ -110,16 +99,6 @@ def build_prompt(nonce: str) -> str:
 
 
 # --------------------------------------------------------------------------- measurement state
-
-class _ProbeFailure(Exception):
-    def __init__(self, kind: ErrorKind, message: str, *, status: int | None = None,
-                 retry_after_s: float | None = None) -> None:
-        super().__init__(message)
-        self.kind = kind
-        self.message = message
-        self.status = status
-        self.retry_after_s = retry_after_s
-
 
 class _Trace:
     """Collects httpcore trace events (`trace` request extension) of one request."""
@@ -213,7 +192,7 @@ class _Measurement:
         if delta.finish_reason:
             self.finish_reason = delta.finish_reason
 
-    def result(self, failure: _ProbeFailure | None) -> ProbeResult:
+    def result(self, failure: ProbeFailure | None) -> ProbeResult:
         start = self.request_start_ns if self.request_start_ns is not None else self.perf_start
         end = self.end_ns if self.end_ns is not None else time.perf_counter_ns()
 
@@ -231,16 +210,16 @@ class _Measurement:
         if output_tokens is not None and self.first_token_ns is not None and self.last_token_ns is not None:
             rate = decode_rate(output_tokens, self.token_chunks, self.first_token_ns / 1e9, self.last_token_ns / 1e9)
             tokens_per_second = None if rate is None else round(rate, 3)
-        error = None if failure is None else _scrub(failure.message, self.target)
-        return ProbeResult(
+        result = ProbeResult(
             ok=failure is None,
             error_kind=None if failure is None else failure.kind,
-            error=error,
+            error=None if failure is None else failure.message,
             http_status=self.http_status if failure is None or failure.status is None else failure.status,
             started_at=self.wall_start + timedelta(microseconds=(start - self.perf_start) / 1000),
             ttft_s=since_start(self.first_token_ns),
             # A connection that never came up has no set-up time (its phases stay in dns_s/tcp_s).
-            connect_s=None if failure is not None and failure.kind in _CONNECTION_KINDS else self.phases.connect_s(),
+            connect_s=(None if failure is not None and failure.kind in outcomes.CONNECTION_KINDS
+                       else self.phases.connect_s()),
             total_s=_s(end - start),
             output_tokens=output_tokens,
             token_count_source=source,
@@ -254,7 +233,7 @@ class _Measurement:
             dns_s=_s_or_none(self.phases.dns_ns),
             tcp_s=_s_or_none(self.phases.tcp_ns),
             tls_s=_s_or_none(self.phases.tls_ns),
-            content_chunks=self.token_chunks,
+            token_chunks=self.token_chunks,
             usage_tokens=self.usage_tokens,
             first_read_tokens=self.first_read_tokens,
             finish_reason=self.finish_reason,
@@ -263,9 +242,7 @@ class _Measurement:
             stream_bytes=self.stream_bytes,
             retry_after_s=None if failure is None else failure.retry_after_s,
         )
-
-
-_CONNECTION_KINDS = frozenset({ErrorKind.DNS_ERROR, ErrorKind.CONNECT_ERROR, ErrorKind.TLS_ERROR})
+        return outcomes.scrub_result(result, self.target)
 
 
 def _s(ns: int) -> float:
@@ -295,14 +272,14 @@ async def _probe(client: httpx.AsyncClient, target: ProbeTarget) -> ProbeResult:
     m = _Measurement(target, protocol.name if protocol is not None else target.protocol)
     problem = _config_problem(target, protocol)
     if problem is not None:
-        return m.result(_ProbeFailure(ErrorKind.CONFIG_ERROR, problem))
+        return m.result(outcomes.config_failure(problem))
     assert protocol is not None
     try:
         spec = protocol.build_request(target, build_prompt(new_nonce()))
         warmup_url = protocol.warmup_url(target)
         warmup_headers = dict(protocol.warmup_headers(target)) if protocol.warmup_headers else {}
     except Exception as exc:  # a protocol that cannot express this target is a config problem
-        return m.result(_ProbeFailure(ErrorKind.CONFIG_ERROR, f"cannot build request: {describe(exc)}"))
+        return m.result(outcomes.build_failure(exc))
 
     clock = ProbeClock()
     token = CURRENT_CLOCK.set(clock)
@@ -310,15 +287,14 @@ async def _probe(client: httpx.AsyncClient, target: ProbeTarget) -> ProbeResult:
         if warmup_url:
             await _warm_up(client, target, warmup_url, warmup_headers, m, clock)
         await _measure(client, target, protocol, spec, m, clock)
-    except _ProbeFailure as failure:
+    except ProbeFailure as failure:
         return m.result(failure)
     except asyncio.CancelledError:
         raise
     except Exception as exc:  # a bug or an unforeseen library error still yields a result
         if m.end_ns is None:
             m.end_ns = time.perf_counter_ns()
-        kind = ErrorKind.STREAM_ERROR if m.streaming else ErrorKind.HTTP_ERROR
-        return m.result(_ProbeFailure(kind, f"unexpected error: {describe(exc)}"))
+        return m.result(outcomes.unexpected_failure(exc, streaming=m.streaming))
     finally:
         CURRENT_CLOCK.reset(token)
     return m.result(None)
@@ -360,12 +336,13 @@ async def _warm_up(client: httpx.AsyncClient, target: ProbeTarget, url: str,
     except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
         _record_phases(m, trace, clock)
         m.end_ns = time.perf_counter_ns()
-        raise _connection_failure(exc, trace, target) from None
+        raise outcomes.connection_failure(exc, phase=trace.phase_in_progress(), target=target) from None
     except TimeoutError:
         if not trace.opened_connection or trace.phase_in_progress() is not None:
             _record_phases(m, trace, clock)
             m.end_ns = time.perf_counter_ns()
-            raise _connection_failure(httpx.ConnectTimeout("timed out"), trace, target) from None
+            raise outcomes.connection_failure(httpx.ConnectTimeout("timed out"), phase=trace.phase_in_progress(),
+                                              target=target) from None
     except (httpx.HTTPError, ssl.SSLError, OSError):
         pass  # the connection came up; a warm-up that fails later does not fail the probe
     _record_phases(m, trace, clock)
@@ -378,26 +355,6 @@ def _record_phases(m: _Measurement, trace: _Trace, clock: ProbeClock) -> None:
     # Our backend times TCP alone; with another backend the trace span includes DNS.
     m.phases.tcp_ns = clock.tcp_ns if clock.tcp_ns is not None else trace.span_ns("connect_tcp")
     m.phases.tls_ns = trace.span_ns("start_tls")
-
-
-def _connection_failure(exc: BaseException, trace: _Trace, target: ProbeTarget) -> _ProbeFailure:
-    timed_out = isinstance(exc, (httpx.TimeoutException, TimeoutError))
-    cause = exc.__cause__
-    if isinstance(cause, (DNSLookupError, DNSLookupTimeout)):
-        return _ProbeFailure(ErrorKind.DNS_ERROR, str(cause))
-    phase = trace.phase_in_progress()
-    # Our backend raises httpcore errors with a ready human reason; anything else gets its type.
-    reason = str(cause) if isinstance(cause, httpcore.NetworkError) and str(cause) else describe(cause or exc)
-    detail = "timed out" if timed_out else one_line(reason)
-    if phase == "start_tls":
-        return _ProbeFailure(ErrorKind.TLS_ERROR, f"TLS handshake failed: {detail}")
-    if isinstance(exc, httpx.PoolTimeout):
-        return _ProbeFailure(ErrorKind.TIMEOUT, "no free connection in the client pool in time")
-    host = urlsplit(target.base_url).netloc
-    if timed_out:
-        return _ProbeFailure(ErrorKind.CONNECT_ERROR,
-                             f"connecting to {host} timed out after {target.connect_timeout_s:g} s")
-    return _ProbeFailure(ErrorKind.CONNECT_ERROR, f"cannot connect to {host}: {detail}")
 
 
 class _Deadline:
@@ -459,17 +416,8 @@ class _Deadline:
             self.reason = "stall"
             limit.reschedule(self.loop.time())
 
-    def failure(self, *, headers_seen: bool) -> _ProbeFailure:
-        t = self.target
-        if self.reason == "stall":
-            text = f"stream stalled: no data for {t.stall_timeout_s:g} s"
-        elif self.reason == "first_token":
-            text = f"no first token within {t.first_token_timeout_s:g} s"
-        elif not headers_seen:
-            text = f"no response headers within the {t.timeout_s:g} s limit"
-        else:
-            text = f"stream not finished within the {t.timeout_s:g} s limit"
-        return _ProbeFailure(ErrorKind.TIMEOUT, text)
+    def failure(self, *, headers_seen: bool) -> ProbeFailure:
+        return outcomes.timeout_failure(self.reason, self.target, headers_seen=headers_seen)
 
 
 async def _measure(client: httpx.AsyncClient, target: ProbeTarget, protocol: WireProtocol,
@@ -499,27 +447,28 @@ async def _measure(client: httpx.AsyncClient, target: ProbeTarget, protocol: Wir
             m.http_status = response.status_code
             m.http_version = response.http_version
             if not 200 <= response.status_code < 300:
-                await _fail_on_status(response, m)
+                await _fail_on_status(response, protocol, m)
             await _reject_non_stream_body(response, protocol, m)
             await _read_stream(response, protocol, target, m, clock, deadline, limit)
-    except _ProbeFailure:
+    except ProbeFailure:
         if m.end_ns is None:
             m.end_ns = time.perf_counter_ns()
         raise
     except TimeoutError:
         m.end_ns = time.perf_counter_ns()
-        if trace.phase_in_progress() is not None:
-            raise _connection_failure(httpx.ConnectTimeout("timed out"), trace, target) from None
+        phase = trace.phase_in_progress()
+        if phase is not None:
+            raise outcomes.connection_failure(httpx.ConnectTimeout("timed out"), phase=phase, target=target) from None
         raise deadline.failure(headers_seen=response is not None) from None
     except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
         m.end_ns = time.perf_counter_ns()
-        raise _connection_failure(exc, trace, target) from None
+        raise outcomes.connection_failure(exc, phase=trace.phase_in_progress(), target=target) from None
     except (httpx.HTTPError, ssl.SSLError, OSError) as exc:
         m.end_ns = time.perf_counter_ns()
-        if response is None:
-            raise _ProbeFailure(ErrorKind.CONNECT_ERROR,
-                                f"connection lost before a response: {describe(exc)}") from None
-        raise _ProbeFailure(ErrorKind.STREAM_ERROR, _stream_break_text(exc)) from None
+        # A read after the request went out means the server answered something.
+        answered = m.request_start_ns is not None and clock.last_read_ns > m.request_start_ns
+        raise outcomes.transport_failure(exc, response_started=response is not None,
+                                         bytes_received=answered) from None
     finally:
         deadline.stop()
         if response is not None:
@@ -530,7 +479,7 @@ async def _read_stream(response: httpx.Response, protocol: WireProtocol, target:
                        m: _Measurement, clock: ProbeClock, deadline: _Deadline,
                        limit: asyncio.Timeout) -> None:
     m.streaming = True
-    decoder = SSEDecoder() if protocol.framing == Framing.SSE else NDJSONDecoder()
+    decoder = DECODERS[protocol.framing]()
     parse = protocol.parse_event
     max_bytes = target.max_stream_bytes
     deadline.response_started(limit)
@@ -543,7 +492,7 @@ async def _read_stream(response: httpx.Response, protocol: WireProtocol, target:
         m.stream_bytes += len(chunk)
         if m.stream_bytes > max_bytes:
             m.end_ns = read_ns
-            raise _ProbeFailure(ErrorKind.STREAM_ERROR, f"stream exceeded {max_bytes} bytes")
+            raise outcomes.stream_over_limit(max_bytes)
         had_token = m.first_token_ns is not None
         if _consume(decoder.feed(chunk), parse, m, read_ns):
             m.end_ns = read_ns
@@ -555,69 +504,50 @@ async def _read_stream(response: httpx.Response, protocol: WireProtocol, target:
     if _consume(decoder.flush(), parse, m, m.end_ns):
         return
     if m.events == 0 and m.stream_bytes > 0 and not decoder.comments:
-        raise _ProbeFailure(ErrorKind.STREAM_ERROR, "response body is not an event stream")
+        raise outcomes.not_an_event_stream()
     if protocol.requires_end_marker:
-        raise _ProbeFailure(ErrorKind.STREAM_ERROR,
-                            "stream ended without its end marker (truncated)")
+        raise outcomes.missing_end_marker()
     if protocol.requires_finish_reason and m.finish_reason is None:
-        raise _ProbeFailure(ErrorKind.STREAM_ERROR,
-                            "stream ended without a finish reason (truncated)")
+        raise outcomes.missing_finish_reason()
     if m.first_token_ns is None:
-        raise _ProbeFailure(ErrorKind.EMPTY_RESPONSE, "stream ended without any output token")
+        raise outcomes.ended_without_token()
 
 
 def _consume(items: list[Any], parse: Any, m: _Measurement, at_ns: int) -> bool:
-    """Parse complete events; returns True at the end marker. Raises _ProbeFailure in-band."""
+    """Parse complete events; returns True at the end marker. Raises ProbeFailure in-band."""
     for item in items:
         m.events += 1
         try:
             delta = parse(item)
         except (ValueError, TypeError, KeyError, AttributeError, IndexError) as exc:
-            raise _ProbeFailure(ErrorKind.STREAM_ERROR, f"malformed stream event: {describe(exc)}") from None
+            raise outcomes.malformed_event(exc) from None
         if delta is None:
             continue
         m.apply(delta, at_ns)
         if delta.error:
-            raise _ProbeFailure(ErrorKind.STREAM_ERROR, f"error event in stream: {one_line(delta.error)}")
+            raise outcomes.error_event(delta.error)
         if delta.done:
             if m.first_token_ns is None:
-                raise _ProbeFailure(ErrorKind.EMPTY_RESPONSE,
-                                    "stream finished without any output token"
-                                    + (f" (finish reason {m.finish_reason})" if m.finish_reason else ""))
+                raise outcomes.finished_without_token(m.finish_reason)
             return True
     return False
 
 
 async def _reject_non_stream_body(response: httpx.Response, protocol: WireProtocol, m: _Measurement) -> None:
     """A 2xx carrying a JSON document or an HTML page where a stream was asked for."""
-    content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
-    if not (content_type == "text/html"
-            or (protocol.framing == Framing.SSE and content_type == "application/json")):
+    content_type = response.headers.get("content-type", "")
+    if not outcomes.is_non_stream_body(content_type, protocol):
         return
     body = await _read_limited(response, _ERROR_BODY_LIMIT)
     m.end_ns = time.perf_counter_ns()
     m.stream_bytes = len(body)
-    detail = _error_detail(body, content_type)
-    raise _ProbeFailure(ErrorKind.STREAM_ERROR, f"HTTP {response.status_code} with a non-stream "
-                        f"{content_type} body" + (f": {detail}" if detail else ""))
+    raise outcomes.non_stream_body_failure(response.status_code, content_type, body, protocol)
 
 
-async def _fail_on_status(response: httpx.Response, m: _Measurement) -> None:
-    status = response.status_code
+async def _fail_on_status(response: httpx.Response, protocol: WireProtocol, m: _Measurement) -> None:
     body = await _read_limited(response, _ERROR_BODY_LIMIT)
     m.end_ns = time.perf_counter_ns()
-    detail = _error_detail(body, response.headers.get("content-type", ""))
-    text = f"HTTP {status}" + (f": {detail}" if detail else "")
-    if status in (401, 403):
-        raise _ProbeFailure(ErrorKind.AUTH_ERROR, text, status=status)
-    if status == 404:
-        raise _ProbeFailure(ErrorKind.NOT_FOUND, text, status=status)
-    if status in (429, 529):
-        retry_after = _retry_after_s(response.headers)
-        if retry_after is not None:
-            text += f" (retry after {retry_after:g} s)"
-        raise _ProbeFailure(ErrorKind.RATE_LIMITED, text, status=status, retry_after_s=retry_after)
-    raise _ProbeFailure(ErrorKind.HTTP_ERROR, text, status=status)
+    raise outcomes.status_failure(response.status_code, response.headers, body, protocol)
 
 
 async def _read_limited(response: httpx.Response, limit: int) -> bytes:
@@ -629,102 +559,3 @@ async def _read_limited(response: httpx.Response, limit: int) -> bytes:
         if size >= limit:
             break
     return b"".join(parts)[:limit]
-
-
-def _retry_after_s(headers: httpx.Headers) -> float | None:
-    value = headers.get("retry-after-ms")
-    if value:
-        try:
-            return max(0.0, float(value) / 1000)
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return max(0.0, round((when - datetime.now(timezone.utc)).total_seconds(), 3))
-
-
-_TITLE = re.compile(rb"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
-_TAG = re.compile(r"<[^>]+>")
-
-
-def _error_detail(body: bytes, content_type: str) -> str:
-    """A short human message from an error body: provider JSON, an HTML page or plain text."""
-    if not body.strip():
-        return ""
-    text = body.decode("utf-8", errors="replace").strip()
-    if "html" in content_type.lower() or text[:15].lower().startswith(("<!doctype", "<html")):
-        match = _TITLE.search(body)
-        title = one_line(_TAG.sub("", match.group(1).decode("utf-8", "replace"))) if match else ""
-        return f"HTML error page ({title})" if title else "HTML error page"
-    try:
-        doc = json.loads(text)
-    except ValueError:
-        return one_line(text)
-    message = _json_error_message(doc)
-    return one_line(message) if message else one_line(text)
-
-
-def _json_error_message(doc: Any) -> str | None:
-    if isinstance(doc, list) and doc:
-        return _json_error_message(doc[0])  # Gemini sometimes wraps the error in a list
-    if not isinstance(doc, dict):
-        return None
-    error = doc.get("error")
-    if isinstance(error, dict):
-        message = error.get("message") or error.get("type") or error.get("status")
-        return str(message) if message else None
-    if isinstance(error, str) and error:
-        return error
-    errors = doc.get("errors")  # Cloudflare v4 envelope
-    if isinstance(errors, list) and errors and isinstance(errors[0], dict):
-        first = errors[0]
-        code = first.get("code")
-        return f"{first.get('message', '')}" + (f" (code {code})" if code is not None else "")
-    for key in ("message", "detail"):
-        if isinstance(doc.get(key), str):
-            return doc[key]
-    return None
-
-
-def _stream_break_text(exc: BaseException) -> str:
-    if isinstance(exc, httpx.ReadError) or isinstance(exc, ConnectionResetError):
-        return "connection reset mid-stream"
-    if isinstance(exc, httpx.RemoteProtocolError):
-        return f"connection closed mid-stream ({one_line(str(exc))})"
-    return f"stream broke: {describe(exc)}"
-
-
-_MIN_KEY_PREFIX = 4
-
-
-def _scrub(text: str, target: ProbeTarget) -> str:
-    """Belt and braces: no error text ever carries the key, even if a server echoes it. Error
-    texts are cut to a bounded length before they get here, and a cut can land inside an echoed
-    key (`...provided: sk-AUDIT-S…`), so any run of the key's first characters (4 or more) goes
-    as well as the whole key."""
-    if target.api_key is None:
-        return text
-    key = target.api_key.reveal()
-    if len(key) < _MIN_KEY_PREFIX:
-        return text
-    for form in {key, quote(key, safe=""), quote(key)}:
-        text = text.replace(form, "***")
-        start = text.find(form[:_MIN_KEY_PREFIX])
-        while start != -1:
-            run = _MIN_KEY_PREFIX
-            while run < len(form) and start + run < len(text) and text[start + run] == form[run]:
-                run += 1
-            text = text[:start] + "***" + text[start + run:]
-            start = text.find(form[:_MIN_KEY_PREFIX], start + 3)
-    return text

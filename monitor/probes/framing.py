@@ -175,3 +175,11 @@ class NDJSONDecoder:
     def flush(self) -> list[str]:
         tail = self._lines.flush()
         return [tail] if tail is not None and tail.strip() else []
+
+
+# The one map from a protocol's framing (`base.Framing`, a str enum, so its members are these
+# keys) to its decoder class; the engine and the tests read it.
+DECODERS: dict[str, type[SSEDecoder] | type[NDJSONDecoder]] = {
+    "sse": SSEDecoder,
+    "ndjson": NDJSONDecoder,
+}

@@ -105,6 +105,17 @@ def _error_text(error: Any) -> str:
     return str(error)
 
 
+def error_message(doc: object) -> str | None:
+    """An HTTP error body: `{"error": {"code", "message", "status", "details"}}`, sometimes
+    wrapped in a list (PROTOCOLS.md §4), worded like the in-stream error ("429 RESOURCE_EXHAUSTED:
+    ...")."""
+    if isinstance(doc, list) and doc:
+        doc = doc[0]
+    if isinstance(doc, Mapping) and isinstance(doc.get("error"), Mapping):
+        return _error_text(doc["error"])
+    return None
+
+
 def parse_event(event: SSEEvent) -> Delta | None:
     if not event.data.strip():
         return None
@@ -162,4 +173,5 @@ PROTOCOL = WireProtocol(
     requires_end_marker=False,
     requires_finish_reason=True,
     options_model=Options,
+    error_message=error_message,
 )

@@ -26,8 +26,6 @@ class Options(ProtocolOptions):
     max_tokens_field: Literal["max_tokens", "max_completion_tokens"] = "max_tokens"
     include_usage: bool = True
 
-# Compatible providers put reasoning text under one of these delta keys (see PROTOCOLS.md §1).
-
 
 def _auth_headers(target: ProbeTarget) -> dict[str, str]:
     return wire.bearer_headers(target, header="authorization")
@@ -108,6 +106,16 @@ def _text(value: Any) -> str:
 
 
 
+def error_message(doc: object) -> str | None:
+    """An HTTP error body: `{"error": {"message", "type", "code", ...}}` (PROTOCOLS.md §1)."""
+    if isinstance(doc, Mapping):
+        error = doc.get("error")
+        if isinstance(error, Mapping):
+            message = error.get("message") or error.get("type") or error.get("code")
+            return str(message) if message else None
+    return None
+
+
 def _usage_tokens(chunk: Mapping[str, Any]) -> int | None:
     """completion_tokens from `usage` on any chunk, else from Groq's `x_groq.usage`."""
     for holder in (chunk, chunk.get("x_groq")):
@@ -138,4 +146,5 @@ PROTOCOL = WireProtocol(
     warmup_headers=warmup_headers,
     requires_end_marker=True,
     options_model=Options,
+    error_message=error_message,
 )

@@ -7,7 +7,7 @@ the result in which every field is within what the table (`monitor/models.py`) a
 
 - Integer columns (`INTEGER`, 32-bit on PostgreSQL) hold 0 ..= 2**31 - 1; `stream_bytes`
   (`BIGINT`) 0 ..= 2**63 - 1. A count outside its range becomes None where the column is nullable
-  and is clamped into range where it is not (`content_chunks`, `first_read_tokens`,
+  and is clamped into range where it is not (`token_chunks`, `first_read_tokens`,
   `stream_bytes`: our own counts, naturally far below the bound, so the clamp never fires in
   practice and only keeps the row writable). `http_status` outside 100 ..= 999 is None.
 - `usage_tokens` is the audit of what the provider claimed, so it saturates instead of vanishing:
@@ -67,7 +67,7 @@ _TEXT_LIMITS = {
     "protocol": 256,
     "model": 256,
 }
-_REQUIRED_COUNTS = {"content_chunks": INT32_MAX, "first_read_tokens": INT32_MAX, "stream_bytes": INT64_MAX}
+_REQUIRED_COUNTS = {"token_chunks": INT32_MAX, "first_read_tokens": INT32_MAX, "stream_bytes": INT64_MAX}
 _DURATIONS = ("ttft_s", "connect_s", "total_s", "first_answer_s", "first_reasoning_s", "last_token_s",
               "headers_s", "dns_s", "tcp_s", "tls_s", "loop_lag_s", "cpu_s")
 _UNSAFE_CHARS = re.compile("[\x00\ud800-\udfff]")
@@ -112,7 +112,7 @@ def usage_is_plausible(usage: int, token_chunks: int, max_tokens: int | None) ->
 def reconcile_usage(result: ProbeResult, usage: int | None, *, max_tokens: int | None) -> ProbeResult:
     """Use the provider's count `usage` only when it is plausible; recompute the decode rate from
     the count used. `result` must already hold sanitised counts."""
-    chunks = result.content_chunks
+    chunks = result.token_chunks
     output_tokens, source = result.output_tokens, result.token_count_source
     if source == TokenCountSource.USAGE and (usage is None or not usage_is_plausible(usage, chunks, max_tokens)):
         output_tokens, source = chunks, TokenCountSource.ESTIMATE

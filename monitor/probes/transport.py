@@ -1,7 +1,8 @@
 """The probes' network layer: how response bytes reach the timing core, and when they arrived.
 
-Owns the shared HTTP client (`build_client`), the httpcore network backend under it, the per-probe
-clock that backend writes into, and the DNS error types the engine (`engine.py`) classifies.
+Owns the shared HTTP client (`build_client`), the httpcore network backend under it and the
+per-probe clock that backend writes into. The errors it raises (the DNS error types, httpcore
+errors with a human reason) are classified in `outcomes.py`.
 
 Why each piece exists:
 - Kernel receive timestamps (`_StampedSocket`). Each socket read also fetches the time the kernel
@@ -31,7 +32,6 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import ipaddress
-import os
 import platform
 import socket
 import ssl
@@ -48,21 +48,16 @@ import httpcore
 import httpx
 
 from monitor.probes.base import METHODOLOGY_VERSION
+from monitor.probes.outcomes import DNSLookupError, DNSLookupTimeout, describe, os_reason
 
 __all__ = [
     "CURRENT_CLOCK",
-    "DNSLookupError",
-    "DNSLookupTimeout",
     "ProbeClock",
     "build_client",
     "decoded_body",
-    "describe",
-    "one_line",
-    "os_reason",
 ]
 
 USER_AGENT = f"llm-endpoint-monitor/{METHODOLOGY_VERSION}"
-_MAX_ERROR_TEXT = 240
 
 
 # --------------------------------------------------------------------------- clocks
@@ -81,14 +76,6 @@ class ProbeClock:
 CURRENT_CLOCK: contextvars.ContextVar[ProbeClock | None] = contextvars.ContextVar(
     "probe_clock", default=None
 )
-
-
-class DNSLookupError(httpcore.ConnectError):
-    """Name resolution failed (subclass so httpx maps it to ConnectError; we find it as __cause__)."""
-
-
-class DNSLookupTimeout(httpcore.ConnectTimeout):
-    pass
 
 
 # Flow control for a connection's receive buffer (the probe reads far faster than providers send).
@@ -553,24 +540,3 @@ def _through(layers: list[_Inflater], data: bytes) -> Iterator[bytes]:
             yield from _through(rest, piece)
         else:
             yield piece
-
-
-# --------------------------------------------------------------------------- error text
-
-def os_reason(exc: BaseException) -> str:
-    """'connection refused' rather than "ConnectionRefusedError: [Errno 111] Connect call failed"."""
-    if isinstance(exc, ssl.SSLError):
-        return one_line(exc.reason or str(exc)).lower().replace("_", " ")
-    if isinstance(exc, OSError) and exc.errno:
-        return os.strerror(exc.errno).lower()
-    return describe(exc)
-
-
-def describe(exc: BaseException) -> str:
-    text = one_line(str(exc))
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
-def one_line(text: str) -> str:
-    text = " ".join(str(text).split())
-    return text if len(text) <= _MAX_ERROR_TEXT else text[: _MAX_ERROR_TEXT - 1] + "…"

@@ -18,7 +18,7 @@ import pytest
 
 from tests.e2e.conftest import wait_until
 from tests.e2e.test_reliability import MODEL, config_for, provider  # noqa: F401  (fixture)
-from tests.support.stream_server import StreamServer, json_response, openai_stream, sse_stream_response
+from monitor.testing.stream_server import StreamServer, json_response, openai_stream, sse_stream_response
 
 HEALTH_DEADLINE_S = 1.0
 

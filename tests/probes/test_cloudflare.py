@@ -10,7 +10,7 @@ from monitor.probes.base import Delta, ErrorKind, ProbeTarget, Secret, StreamDat
 from monitor.probes.cloudflare import PROTOCOL, parse_event
 from monitor.probes.engine import run_probe
 from monitor.probes.framing import SSEEvent
-from tests.probes.test_fixtures import replay_fixture
+from tests.probes.support import replay_fixture
 from monitor.testing.stream_server import Frame, json_response, sse_event, sse_stream_response
 
 KEY = "cf-secret-token-4242"
@@ -130,10 +130,6 @@ def test_trailing_slash_no_key_and_extra_body():
     assert PROTOCOL.warmup_headers(t) == {}
 
 
-def test_declaration():
-    assert PROTOCOL.name == "cloudflare"
-    assert PROTOCOL.requires_end_marker is True
-
 
 # ---------------------------------------------------------------------------- over a real socket
 
@@ -161,7 +157,7 @@ async def test_probe_measures_a_native_stream(server, client):
     assert result.ttft_s == pytest.approx(served.ttft_truth_s(), abs=0.010)
     assert result.ttft_s >= 0.110
     assert result.output_tokens == 9 and result.token_count_source == TokenCountSource.USAGE
-    assert result.content_chunks == 5
+    assert result.token_chunks == 5
     # the warm-up opened the connection the measured request then used
     assert warmup.query == {"per_page": "1"} and warmup.headers["authorization"] == f"Bearer {KEY}"
     assert served.connection_id == warmup.connection_id

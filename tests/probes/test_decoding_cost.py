@@ -126,7 +126,7 @@ async def test_a_compressed_stream_still_decodes(server, client, coding):
         frames=frames_of(encoded, 97)))
     result = await run_probe(client, target(server.url))
     assert result.ok, result.error
-    assert result.content_chunks == 40 and result.output_tokens == 40
+    assert result.token_chunks == 40 and result.output_tokens == 40
 
 
 def long_line_stream(size: int) -> ScriptedResponse:
@@ -162,4 +162,4 @@ async def test_a_deflate_stream_whose_first_read_is_one_byte_still_decodes(serve
         status=200, headers={"content-type": "text/event-stream", "content-encoding": "deflate"}, frames=frames))
     result = await run_probe(client, target(server.url))
     assert result.ok, result.error
-    assert result.content_chunks == 5
+    assert result.token_chunks == 5

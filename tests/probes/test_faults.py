@@ -141,9 +141,14 @@ async def test_first_token_limit(server, client):
 
 async def test_stall_mid_stream(server, client):
     server.route("POST", CHAT, sse_stream_response(role_then(token(), token(), token(delay=30))))
-    result = await probe(client, target(f"{server.url}/v1", stall_timeout_s=0.4), 0.4 + 0.1)
-    assert result.error_kind == ErrorKind.TIMEOUT and "stalled" in result.error
-    assert result.ttft_s is not None and result.content_chunks == 2  # partial figures are kept
+    result = await probe(client, target(f"{server.url}/v1", stall_timeout_s=0.4, timeout_s=5.0), 0.4 + 0.1)
+    assert result.error_kind == ErrorKind.TIMEOUT
+    assert result.error == "stream stalled: no data for 0.4 s"
+    # It ended on the stall limit after the last read, not on the 5 s overall limit.
+    assert result.total_s - result.last_token_s == pytest.approx(0.4, abs=0.25)
+    assert result.total_s < 1.0
+    assert result.ttft_s is not None and result.token_chunks == 2  # partial figures are kept
+    assert result.stream_bytes > 0 and result.http_status == 200
 
 
 async def test_never_ending_stream_times_out_at_the_total_limit(server, client):
@@ -166,7 +171,7 @@ async def test_connection_lost_mid_stream(server, client, end, text):
     result = await probe(client, target(f"{server.url}/v1"), 5.0)
     assert result.error_kind == ErrorKind.STREAM_ERROR
     assert text in result.error
-    assert result.content_chunks == 2
+    assert result.token_chunks == 2
 
 
 async def test_invalid_json_event(server, client):

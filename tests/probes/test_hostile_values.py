@@ -107,7 +107,7 @@ async def test_usage_contradicting_the_stream_falls_back_to_the_chunk_count(serv
     server.route("POST", path, response)
     result = await run_probe(client, target(protocol, server.url, max_tokens=128))
     assert result.ok, result.error
-    assert result.output_tokens == len(WORDS) and result.content_chunks == len(WORDS)
+    assert result.output_tokens == len(WORDS) and result.token_chunks == len(WORDS)
     assert result.token_count_source == TokenCountSource.ESTIMATE
     assert result.usage_tokens == usage  # the rejected claim stays in the audit record
     assert result.tokens_per_second is not None and result.tokens_per_second > 0

@@ -3,47 +3,27 @@ so these replay bytes through the SSE decoder), plus the request it builds."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from monitor.probes.base import Delta, ProbeTarget, Secret, StreamDataError
 from monitor.probes.framing import SSEDecoder, SSEEvent
 from monitor.probes.openai import PROTOCOL, parse_event
-
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "protocols"
-
-
-def replay(raw: bytes, *, split: int | None = None) -> list[Delta]:
-    """Feed bytes through the decoder (optionally in `split`-byte reads) and parse each event."""
-    decoder = SSEDecoder()
-    events: list[SSEEvent] = []
-    pieces = [raw] if split is None else [raw[i:i + split] for i in range(0, len(raw), split)]
-    for piece in pieces:
-        events += decoder.feed(piece)
-    events += decoder.flush()
-    return [d for d in map(parse_event, events) if d is not None]
+from tests.probes.support import read_fixture, replay_bytes, replay_fixture
 
 
-def is_token(d: Delta) -> bool:
-    return bool(d.content or d.reasoning or d.tool_call)
-
-
-@pytest.mark.parametrize("split", [None, 1, 7])
-def test_recorded_openai_stream(split):
-    deltas = replay((FIXTURES / "openai_chat_stream_len1.sse").read_bytes(), split=split)
-    assert len(deltas) == 5
-    role_only, text, finish, usage, done = deltas
-    assert not is_token(role_only)  # role-only first chunk with content "" is not a token
-    assert text.content == '{"' and is_token(text)
-    assert finish.finish_reason == "length" and not is_token(finish)
-    assert usage.usage_output_tokens == 1 and not is_token(usage)  # usage with choices: []
-    assert done.done and not any(d.done for d in deltas[:-1])
-    assert all(d.error is None for d in deltas)
+def test_recorded_openai_stream():
+    replay = replay_fixture(PROTOCOL, "openai_chat_stream_len1.sse")
+    assert len(replay.deltas) == 5
+    role_only, text, finish, usage, done = replay.deltas
+    assert not role_only.has_token  # role-only first chunk with content "" is not a token
+    assert text.content == '{"' and text.has_token
+    assert finish.finish_reason == "length" and not finish.has_token
+    assert usage.usage_output_tokens == 1 and not usage.has_token  # usage with choices: []
+    assert replay.done_is_last and replay.errors == []
 
 
 def test_openrouter_midstream_error_after_a_comment():
-    raw = (FIXTURES / "openrouter_midstream_error.sse").read_bytes()
+    raw = read_fixture("openrouter_midstream_error.sse")
     decoder = SSEDecoder()
     events = decoder.feed(raw) + decoder.flush()
     assert decoder.comments == 1  # ": OPENROUTER PROCESSING" never reaches the JSON parser
@@ -109,9 +89,9 @@ def test_comments_and_crlf_framing():
     raw = (b": keep-alive\r\n\r\ndata: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"a\"}}]}\r\n\r\n"
            b": OPENROUTER PROCESSING\n\ndata: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"b\"}}]}\r\r"
            b"data: [DONE]")  # no trailing blank line: flushed at EOF
-    deltas = replay(raw, split=3)
-    assert [d.content for d in deltas if d.content] == ["a", "b"]
-    assert deltas[-1].done
+    replay = replay_bytes(PROTOCOL, raw)
+    assert [d.content for d in replay.deltas if d.content] == ["a", "b"]
+    assert replay.done_is_last
 
 
 def target(**kw) -> ProbeTarget:

@@ -15,7 +15,7 @@ def result(**kw) -> ProbeResult:
     fields = dict(ok=True, error_kind=None, error=None, http_status=200,
                   started_at=datetime(2026, 1, 1, tzinfo=timezone.utc), ttft_s=0.1, connect_s=0.01,
                   total_s=0.5, output_tokens=20, token_count_source=TokenCountSource.USAGE,
-                  tokens_per_second=47.5, content_chunks=20, usage_tokens=20, first_read_tokens=1,
+                  tokens_per_second=47.5, token_chunks=20, usage_tokens=20, first_read_tokens=1,
                   last_token_s=0.5, stream_bytes=4000)
     fields.update(kw)
     return ProbeResult(**fields)
@@ -48,9 +48,9 @@ def test_http_status_is_a_three_digit_code(status, expected):
 
 
 def test_required_counts_are_clamped_into_their_columns():
-    clean = sanitize(result(content_chunks=-1, first_read_tokens=2**40, stream_bytes=2**70,
+    clean = sanitize(result(token_chunks=-1, first_read_tokens=2**40, stream_bytes=2**70,
                             token_count_source=TokenCountSource.ESTIMATE, output_tokens=None))
-    assert (clean.content_chunks, clean.first_read_tokens, clean.stream_bytes) == (0, INT32_MAX, 2**63 - 1)
+    assert (clean.token_chunks, clean.first_read_tokens, clean.stream_bytes) == (0, INT32_MAX, 2**63 - 1)
 
 
 @pytest.mark.parametrize(("usage", "chunks", "max_tokens", "plausible"), [
