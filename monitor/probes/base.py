@@ -11,7 +11,7 @@ import dataclasses
 import enum
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from pydantic import BaseModel, ConfigDict
 
@@ -256,12 +256,3 @@ class WireProtocol:
     options_model: type[ProtocolOptions] = ProtocolOptions
     error_message: Callable[[object], str | None] | None = None
 
-
-def __getattr__(name: str) -> Sequence[str]:
-    # `PROTOCOL_NAMES` is the registry's live list of names; it is looked up on first use because
-    # the registry imports the protocol modules, which import this module.
-    if name == "PROTOCOL_NAMES":
-        from monitor.probes.registry import PROTOCOL_NAMES
-
-        return PROTOCOL_NAMES
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
