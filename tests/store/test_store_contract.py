@@ -15,7 +15,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlmodel import SQLModel
 
-from monitor.models import probe_table
+from monitor.store.tables import probe_table
 from monitor.probes.base import METHODOLOGY_VERSION, ErrorKind, ProbeResult, TokenCountSource
 from monitor.stats import ProbeSample
 from monitor.store import (
