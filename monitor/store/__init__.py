@@ -8,6 +8,8 @@ service builds a concrete store with `open_store(url)` and passes it in.
 - `database.py`: database URLs, driver choice, SQLite pragmas, driver-error translation and
   the alembic migrations (`monitor/migrations`).
 - `tables.py`: the SQLModel table definitions the queries use.
+- `memory.py`: `InMemoryStore`, the same contract in process memory (tests, benchmarks), with
+  an explicit switch that makes it unavailable.
 
 Errors: every verb raises `StoreUnavailableError` when the database cannot serve it now
 (retry later: the runner buffers), and `StoreError` when it refuses the data (retrying the same
@@ -76,6 +78,7 @@ from monitor.store.database import (  # noqa: E402
     upgrade,
     upgrade_async,
 )
+from monitor.store.memory import InMemoryStore  # noqa: E402
 from monitor.store.sql import (  # noqa: E402
     FAILURE_LOOKBACK,
     SQLStore,
@@ -88,6 +91,7 @@ from monitor.store.sql import (  # noqa: E402
 
 __all__ = [
     "FAILURE_LOOKBACK",
+    "InMemoryStore",
     "SQLStore",
     "Store",
     "StoreError",

@@ -58,7 +58,7 @@ FAILURE_LOOKBACK = 50
 _IDS_PER_LOOKUP = 5000
 
 
-def _result_to_row(model_id: str, provider: str, result: ProbeResult) -> dict[str, Any]:
+def result_to_row(model_id: str, provider: str, result: ProbeResult) -> dict[str, Any]:
     started_at = result.started_at
     if started_at.tzinfo is None or started_at.utcoffset() is None:
         raise ValueError(f"{model_id}/{provider}: started_at must be timezone-aware (UTC)")
@@ -69,7 +69,7 @@ def _result_to_row(model_id: str, provider: str, result: ProbeResult) -> dict[st
     return row
 
 
-def _row_to_result(row: sa.RowMapping) -> ProbeResult:
+def row_to_result(row: sa.RowMapping) -> ProbeResult:
     values = {name: row[name] for name in _RESULT_FIELDS}
     if values["error_kind"] is not None:
         values["error_kind"] = ErrorKind(values["error_kind"])
@@ -247,7 +247,7 @@ class SQLStore:
     async def insert_results(self, rows: list[tuple[str, str, ProbeResult]]) -> None:
         if not rows:
             return
-        values = [_result_to_row(model_id, provider, result) for model_id, provider, result in rows]
+        values = [result_to_row(model_id, provider, result) for model_id, provider, result in rows]
         probe = probe_table()
         with database_errors("insert_results"):
             async with writing(self._engine) as connection:
@@ -264,7 +264,7 @@ class SQLStore:
             return []
         async with self._reading("recent_results") as connection:
             result = await connection.execute(recent_results_statement(model_id, provider, limit))
-            return [_row_to_result(row) for row in result.mappings()]
+            return [row_to_result(row) for row in result.mappings()]
 
     async def window_samples(self, model_id: str, provider: str, since: datetime) -> list[ProbeSample]:
         statement = window_samples_statement(model_id, provider, _require_aware(since, "since"))
@@ -343,7 +343,7 @@ class SQLStore:
                 chunk = ids[start : start + _IDS_PER_LOOKUP]
                 rows = await connection.execute(sa.select(probe).where(probe.c.id.in_(chunk)))
                 for row in rows.mappings():
-                    results[(row["model_id"], row["provider"])] = _row_to_result(row)
+                    results[(row["model_id"], row["provider"])] = row_to_result(row)
         return results
 
     @contextlib.asynccontextmanager

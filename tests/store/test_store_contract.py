@@ -1,5 +1,7 @@
-"""The Store contract, run on SQLite and on PostgreSQL (see conftest.py): every verb, every
-ProbeResult field, migrations, URL handling and failure behaviour."""
+"""The Store contract, run on InMemoryStore, SQLite and PostgreSQL (see conftest.py): every verb,
+every ProbeResult field, refused values and failure behaviour. Migrations, schema, pragmas, URL
+handling and driver errors are about SQL and run on the two SQL backends only (`sql_store`,
+`database_url`, `fresh_database_url`)."""
 
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from monitor.probes.base import METHODOLOGY_VERSION, ErrorKind, ProbeResult, Tok
 from monitor.stats import ProbeSample
 from monitor.store import (
     FAILURE_LOOKBACK,
+    InMemoryStore,
     SQLStore,
     Store,
     StoreError,
@@ -134,7 +137,7 @@ def test_every_probe_result_field_has_a_column() -> None:
     assert columns - fields == {"id", "model_id", "provider"}
 
 
-async def test_round_trip_of_every_field(store: SQLStore) -> None:
+async def test_round_trip_of_every_field(store: Store) -> None:
     full = fully_populated_result()
     rate_limited = failed_result_with_enums()
     await store.insert_results([(MODEL, "Anthropic", full), (MODEL, "Google", rate_limited)])
@@ -153,7 +156,7 @@ async def test_round_trip_of_every_field(store: SQLStore) -> None:
     assert got_full.to_dict() == full.to_dict() | {"started_at": "2026-03-01T12:30:15.123456Z"}
 
 
-async def test_minimal_result_keeps_defaults_and_nulls(store: SQLStore) -> None:
+async def test_minimal_result_keeps_defaults_and_nulls(store: Store) -> None:
     minimal = ProbeResult(
         ok=False, error_kind=ErrorKind.CONFIG_ERROR, error="CLOUDFLARE_API_TOKEN is not set",
         http_status=None, started_at=T0, ttft_s=None, connect_s=None, total_s=None,
@@ -165,14 +168,14 @@ async def test_minimal_result_keeps_defaults_and_nulls(store: SQLStore) -> None:
     assert got.methodology == METHODOLOGY_VERSION and got.protocol == "" and got.total_s is None
 
 
-async def test_error_kind_is_stored_as_its_string_value(store: SQLStore) -> None:
-    await store.insert_results([(MODEL, "P", failed(T0, ErrorKind.STREAM_ERROR))])
-    async with store.engine.connect() as connection:
+async def test_error_kind_is_stored_as_its_string_value(sql_store: SQLStore) -> None:
+    await sql_store.insert_results([(MODEL, "P", failed(T0, ErrorKind.STREAM_ERROR))])
+    async with sql_store.engine.connect() as connection:
         stored = (await connection.execute(sa.text("SELECT error_kind FROM probe_result"))).scalar_one()
     assert stored == "stream_error"
 
 
-async def test_naive_timestamps_are_refused(store: SQLStore) -> None:
+async def test_naive_timestamps_are_refused(store: Store) -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
         await store.insert_results([(MODEL, "P", make_result(datetime(2026, 3, 1, 12, 0)))])
     with pytest.raises(ValueError, match="timezone-aware"):
@@ -183,7 +186,7 @@ async def test_naive_timestamps_are_refused(store: SQLStore) -> None:
 # --- ordering, limits, windows --------------------------------------------------------------
 
 
-async def test_recent_results_newest_first_with_limit(store: SQLStore) -> None:
+async def test_recent_results_newest_first_with_limit(store: Store) -> None:
     times = [T0 + timedelta(minutes=m) for m in (3, 0, 4, 1, 2)]  # inserted out of order
     await store.insert_results([(MODEL, "A", make_result(t, ttft_s=t.minute / 100)) for t in times[:3]])
     await store.insert_results([(MODEL, "A", make_result(t, ttft_s=t.minute / 100)) for t in times[3:]])
@@ -204,7 +207,7 @@ async def test_recent_results_newest_first_with_limit(store: SQLStore) -> None:
         await store.recent_results(MODEL, "A", -1)
 
 
-async def test_same_start_time_orders_by_insertion(store: SQLStore) -> None:
+async def test_same_start_time_orders_by_insertion(store: Store) -> None:
     await store.insert_results([(MODEL, "A", make_result(T0, http_status=200))])
     await store.insert_results([(MODEL, "A", failed(T0))])
     first, second = await store.recent_results(MODEL, "A", 2)
@@ -212,7 +215,7 @@ async def test_same_start_time_orders_by_insertion(store: SQLStore) -> None:
     assert (await store.latest_results())[(MODEL, "A")].ok is False
 
 
-async def test_window_samples_filters_by_since_and_endpoint(store: SQLStore) -> None:
+async def test_window_samples_filters_by_since_and_endpoint(store: Store) -> None:
     rows = [
         (MODEL, "A", make_result(T0 - timedelta(hours=25), ttft_s=9.0)),  # outside the window
         (MODEL, "A", make_result(T0, ttft_s=0.5, tokens_per_second=40.0)),  # exactly at since
@@ -239,7 +242,7 @@ async def test_window_samples_filters_by_since_and_endpoint(store: SQLStore) -> 
 # --- latest per endpoint ----------------------------------------------------------------------
 
 
-async def test_latest_and_latest_ok_per_endpoint(store: SQLStore) -> None:
+async def test_latest_and_latest_ok_per_endpoint(store: Store) -> None:
     await store.insert_results([
         (MODEL, "A", make_result(T0, ttft_s=0.1)),
         (MODEL, "A", failed(T0 + timedelta(minutes=1))),
@@ -260,7 +263,7 @@ async def test_latest_and_latest_ok_per_endpoint(store: SQLStore) -> None:
     assert latest_ok[(OTHER_MODEL, "A")].ttft_s == 0.7
 
 
-async def test_late_insert_of_older_results_never_moves_latest_back(store: SQLStore) -> None:
+async def test_late_insert_of_older_results_never_moves_latest_back(store: Store) -> None:
     await store.insert_results([(MODEL, "A", make_result(T0, ttft_s=0.1))])
     await store.insert_results([(MODEL, "A", failed(T0 + timedelta(minutes=10)))])
     # A buffered batch replayed after the database came back: older than what is stored.
@@ -301,7 +304,7 @@ def _outcome(started_at: datetime, outcome: str) -> ProbeResult:
     return failed(started_at, kind)
 
 
-async def test_consecutive_failures(store: SQLStore) -> None:
+async def test_consecutive_failures(store: Store) -> None:
     rows = [
         (MODEL, provider, _outcome(T0 + timedelta(minutes=i), outcome))
         for provider, (outcomes, _) in CONSECUTIVE_FAILURE_CASES.items()
@@ -312,7 +315,7 @@ async def test_consecutive_failures(store: SQLStore) -> None:
     assert await store.consecutive_failures() == expected
 
 
-async def test_consecutive_failures_empty_store(store: SQLStore) -> None:
+async def test_consecutive_failures_empty_store(store: Store) -> None:
     assert await store.consecutive_failures() == {}
     assert await store.latest_results() == {}
     assert await store.latest_ok_results() == {}
@@ -321,7 +324,7 @@ async def test_consecutive_failures_empty_store(store: SQLStore) -> None:
 # --- transactions -------------------------------------------------------------------------------
 
 
-async def test_a_refused_batch_writes_nothing(store: SQLStore) -> None:
+async def test_a_refused_batch_writes_nothing(store: Store) -> None:
     good = make_result(T0)
     broken = make_result(T0 + timedelta(minutes=1), protocol=None)  # violates NOT NULL
     with pytest.raises(StoreError) as caught:
@@ -332,13 +335,13 @@ async def test_a_refused_batch_writes_nothing(store: SQLStore) -> None:
 
 
 async def test_a_database_that_refuses_every_write_is_unavailable_not_a_refusal(
-    backend: str, fresh_database_url: str
+    sql_backend: str, fresh_database_url: str
 ) -> None:
     # A standby after a failover (PostgreSQL) or a read-only file (SQLite): the rows are fine and
     # must be kept for later, not dropped as if the database had refused their data.
     store = await open_store(fresh_database_url)
     try:
-        if backend == "postgresql":
+        if sql_backend == "postgresql":
             name = fresh_database_url.rsplit("/", 1)[1]
             async with store.engine.begin() as connection:
                 await connection.execute(sa.text(f'ALTER DATABASE "{name}" SET default_transaction_read_only = on'))
@@ -421,12 +424,12 @@ def test_upgrade_wrapper_for_the_cli(fresh_database_url: str) -> None:
 RECENT_INDEX = "ix_probe_result_endpoint_recent"
 
 
-async def test_migrated_schema_matches_the_models(store: SQLStore) -> None:
+async def test_migrated_schema_matches_the_models(sql_store: SQLStore) -> None:
     def differences(connection: sa.Connection) -> list:
         context = MigrationContext.configure(connection, opts={"compare_type": True})
         return compare_metadata(context, SQLModel.metadata)
 
-    async with store.engine.connect() as connection:
+    async with sql_store.engine.connect() as connection:
         diff = await connection.run_sync(differences)
     # Alembic cannot compare an index with DESC columns (it reports remove+add of the same
     # index); that index is checked by reflection below instead.
@@ -437,9 +440,9 @@ def _is_recent_index_diff(diff) -> bool:
     return diff[0] in ("add_index", "remove_index") and diff[1].name == RECENT_INDEX
 
 
-async def test_recent_index_is_newest_first(store: SQLStore) -> None:
-    async with store.engine.connect() as connection:
-        if store.dialect_name == "sqlite":
+async def test_recent_index_is_newest_first(sql_store: SQLStore) -> None:
+    async with sql_store.engine.connect() as connection:
+        if sql_store.dialect_name == "sqlite":
             rows = (await connection.exec_driver_sql(f"PRAGMA index_xinfo({RECENT_INDEX})")).all()
             keys = [(row[2], bool(row[3])) for row in rows if row[5]]  # (name, desc) of key columns
         else:
@@ -593,12 +596,13 @@ async def test_postgresql_outage_then_recovery(postgres_session_database: str) -
 # --- interface ----------------------------------------------------------------------------------
 
 
-def test_sql_store_implements_every_store_verb() -> None:
+@pytest.mark.parametrize("implementation", [SQLStore, InMemoryStore])
+def test_each_store_implements_every_store_verb(implementation: type) -> None:
     verbs = [name for name, _ in inspect.getmembers(Store, inspect.isfunction) if not name.startswith("_")]
     assert set(verbs) >= {"insert_results", "recent_results", "window_samples", "latest_results",
                           "latest_ok_results", "ping", "close"}
     for verb in verbs:
-        ours = getattr(SQLStore, verb)
+        ours = getattr(implementation, verb)
         assert inspect.iscoroutinefunction(ours), verb
         assert list(inspect.signature(ours).parameters) == list(
             inspect.signature(getattr(Store, verb)).parameters
@@ -608,7 +612,7 @@ def test_sql_store_implements_every_store_verb() -> None:
 # --- following new rows (API replicas) ------------------------------------------------------------
 
 
-async def test_samples_after_pages_through_new_rows_in_id_order(store: SQLStore) -> None:
+async def test_samples_after_pages_through_new_rows_in_id_order(store: Store) -> None:
     assert await store.max_result_id() == 0
     assert await store.samples_after(0, 10) == []
     start = T0
