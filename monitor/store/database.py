@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -43,15 +44,33 @@ def _is_data_refusal(error: sa_exc.DBAPIError) -> bool:
     return isinstance(sqlstate, str) and sqlstate[:2] in _DATA_SQLSTATE_CLASSES
 
 
+# asyncpg names the refused value in its client-side message: keep only the reason.
+_ASYNCPG_ARGUMENT = re.compile(r"^(invalid input for query argument \$\d+): .*?(?: \((.*)\))?$")
+
+
 def describe_error(error: BaseException) -> str:
-    """Short text for an exception: class and first line, without SQL or parameters."""
+    """Short text for an exception: class and first line, without SQL, parameters or values."""
     orig = getattr(error, "orig", None) or error
-    first_line = (str(orig).strip().splitlines() or [""])[0][:240]
+    if isinstance(orig, UnicodeError):
+        first_line = getattr(orig, "reason", "")
+    else:
+        first_line = (str(orig).strip().splitlines() or [""])[0][:240]
+        argument = _ASYNCPG_ARGUMENT.match(first_line)
+        if argument:
+            first_line = argument.group(1) + (f" ({argument.group(2)})" if argument.group(2) else "")
     return f"{type(orig).__name__}: {first_line}" if first_line else type(orig).__name__
 
 
+# Raised by a driver (or a column type) that cannot take a value at all: an int beyond 64 bits,
+# a string that is not encodable (a lone surrogate), a value of the wrong type.
+_UNBINDABLE_VALUE = (OverflowError, UnicodeError, ValueError, TypeError)
+
+
 @contextlib.contextmanager
-def database_errors(verb: str) -> Iterator[None]:
+def database_errors(verb: str, *, binds_values: bool = False) -> Iterator[None]:
+    """Translate what the driver raises during `verb` into StoreError / StoreUnavailableError.
+    `binds_values`: the operation sends row values, so a value the driver cannot take at all is
+    a refusal of that data too."""
     try:
         yield
     except sa_exc.DBAPIError as error:
@@ -59,6 +78,11 @@ def database_errors(verb: str) -> Iterator[None]:
         raise kind(f"database error in {verb}: {describe_error(error)}") from error
     except (sa_exc.TimeoutError, sa_exc.DisconnectionError, OSError, TimeoutError) as error:
         raise StoreUnavailableError(f"database unavailable in {verb}: {describe_error(error)}") from error
+    except (sa_exc.StatementError, *_UNBINDABLE_VALUE) as error:
+        # StatementError: a column type refused a value while binding it.
+        if not binds_values:
+            raise
+        raise StoreError(f"value refused in {verb}: {describe_error(error)}") from error
 
 
 # ---------------------------------------------------------------------------------------------

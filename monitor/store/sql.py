@@ -249,7 +249,7 @@ class SQLStore:
             return
         values = [result_to_row(model_id, provider, result) for model_id, provider, result in rows]
         probe = probe_table()
-        with database_errors("insert_results"):
+        with database_errors("insert_results", binds_values=True):
             async with writing(self._engine) as connection:
                 inserted = await connection.execute(
                     sa.insert(probe).returning(probe.c.id, sort_by_parameter_order=True), values

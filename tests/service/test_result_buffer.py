@@ -127,3 +127,49 @@ async def test_rows_written_before_the_database_goes_away_are_not_written_again(
     assert await buffer.flush() is True
     assert await stored_starts(store) == [result(0).started_at, result(2).started_at]  # row 0 once
     assert buffer.dropped == 1
+
+
+class BreaksOnProvider(InMemoryStore):
+    """A store whose driver fails in some unforeseen way (not a StoreError) on one endpoint's rows."""
+
+    async def insert_results(self, rows):
+        if any(provider == "broken" for _, provider, _ in rows):
+            raise RuntimeError("driver bug: cannot bind parameter 7 'stop\udc80'")
+        await super().insert_results(rows)
+
+
+async def test_an_unforeseen_error_on_one_row_drops_that_row_and_the_writer_goes_on(metrics, registry, caplog):
+    store = BreaksOnProvider()
+    buffer = ResultBuffer(store, metrics, capacity=10, retry_s=0.05)
+    writer = asyncio.create_task(buffer.run())
+    try:
+        buffer.put("m", "p", result(0))
+        buffer.put("m", "broken", result(1))
+        buffer.put("m", "p", result(2))
+        for _ in range(100):
+            if not buffer.pending:
+                break
+            await asyncio.sleep(0.01)
+        buffer.put("m", "p", result(3))  # later results are still written
+        for _ in range(100):
+            if len(await stored_starts(store)) == 3:
+                break
+            await asyncio.sleep(0.01)
+        assert await stored_starts(store) == [result(i).started_at for i in (0, 2, 3)]
+        assert not writer.done() and buffer.readiness() == {"database_writes": True, "writer": True}
+        assert registry.get_sample_value("llm_monitor_dropped_results_total") == 1
+        assert "database refused the probe of m/broken" in caplog.text
+        assert "udc80" not in caplog.text and "parameter 7" not in caplog.text  # no row values
+    finally:
+        writer.cancel()
+        await asyncio.gather(writer, return_exceptions=True)
+
+
+async def test_a_writer_that_stops_makes_readiness_fail(metrics):
+    buffer = ResultBuffer(InMemoryStore(), metrics, capacity=10)
+    writer = asyncio.create_task(buffer.run())
+    await asyncio.sleep(0)
+    assert buffer.readiness()["writer"] is True
+    writer.cancel()
+    await asyncio.gather(writer, return_exceptions=True)
+    assert buffer.readiness()["writer"] is False

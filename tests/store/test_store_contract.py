@@ -334,6 +334,25 @@ async def test_a_refused_batch_writes_nothing(store: Store) -> None:
     assert await store.latest_results() == {}
 
 
+UNBINDABLE = {
+    "an int beyond 64 bits": {"stream_bytes": 2**70},
+    "a lone surrogate": {"finish_reason": "stop\udc80"},
+}
+
+
+@pytest.mark.parametrize("value", list(UNBINDABLE), ids=list(UNBINDABLE))
+async def test_a_value_no_driver_takes_is_a_refusal_that_writes_nothing(store: Store, value: str) -> None:
+    good = make_result(T0)
+    poisoned = make_result(T0 + timedelta(minutes=1), **UNBINDABLE[value])
+    with pytest.raises(StoreError) as caught:
+        await store.insert_results([(MODEL, "A", good), (MODEL, "A", poisoned)])
+    assert not isinstance(caught.value, StoreUnavailableError)  # the data, not the database
+    assert "1180591620717411303424" not in str(caught.value) and "stop" not in str(caught.value)
+    assert await store.count_results() == 0
+    await store.insert_results([(MODEL, "A", good)])  # the store is fine for the next rows
+    assert await store.recent_results(MODEL, "A", 5) == [good]
+
+
 async def test_a_database_that_refuses_every_write_is_unavailable_not_a_refusal(
     sql_backend: str, fresh_database_url: str
 ) -> None:
