@@ -13,8 +13,9 @@ service builds a concrete store with `open_store(url)` and passes it in.
 
 Errors: every verb raises `StoreUnavailableError` when the database cannot serve it now
 (retry later: the runner buffers), and `StoreError` when it refuses the data (retrying the same
-rows will not help). Driver exceptions never escape a verb; messages never carry a URL's
-password or a row's values.
+rows will not help). While writes fail for the database's sake, the history verbs raise
+StoreUnavailableError too (their answer would lack the buffered results). Driver exceptions never
+escape a verb; messages never carry a URL's password or a row's values.
 """
 
 from __future__ import annotations

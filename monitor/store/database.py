@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import re
 import sqlite3
 import time
@@ -303,3 +304,47 @@ async def upgrade_async(database_url: str) -> str:
 def upgrade(database_url: str) -> str:
     """Blocking `upgrade_async` for `llm-monitor db upgrade` (not callable inside a running loop)."""
     return asyncio.run(upgrade_async(database_url))
+# ---------------------------------------------------------------------------------------------
+# The identity of a SQLite file
+# ---------------------------------------------------------------------------------------------
+
+
+def sqlite_file_of(engine: AsyncEngine) -> Path | None:
+    """The file a SQLite engine opens (None for PostgreSQL and in-memory SQLite)."""
+    url = engine.url
+    if url.get_backend_name() != "sqlite" or _sqlite_is_memory(url.database):
+        return None
+    database = url.database or ""
+    if database.startswith("file:"):
+        database = database[len("file:"):].split("?", 1)[0]
+    return Path(database).expanduser().resolve()
+
+
+class SQLiteFileIdentity:
+    """The (device, inode) of the SQLite file when the store opened it, checked again on demand.
+
+    A file deleted or replaced while open goes unnoticed by SQLite: its open connections keep
+    writing to the old inode, which nobody will read again (a restart opens the path). `check`
+    raises StoreUnavailableError from the moment the path no longer names the opened file.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        opened = os.stat(path)
+        self._identity = (opened.st_dev, opened.st_ino)
+
+    def check(self, verb: str) -> None:
+        try:
+            now = os.stat(self.path)
+        except FileNotFoundError:
+            problem = "was deleted"
+        except OSError as error:
+            raise StoreUnavailableError(f"database unavailable in {verb}: {describe_error(error)}") from error
+        else:
+            if (now.st_dev, now.st_ino) == self._identity:
+                return
+            problem = "was replaced by another file"
+        raise StoreUnavailableError(
+            f"database unavailable in {verb}: the SQLite file {self.path} {problem} while open; "
+            "restart the service to open the file at that path"
+        )

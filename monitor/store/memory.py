@@ -100,30 +100,30 @@ class InMemoryStore:
     async def recent_results(self, model_id: str, provider: str, limit: int) -> list[ProbeResult]:
         if limit < 0:
             raise ValueError("limit must be >= 0")
-        self._reading(history=True)
+        self._reading("recent_results")
         return [row_to_result(row) for row in self._newest_first(model_id, provider)[:limit]]
 
     async def window_samples(self, model_id: str, provider: str, since: dt.datetime) -> list[ProbeSample]:
         if since.tzinfo is None or since.utcoffset() is None:
             raise ValueError("since must be timezone-aware (UTC)")
-        self._reading(history=True)
+        self._reading("window_samples")
         return [_sample(row) for row in self._newest_first(model_id, provider) if row["started_at"] >= since]
 
     async def samples_after(self, after_id: int, limit: int) -> list[tuple[int, str, str, ProbeSample]]:
-        self._reading(history=True)
+        self._reading("samples_after")
         newer = self._rows[max(after_id, 0):][:limit]  # ids are 1-based positions
         return [(row["id"], row["model_id"], row["provider"], _sample(row)) for row in newer]
 
     async def max_result_id(self) -> int:
-        self._reading(history=True)
+        self._reading("max_result_id")
         return len(self._rows)
 
     async def latest_results(self) -> dict[tuple[str, str], ProbeResult]:
-        self._reading(history=True)
+        self._reading("latest_results")
         return {key: row_to_result(rows[0]) for key, rows in self._by_endpoint().items()}
 
     async def latest_ok_results(self) -> dict[tuple[str, str], ProbeResult]:
-        self._reading(history=True)
+        self._reading("latest_ok_results")
         latest: dict[tuple[str, str], ProbeResult] = {}
         for key, rows in self._by_endpoint().items():
             ok = next((row for row in rows if row["ok"]), None)
@@ -132,7 +132,7 @@ class InMemoryStore:
         return latest
 
     async def consecutive_failures(self) -> dict[tuple[str, str], int]:
-        self._reading(history=True)
+        self._reading("consecutive_failures")
         counts: dict[tuple[str, str], int] = {}
         for key, rows in self._by_endpoint().items():
             latest_ok = next((row["started_at"] for row in rows if row["ok"]), None)
@@ -146,23 +146,26 @@ class InMemoryStore:
 
     async def count_results(self, model_id: str | None = None, provider: str | None = None) -> int:
         """Number of stored probes, all or one endpoint's (tests and benchmarks)."""
-        self._reading(history=True)
+        self._reading("count_results")
         return sum(
             1 for row in self._rows
             if model_id in (None, row["model_id"]) and provider in (None, row["provider"])
         )
 
     async def ping(self) -> None:
-        self._reading(history=False)
+        self._reading("ping", history=False)
 
     async def close(self) -> None:
         return None
 
-    def _reading(self, *, history: bool) -> None:
+    def _reading(self, verb: str, *, history: bool = True) -> None:
+        """Like the SQL store: `history` verbs are refused while writes fail for availability."""
         if self.fail_reads is not None:
             raise self.fail_reads
         if history and self._write_failure is not None:
-            raise StoreUnavailableError(f"history unavailable while writes fail: {self._write_failure}")
+            raise StoreUnavailableError(
+                f"database unavailable in {verb}: writes are failing ({self._write_failure})"
+            )
 
     def _newest_first(self, model_id: str, provider: str) -> list[dict[str, Any]]:
         rows = [row for row in self._rows if row["model_id"] == model_id and row["provider"] == provider]

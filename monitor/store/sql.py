@@ -15,6 +15,12 @@ endpoints:
 
 Measured by `python -m bench.history` (README "Benchmarks"): the history page and the 24 h window
 take about 1.2-1.8 ms at 1,000,000 rows on both backends, the same as at 10,000.
+
+Availability beyond what the driver reports: a write that fails for the database's sake (disk
+full, read-only file, a standby) makes the history verbs raise StoreUnavailableError until a
+write succeeds again, since their answer would lack the results the runner buffers meanwhile;
+and a SQLite file deleted or replaced while open (writes would go to an inode nobody reads
+again) fails every verb (`database.SQLiteFileIdentity`).
 """
 
 from __future__ import annotations
@@ -34,13 +40,16 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from monitor.probes.base import NOT_PROVIDER_FAILURES, ErrorKind, ProbeResult, TokenCountSource
 from monitor.stats import ProbeSample
+from monitor.store import StoreUnavailableError
 from monitor.store.database import (
+    SQLiteFileIdentity,
     create_engine,
     database_errors,
     migrate_to_head,
     normalize_database_url,
     redact_database_url,
     schema_revision_on,
+    sqlite_file_of,
     writing,
 )
 from monitor.store.tables import UTCDateTime, endpoint_latest_table, probe_table
@@ -235,6 +244,11 @@ class SQLStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
         self._upsert_latest = _upsert_latest_statement(engine.dialect.name)
+        self._sqlite_path = sqlite_file_of(engine)
+        self._sqlite_file: SQLiteFileIdentity | None = None
+        self._check_file("open_store")
+        # Why the latest write failed for the database's sake (None: it succeeded).
+        self._write_failure: StoreUnavailableError | None = None
 
     @property
     def engine(self) -> AsyncEngine:
@@ -249,13 +263,19 @@ class SQLStore:
             return
         values = [result_to_row(model_id, provider, result) for model_id, provider, result in rows]
         probe = probe_table()
-        with database_errors("insert_results", binds_values=True):
-            async with writing(self._engine) as connection:
-                inserted = await connection.execute(
-                    sa.insert(probe).returning(probe.c.id, sort_by_parameter_order=True), values
-                )
-                ids = list(inserted.scalars())
-                await connection.execute(self._upsert_latest, _latest_pointers(values, ids))
+        try:
+            self._check_file("insert_results")
+            with database_errors("insert_results", binds_values=True):
+                async with writing(self._engine) as connection:
+                    inserted = await connection.execute(
+                        sa.insert(probe).returning(probe.c.id, sort_by_parameter_order=True), values
+                    )
+                    ids = list(inserted.scalars())
+                    await connection.execute(self._upsert_latest, _latest_pointers(values, ids))
+        except StoreUnavailableError as error:
+            self._write_failure = error
+            raise
+        self._write_failure = None
 
     async def recent_results(self, model_id: str, provider: str, limit: int) -> list[ProbeResult]:
         if limit < 0:
@@ -325,7 +345,7 @@ class SQLStore:
             return await connection.run_sync(schema_revision_on)
 
     async def ping(self) -> None:
-        async with self._reading("ping") as connection:
+        async with self._reading("ping", history=False) as connection:
             await connection.execute(sa.text("SELECT 1"))
 
     async def close(self) -> None:
@@ -347,10 +367,28 @@ class SQLStore:
         return results
 
     @contextlib.asynccontextmanager
-    async def _reading(self, verb: str) -> AsyncIterator[AsyncConnection]:
+    async def _reading(self, verb: str, *, history: bool = True) -> AsyncIterator[AsyncConnection]:
+        """A connection for reading. `history`: the answer is stored probes, which lack the
+        results the runner still buffers while writes fail, so it is refused meanwhile."""
+        self._check_file(verb)
+        if history and self._write_failure is not None:
+            raise StoreUnavailableError(
+                f"database unavailable in {verb}: writes are failing ({self._write_failure})"
+            )
         with database_errors(verb):
             async with self._engine.connect() as connection:
                 yield connection
+
+    def _check_file(self, verb: str) -> None:
+        """SQLite: raise StoreUnavailableError once the path no longer names the opened file.
+        The identity is taken when the file first exists (with migrate=False, at first use)."""
+        if self._sqlite_path is None:
+            return
+        if self._sqlite_file is None:
+            if self._sqlite_path.exists():
+                self._sqlite_file = SQLiteFileIdentity(self._sqlite_path)
+            return
+        self._sqlite_file.check(verb)
 
 
 async def open_store(database_url: str, *, migrate: bool = True) -> SQLStore:

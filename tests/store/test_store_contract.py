@@ -379,6 +379,79 @@ async def test_a_database_that_refuses_every_write_is_unavailable_not_a_refusal(
         await store.close()
 
 
+async def _refuse_writes(store: Store, backend: str, store_url: str | None, refuse: bool) -> None:
+    """Make the database refuse (or take again) every write, whatever the rows: a read-only
+    database for PostgreSQL, `query_only` connections for SQLite (file modes do not stop root)."""
+    if backend == "memory":
+        assert isinstance(store, InMemoryStore)
+        store.fail_writes = StoreUnavailableError("read-only database") if refuse else None
+        return
+    assert isinstance(store, SQLStore) and store_url is not None
+    if backend == "postgresql":
+        name = store_url.rsplit("/", 1)[1]
+        setting = "SET default_transaction_read_only = on" if refuse else "RESET default_transaction_read_only"
+        async with store.engine.begin() as connection:
+            await connection.execute(sa.text("SET TRANSACTION READ WRITE"))  # to lift it, too
+            await connection.execute(sa.text(f'ALTER DATABASE "{name}" {setting}'))
+    elif refuse:
+        sa.event.listen(store.engine.sync_engine, "connect", _query_only)
+    else:
+        sa.event.remove(store.engine.sync_engine, "connect", _query_only)
+    await store.engine.dispose()  # new connections pick the setting up
+
+
+def _query_only(dbapi_connection, _record) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA query_only = ON")
+    cursor.close()
+
+
+async def test_history_is_unavailable_while_writes_fail_and_returns_with_them(
+    store: Store, backend: str, store_url: str | None
+) -> None:
+    # The stored rows lack whatever waits in the runner's buffer: answering from them would
+    # serve a stale history as if it were current.
+    await store.insert_results([(MODEL, "A", make_result(T0))])
+    await _refuse_writes(store, backend, store_url, True)
+    try:
+        with pytest.raises(StoreUnavailableError):
+            await store.insert_results([(MODEL, "A", make_result(T0 + timedelta(minutes=1)))])
+        with pytest.raises(StoreUnavailableError, match="writes are failing"):
+            await store.recent_results(MODEL, "A", 10)
+        with pytest.raises(StoreUnavailableError):
+            await store.window_samples(MODEL, "A", T0)
+        await store.ping()  # reachable: readiness tells "unwritable" from "unreachable"
+    finally:
+        await _refuse_writes(store, backend, store_url, False)
+    await store.insert_results([(MODEL, "A", make_result(T0 + timedelta(minutes=2)))])
+    assert [r.started_at.minute for r in await store.recent_results(MODEL, "A", 10)] == [2, 0]
+
+
+@pytest.mark.parametrize("how", ["deleted", "replaced"])
+async def test_a_sqlite_file_deleted_or_replaced_while_open_makes_the_store_unavailable(
+    tmp_path, how: str
+) -> None:
+    # SQLite keeps writing to the open inode, which nobody reads again: the store must say so.
+    path = tmp_path / "monitor.db"
+    opened = await open_store(f"sqlite:///{path}")
+    try:
+        await opened.insert_results([(MODEL, "A", make_result(T0))])
+        if how == "deleted":
+            path.unlink()
+        else:
+            other = tmp_path / "other.db"
+            other.write_bytes(b"")
+            other.replace(path)
+        with pytest.raises(StoreUnavailableError, match=f"was {how}"):
+            await opened.ping()
+        with pytest.raises(StoreUnavailableError, match=f"was {how}"):
+            await opened.insert_results([(MODEL, "A", make_result(T0 + timedelta(minutes=1)))])
+        with pytest.raises(StoreUnavailableError):
+            await opened.recent_results(MODEL, "A", 10)
+    finally:
+        await opened.close()
+
+
 # --- migrations and schema ----------------------------------------------------------------------
 
 
