@@ -169,7 +169,7 @@ class ProbeResult:
     dns_s: float | None = None  # cold-connection phases seen during warm-up
     tcp_s: float | None = None
     tls_s: float | None = None
-    content_chunks: int = 0  # stream events that carried a token (content, reasoning or tool call)
+    token_chunks: int = 0  # stream events that carried a token (content, reasoning or tool call)
     usage_tokens: int | None = None  # provider-reported output tokens
     # Token-bearing events that arrived in the same network read as the first one. 1: ttft_s is
     # exact to the read. More: the first token was read late, together with later ones (a busy

@@ -251,7 +251,7 @@ class _Measurement:
             dns_s=_s_or_none(self.phases.dns_ns),
             tcp_s=_s_or_none(self.phases.tcp_ns),
             tls_s=_s_or_none(self.phases.tls_ns),
-            content_chunks=self.token_chunks,
+            token_chunks=self.token_chunks,
             usage_tokens=self.usage_tokens,
             first_read_tokens=self.first_read_tokens,
             finish_reason=self.finish_reason,

@@ -235,7 +235,7 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         connection.exec_driver_sql(connection.get_execution_options().get(_SQLITE_BEGIN, "BEGIN"))
 
 
-def _alembic_config() -> Any:
+def alembic_config() -> Any:
     from alembic.config import Config
 
     config = Config()
@@ -246,7 +246,7 @@ def _alembic_config() -> Any:
 def _upgrade_on_connection(connection: sa.Connection) -> None:
     from alembic import command
 
-    config = _alembic_config()
+    config = alembic_config()
     config.attributes["connection"] = connection
     command.upgrade(config, "head")
 
@@ -275,7 +275,7 @@ def head_revision() -> str:
     """The newest migration revision shipped with this package."""
     from alembic.script import ScriptDirectory
 
-    head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
     assert head is not None
     return head
 

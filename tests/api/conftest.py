@@ -100,7 +100,7 @@ def probe_result(minutes_ago: int, *, ok: bool = True) -> ProbeResult:
         tokens_per_second=57.25 if ok else None,
         protocol="cloudflare",
         model="@cf/meta/llama-3.2-1b-instruct",
-        content_chunks=40 if ok else 0,
+        token_chunks=40 if ok else 0,
         first_read_tokens=1 if ok else 0,
     )
 

@@ -167,7 +167,7 @@ async def test_probe_measures_a_messages_stream(server, client):
     assert result.ttft_s == pytest.approx(served.ttft_truth_s(), abs=0.010)
     assert result.ttft_s >= 0.140
     assert result.output_tokens == 11 and result.token_count_source == TokenCountSource.USAGE
-    assert result.content_chunks == 4 and result.finish_reason == "end_turn"
+    assert result.token_chunks == 4 and result.finish_reason == "end_turn"
     assert warmup.headers["x-api-key"] == KEY and warmup.headers["anthropic-version"] == "2023-06-01"
     assert served.connection_id == warmup.connection_id
     assert served.headers["x-api-key"] == KEY and served.json["max_tokens"] == 96

@@ -161,7 +161,7 @@ async def test_probe_measures_a_native_stream(server, client):
     assert result.ttft_s == pytest.approx(served.ttft_truth_s(), abs=0.010)
     assert result.ttft_s >= 0.110
     assert result.output_tokens == 9 and result.token_count_source == TokenCountSource.USAGE
-    assert result.content_chunks == 5
+    assert result.token_chunks == 5
     # the warm-up opened the connection the measured request then used
     assert warmup.query == {"per_page": "1"} and warmup.headers["authorization"] == f"Bearer {KEY}"
     assert served.connection_id == warmup.connection_id

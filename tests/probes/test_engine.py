@@ -58,7 +58,7 @@ async def test_ttft_and_decode_rate_match_the_server_clock(server, client, ttft_
     truth_rate = served.decode_rate_truth(n_tokens)
     assert result.tokens_per_second == pytest.approx(truth_rate, rel=0.03)
     assert result.output_tokens == n_tokens
-    assert result.content_chunks == n_tokens and result.first_read_tokens == 1
+    assert result.token_chunks == n_tokens and result.first_read_tokens == 1
     expected_source = TokenCountSource.USAGE if include_usage else TokenCountSource.ESTIMATE
     assert result.token_count_source == expected_source
     assert result.usage_tokens == (n_tokens if include_usage else None)
@@ -74,7 +74,7 @@ async def test_usage_count_wins_over_chunk_count(server, client):
         ttft_s=0.05, gap_s=0.02, n_tokens=12, usage_tokens=36)))
     result = await run_probe(client, target(server))
     assert result.ok
-    assert (result.output_tokens, result.usage_tokens, result.content_chunks) == (36, 36, 12)
+    assert (result.output_tokens, result.usage_tokens, result.token_chunks) == (36, 36, 12)
     assert result.token_count_source == TokenCountSource.USAGE
     truth = server.requests_to(CHAT)[0].decode_rate_truth(36)
     assert result.tokens_per_second == pytest.approx(truth, rel=0.03)
@@ -103,7 +103,7 @@ async def test_reasoning_then_answer_times_are_kept_apart(server, client):
     assert abs(result.ttft_s - served.ttft_truth_s()) <= 0.010
     assert abs(result.first_answer_s - first_answer_truth) <= 0.010
     assert result.first_answer_s - result.ttft_s > 0.1
-    assert result.content_chunks == 10 and result.token_count_source == TokenCountSource.ESTIMATE
+    assert result.token_chunks == 10 and result.token_count_source == TokenCountSource.ESTIMATE
 
 
 async def test_warm_up_opens_the_connection_the_measured_request_reuses(server, client):
@@ -278,5 +278,5 @@ async def test_first_read_tokens_flags_a_first_token_read_together_with_later_on
     ] + [Frame(0.0, b"data: [DONE]\n\n")]
     server.route("POST", CHAT, sse_stream_response(frames))
     result = await run_probe(client, target(server))
-    assert result.ok and result.content_chunks == 7
+    assert result.ok and result.token_chunks == 7
     assert result.first_read_tokens == 3

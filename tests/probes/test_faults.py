@@ -143,7 +143,7 @@ async def test_stall_mid_stream(server, client):
     server.route("POST", CHAT, sse_stream_response(role_then(token(), token(), token(delay=30))))
     result = await probe(client, target(f"{server.url}/v1", stall_timeout_s=0.4), 0.4 + 0.1)
     assert result.error_kind == ErrorKind.TIMEOUT and "stalled" in result.error
-    assert result.ttft_s is not None and result.content_chunks == 2  # partial figures are kept
+    assert result.ttft_s is not None and result.token_chunks == 2  # partial figures are kept
 
 
 async def test_never_ending_stream_times_out_at_the_total_limit(server, client):
@@ -166,7 +166,7 @@ async def test_connection_lost_mid_stream(server, client, end, text):
     result = await probe(client, target(f"{server.url}/v1"), 5.0)
     assert result.error_kind == ErrorKind.STREAM_ERROR
     assert text in result.error
-    assert result.content_chunks == 2
+    assert result.token_chunks == 2
 
 
 async def test_invalid_json_event(server, client):

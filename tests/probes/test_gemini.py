@@ -187,7 +187,7 @@ async def test_probe_measures_a_stream_that_ends_at_eof(server, client):
     assert result.ttft_s == pytest.approx(served.ttft_truth_s(), abs=0.010)
     assert result.ttft_s >= 0.090
     assert result.output_tokens == 13 and result.token_count_source == TokenCountSource.USAGE
-    assert result.content_chunks == 4 and result.finish_reason == "STOP"
+    assert result.token_chunks == 4 and result.finish_reason == "STOP"
     assert warmup.query == {"pageSize": "1"} and warmup.headers["x-goog-api-key"] == KEY
     assert served.connection_id == warmup.connection_id
     assert served.query == {"alt": "sse"}
@@ -228,7 +228,7 @@ async def test_raw_multi_line_error_mid_stream_is_a_stream_error(server, client)
     assert not result.ok
     assert result.error_kind == ErrorKind.STREAM_ERROR
     assert "503 UNAVAILABLE: The model is overloaded" in result.error
-    assert result.content_chunks == 2 and result.http_status == 200
+    assert result.token_chunks == 2 and result.http_status == 200
 
 
 async def test_raw_error_cut_off_by_the_end_of_the_stream_is_a_stream_error(server, client):
@@ -245,4 +245,4 @@ async def test_stream_ending_at_eof_without_a_finish_reason_is_truncated(server,
     result = await run_probe(client, target(base_url=server.url + "/v1beta"))
     assert not result.ok
     assert result.error_kind == ErrorKind.STREAM_ERROR and "without a finish reason" in result.error
-    assert result.content_chunks == 2 and result.ttft_s is not None
+    assert result.token_chunks == 2 and result.ttft_s is not None

@@ -161,7 +161,7 @@ async def test_probe_measures_an_ndjson_stream(server, client):
     assert result.ttft_s == pytest.approx(served.ttft_truth_s(), abs=0.010)
     assert result.ttft_s >= 0.080
     assert result.output_tokens == 6 and result.token_count_source == TokenCountSource.USAGE
-    assert result.content_chunks == 5 and result.finish_reason == "stop"
+    assert result.token_chunks == 5 and result.finish_reason == "stop"
     assert served.connection_id == warmup.connection_id
     assert served.json["options"] == {"num_predict": 48, "temperature": 0} and served.json["think"] is False
 

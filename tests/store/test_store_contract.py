@@ -90,7 +90,7 @@ def fully_populated_result() -> ProbeResult:
         dns_s=0.001,
         tcp_s=0.002,
         tls_s=0.0301,
-        content_chunks=97,
+        token_chunks=97,
         usage_tokens=128,
         first_read_tokens=2,
         finish_reason="max_tokens",
@@ -468,6 +468,45 @@ async def test_migrations_are_idempotent(fresh_database_url: str) -> None:
         assert await second.count_results() == 1
     finally:
         await second.close()
+
+
+async def test_token_chunks_migration_keeps_the_data_up_and_down(fresh_database_url: str) -> None:
+    from alembic import command
+
+    from monitor.store.database import alembic_config, create_engine, normalize_database_url
+
+    def migrate(connection: sa.Connection, revision: str, down: bool = False) -> None:
+        config = alembic_config()
+        config.attributes["connection"] = connection
+        (command.downgrade if down else command.upgrade)(config, revision)
+
+    def columns(connection: sa.Connection) -> set[str]:
+        return {column["name"] for column in sa.inspect(connection).get_columns("probe_result")}
+
+    engine = create_engine(normalize_database_url(fresh_database_url))
+    try:
+        async with engine.begin() as connection:
+            await connection.run_sync(migrate, "0001")
+        store = SQLStore(engine)
+        async with engine.begin() as connection:  # a row written under the old name
+            await connection.run_sync(lambda c: c.execute(
+                sa.text("INSERT INTO probe_result (model_id, provider, protocol, model, ok, started_at, "
+                        "content_chunks, first_read_tokens, stream_bytes, methodology) VALUES "
+                        "('m', 'p', 'openai', 'x', true, :at, 42, 1, 10, 'v')"),
+                {"at": T0},
+            ))
+            await connection.run_sync(migrate, "head")
+            assert "token_chunks" in await connection.run_sync(columns)
+        [row] = await store.recent_results("m", "p", 1)
+        assert row.token_chunks == 42
+        async with engine.begin() as connection:
+            await connection.run_sync(migrate, "0001", True)
+            assert {"content_chunks"} <= await connection.run_sync(columns)
+            assert "token_chunks" not in await connection.run_sync(columns)
+            value = await connection.scalar(sa.text("SELECT content_chunks FROM probe_result"))
+        assert value == 42
+    finally:
+        await engine.dispose()
 
 
 async def test_concurrent_first_starts_migrate_once(fresh_database_url: str) -> None:
