@@ -177,7 +177,7 @@ class HistoryShape:
 _COLUMNS = (
     "model_id, provider, protocol, model, ok, error_kind, error, http_status, started_at, ttft_s, "
     "total_s, output_tokens, token_count_source, tokens_per_second, first_answer_s, last_token_s, "
-    "headers_s, content_chunks, usage_tokens, first_read_tokens, finish_reason, http_version, "
+    "headers_s, token_chunks, usage_tokens, first_read_tokens, finish_reason, http_version, "
     "connection_reused, stream_bytes, methodology"
 )
 
