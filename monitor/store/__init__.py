@@ -8,7 +8,7 @@ service builds a concrete store with `open_store(url)` and passes it in.
 - `database.py`: database URLs, driver choice, SQLite pragmas, driver-error translation and
   the alembic migrations (`monitor/migrations`).
 - `tables.py`: the SQLModel table definitions the queries use.
-- `memory.py`: `InMemoryStore`, the same contract in process memory (tests, benchmarks), with
+- `memory.py`: `InMemoryStore`, the same contract in process memory (for tests), with
   an explicit switch that makes it unavailable.
 
 Errors: every verb raises `StoreUnavailableError` when the database cannot serve it now

@@ -1,5 +1,5 @@
-"""`InMemoryStore`: the `Store` contract in process memory, for tests and benchmarks that need a
-store but not a database. It passes the same contract suite as SQLite and PostgreSQL
+"""`InMemoryStore`: the `Store` contract in process memory, for tests that need a store but not a
+database. It passes the same contract suite as SQLite and PostgreSQL
 (`tests/store/test_store_contract.py`): rows are normalised and checked against the column
 types of `tables.py` exactly as the SQL store maps them, so a value a database would refuse
 (a missing NOT NULL value, an int beyond 64 bits, a string that is not UTF-8) is refused here too,
