@@ -123,7 +123,7 @@ class ProbeResultOut(_Out):
     dns_s: float | None
     tcp_s: float | None
     tls_s: float | None
-    content_chunks: int
+    token_chunks: int
     usage_tokens: int | None
     first_read_tokens: int
     finish_reason: str | None

@@ -28,9 +28,9 @@ HISTORY_INTERVAL_S = 1800
 # A cached database older than this is regenerated: its newest probes would have left the 24 h
 # window (or the 2-interval "active" horizon), changing what the API computes.
 CACHE_MAX_AGE_S = 6 * 3600
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 # The probe_result column holding ProbeResult's count of token-bearing stream events.
-TOKEN_CHUNKS_COLUMN = "content_chunks"
+TOKEN_CHUNKS_COLUMN = "token_chunks"
 
 
 # --------------------------------------------------------------------------- synthetic catalog

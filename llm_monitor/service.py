@@ -94,8 +94,7 @@ class Service:
                 database = False
         status: dict[str, Any] = {"database": database}
         if self.buffer is not None:
-            # SQLite can answer SELECT 1 while refusing writes: readiness needs both.
-            status["database_writes"] = self.buffer.healthy
+            status.update(self.buffer.readiness())  # writes succeed, the writer task runs
         status["scheduler"] = None if self.scheduler is None else self.scheduler.running
         return status
 

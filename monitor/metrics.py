@@ -339,7 +339,7 @@ def build_metrics(registry: CollectorRegistry, *, version: str | None = None) ->
         ),
         dropped_results_total=Counter(
             "llm_monitor_dropped_results_total",
-            "Probe results dropped because the write buffer was full.",
+            "Probe results dropped unsaved: beyond the write buffer, or refused by the database.",
             registry=registry,
         ),
         monitor_info=Gauge(

@@ -4,7 +4,9 @@
 live figures at once, and hands the result to `ResultBuffer`. The buffer's single writer task
 persists results in batches; while the database is unreachable it keeps up to `capacity`
 results (oldest dropped first, counted and logged) and retries until the database is back, so
-probing never waits for storage.
+probing never waits for storage. A row the database (or its driver) cannot take is found by
+writing the batch row by row, then dropped alone, counted and logged; whatever a write raises,
+the writer task carries on, and `readiness()` reports it if it ever stops.
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ class ResultBuffer:
         self._write_lock = asyncio.Lock()
         self.healthy = True  # the last write attempt succeeded
         self.dropped = 0
+        self._writer_stopped = False
 
     @property
     def pending(self) -> int:
@@ -80,17 +83,15 @@ class ResultBuffer:
                 batch = [self._pending[i] for i in range(min(self._batch_size, len(self._pending)))]
                 try:
                     await self._write(batch)
-                except StoreError as exc:
-                    if isinstance(exc, StoreUnavailableError):
-                        self._mark_unavailable(exc)
-                        return False
-                    # The database refused the batch's data: find and drop only the offending rows.
+                except _UNAVAILABLE as exc:
+                    self._mark_unavailable(exc)
+                    return False
+                except Exception:
+                    # The batch's data was refused (StoreError), or a value broke the driver or
+                    # the store in some other way: find and drop only the offending rows.
                     written, completed = await self._write_one_by_one(batch)
                     if not completed:
                         return False
-                except (TimeoutError, OSError) as exc:
-                    self._mark_unavailable(exc)
-                    return False
                 else:
                     written = len(batch)
                     for row in batch:
@@ -117,16 +118,16 @@ class ResultBuffer:
             try:
                 await self._write([row])
                 written += 1
-            except StoreUnavailableError as exc:
+            except _UNAVAILABLE as exc:
                 self._mark_unavailable(exc)
                 self._metrics.set_buffered(len(self._pending))
                 return written, False
-            except StoreError as exc:
+            except Exception as exc:
                 self.dropped += 1
                 self._metrics.inc_dropped(1)
                 log.error(
                     "database refused the probe of %s/%s from %s, dropped: %s",
-                    model_id, provider, result.started_at.isoformat(), _short(exc),
+                    model_id, provider, result.started_at.isoformat(), _without_values(exc),
                 )
             self._forget(row)
         return written, True
@@ -145,21 +146,51 @@ class ResultBuffer:
             )
         self.healthy = False
 
+    def readiness(self) -> dict[str, bool]:
+        """`database_writes`: the last write attempt succeeded (SQLite can answer SELECT 1 while
+        refusing writes). `writer`: the writer task has not stopped."""
+        return {"database_writes": self.healthy, "writer": not self._writer_stopped}
+
     async def run(self) -> None:
-        """The writer task: flush on every new result, retry every `retry_s` while failing."""
-        while True:
-            timeout = None if self.healthy else self._retry_s
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout=timeout)
-            except TimeoutError:
-                pass
-            self._wake.clear()
-            await self.flush()
+        """The writer task: flush on every new result, retry every `retry_s` while failing. Only
+        cancellation ends it; an unexpected error is logged and the next round retries."""
+        try:
+            while True:
+                timeout = None if self.healthy else self._retry_s
+                try:
+                    await asyncio.wait_for(self._wake.wait(), timeout=timeout)
+                except TimeoutError:
+                    pass
+                self._wake.clear()
+                try:
+                    await self.flush()
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    self._mark_unavailable(exc)
+                    log.error(
+                        "result writer error, retrying in %.0f s: %s", self._retry_s, _without_values(exc)
+                    )
+        except BaseException as exc:
+            self._writer_stopped = True
+            if not isinstance(exc, asyncio.CancelledError):
+                log.error("result writer stopped: %s; results are no longer written", _without_values(exc))
+            raise
+
+
+# A write that failed for the database's sake, not the rows': keep the rows and retry later.
+_UNAVAILABLE = (StoreUnavailableError, TimeoutError, OSError)
 
 
 def _short(exc: BaseException) -> str:
     text = str(exc).splitlines()[0] if str(exc) else ""
     return f"{type(exc).__name__}: {text}"[:300]
+
+
+def _without_values(exc: BaseException) -> str:
+    """What went wrong, without a row's values: a store error's own message (the store keeps
+    values out of it), otherwise the exception class only (its message may quote the value)."""
+    return _short(exc) if isinstance(exc, StoreError) else type(exc).__name__
 
 
 class Runner:

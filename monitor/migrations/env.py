@@ -1,6 +1,6 @@
 """Alembic environment for llm-endpoint-monitor.
 
-Normally run by `monitor.store` (open_store / upgrade), which passes an open SYNC connection in
+Normally run by `monitor.store.database` (migrate / upgrade), which passes an open SYNC connection in
 `config.attributes["connection"]` (an async connection's `run_sync` side), inside a transaction it
 commits itself. For hand use (`alembic -c some.ini revision --autogenerate`) it falls back to
 `sqlalchemy.url` from the config and opens its own async engine.
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import context
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from monitor import models  # noqa: F401  (registers the tables on the metadata)
+from monitor.store import tables  # noqa: F401  (registers the tables on the metadata)
 from sqlmodel import SQLModel
 
 target_metadata = SQLModel.metadata

@@ -3,7 +3,7 @@
 Every value a provider can influence (counts it reports, texts it sends, headers) is hostile. A
 single odd value must not stop the result from being stored or served: a count beyond a 32-bit
 column, a lone surrogate or a NUL byte in a text, a non-finite float. `sanitize` returns a copy of
-the result in which every field is within what the table (`monitor/models.py`) and JSON accept:
+the result in which every field is within what the table (`monitor/store/tables.py`) and JSON accept:
 
 - Integer columns (`INTEGER`, 32-bit on PostgreSQL) hold 0 ..= 2**31 - 1; `stream_bytes`
   (`BIGINT`) 0 ..= 2**63 - 1. A count outside its range becomes None where the column is nullable

@@ -1,12 +1,14 @@
-"""Fakes for the API tests: a LiveView and a Store over literal data, and an in-process client.
+"""Parts for the API tests: a LiveView over literal data, an in-memory store that records the
+verbs the app calls, and an in-process client.
 
-The fakes record what the app asked for, so tests can assert that live figures never touch the
-store and that the probes route passes the limit through.
+The recording lets tests assert that live figures never touch the store and that the probes
+route passes the limit through.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import inspect
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -20,6 +22,7 @@ from monitor.metrics import build_metrics
 from monitor.probes.base import ErrorKind, ProbeResult, TokenCountSource
 from monitor.settings import Settings
 from monitor.stats import EndpointLive, ModelLive
+from monitor.store import InMemoryStore, Store
 
 LLAMA = "meta-llama/llama-3.2-1b-instruct"
 QWEN = "qwen/qwen3-32b"
@@ -97,26 +100,30 @@ def probe_result(minutes_ago: int, *, ok: bool = True) -> ProbeResult:
         tokens_per_second=57.25 if ok else None,
         protocol="cloudflare",
         model="@cf/meta/llama-3.2-1b-instruct",
-        content_chunks=40 if ok else 0,
+        token_chunks=40 if ok else 0,
         first_read_tokens=1 if ok else 0,
     )
 
 
-@dataclass
-class FakeStore:
-    history: dict[tuple[str, str], list[ProbeResult]] = field(default_factory=dict)
-    calls: list[tuple[Any, ...]] = field(default_factory=list)
+class RecordingStore(InMemoryStore):
+    """InMemoryStore that records every Store verb called on it, with its arguments."""
 
-    async def recent_results(self, model_id: str, provider: str, limit: int) -> list[ProbeResult]:
-        self.calls.append(("recent_results", model_id, provider, limit))
-        return self.history.get((model_id, provider), [])[:limit]
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[tuple[Any, ...]] = []
 
-    async def ping(self) -> None:
-        self.calls.append(("ping",))
 
-    def __getattr__(self, name: str):
-        # Any other Store verb is a history query the live routes must never make.
-        raise AssertionError(f"the API called Store.{name}")
+def _recorded(verb: str):
+    async def call(self: RecordingStore, *args: Any) -> Any:
+        self.calls.append((verb, *args))
+        return await getattr(InMemoryStore, verb)(self, *args)
+
+    return call
+
+
+for _verb, _ in inspect.getmembers(Store, inspect.isfunction):
+    if not _verb.startswith("_"):
+        setattr(RecordingStore, _verb, _recorded(_verb))
 
 
 class FakeAdmin:
@@ -147,9 +154,14 @@ def fake_live() -> FakeLive:
 
 
 @pytest.fixture
-def fake_store() -> FakeStore:
-    newest_first = [probe_result(m, ok=m % 20 != 10) for m in range(0, 200, 5)]  # 40 probes
-    return FakeStore(history={(LLAMA, "Cloudflare"): newest_first})
+async def history_store() -> RecordingStore:
+    """40 probes of LLAMA/Cloudflare, 5 minutes apart (every fourth one failed); no calls yet."""
+    store = RecordingStore()
+    await store.insert_results(
+        [(LLAMA, "Cloudflare", probe_result(m, ok=m % 20 != 10)) for m in range(0, 200, 5)]
+    )
+    store.calls.clear()
+    return store
 
 
 @pytest.fixture
@@ -172,7 +184,7 @@ def fake_admin() -> FakeAdmin:
 
 
 @pytest.fixture
-def app_factory(fake_live, fake_store, registry, readiness_state, fake_admin):
+def app_factory(fake_live, history_store, registry, readiness_state, fake_admin):
     def build(*, settings=None, admin=fake_admin, live=fake_live, fast_path=True):
         async def readiness() -> dict[str, Any]:
             if isinstance(readiness_state.get("raise"), Exception):
@@ -181,7 +193,7 @@ def app_factory(fake_live, fake_store, registry, readiness_state, fake_admin):
 
         return create_app(
             settings=settings or make_settings(),
-            store=fake_store,
+            store=history_store,
             live=live,
             registry=registry,
             readiness=readiness,

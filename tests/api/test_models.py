@@ -9,7 +9,7 @@ import pytest
 
 from monitor.probes.base import CONTRACT_FIELDS, ProbeResult
 from monitor.store import StoreError, StoreUnavailableError
-from tests.api.conftest import ALLOWED_ORIGIN, LLAMA, QWEN
+from tests.api.conftest import ALLOWED_ORIGIN, LLAMA, QWEN, probe_result
 
 LIVE_KEYS = [
     "model", "best_ttft_ms", "best_throughput_tps", "active_endpoints", "total_endpoints",
@@ -21,7 +21,7 @@ ENDPOINT_KEYS = [
 ]
 
 
-async def test_model_list_has_every_model_in_catalog_order_with_live_figures(client, fake_store):
+async def test_model_list_has_every_model_in_catalog_order_with_live_figures(client, history_store):
     response = await client.get("/v1/models")
 
     assert response.status_code == 200
@@ -31,7 +31,7 @@ async def test_model_list_has_every_model_in_catalog_order_with_live_figures(cli
     assert list(data[0]["live"]) == LIVE_KEYS
     assert data[0]["live"]["best_ttft_ms"] == 244.0
     assert data[1]["live"]["best_ttft_ms"] is None
-    assert fake_store.calls == []  # live figures come from memory
+    assert history_store.calls == []  # live figures come from memory
 
 
 async def test_live_figures_exact_shape_and_values(client):
@@ -96,16 +96,16 @@ async def test_unknown_model_is_404_with_json_detail(client, path):
     assert "unknown model" in response.json()["detail"]
 
 
-async def test_probes_newest_first_with_default_limit_and_full_items(client, fake_store):
+async def test_probes_newest_first_with_default_limit_and_full_items(client, history_store):
     response = await client.get(f"/v1/models/{LLAMA}/endpoints/Cloudflare/probes")
 
     assert response.status_code == 200
     items = response.json()["data"]
-    assert fake_store.calls == [("recent_results", LLAMA, "Cloudflare", 50)]
+    assert history_store.calls == [("recent_results", LLAMA, "Cloudflare", 50)]
     assert len(items) == 40
     started = [item["started_at"] for item in items]
     assert started == sorted(started, reverse=True)
-    expected = fake_store.history[(LLAMA, "Cloudflare")][0].to_dict()
+    expected = probe_result(0).to_dict()
     assert items[0] == expected
     # Contract fields first, in contract order, then the audit record; nothing dropped.
     assert list(items[0]) == [f.name for f in dataclasses.fields(ProbeResult)]
@@ -115,12 +115,12 @@ async def test_probes_newest_first_with_default_limit_and_full_items(client, fak
     assert failed["ok"] is False and failed["error_kind"] == "timeout" and failed["ttft_s"] is None
 
 
-async def test_probes_limit_is_passed_to_the_store(client, fake_store):
+async def test_probes_limit_is_passed_to_the_store(client, history_store):
     response = await client.get(f"/v1/models/{LLAMA}/endpoints/Cloudflare/probes", params={"limit": 3})
 
     assert response.status_code == 200
     assert len(response.json()["data"]) == 3
-    assert fake_store.calls == [("recent_results", LLAMA, "Cloudflare", 3)]
+    assert history_store.calls == [("recent_results", LLAMA, "Cloudflare", 3)]
 
 
 async def test_probes_of_a_known_endpoint_without_history_is_an_empty_list(client):
@@ -137,19 +137,19 @@ async def test_probes_of_a_known_endpoint_without_history_is_an_empty_list(clien
         (f"/v1/models/{LLAMA}/endpoints/cloudflare/probes", "unknown provider"),  # names are exact
     ],
 )
-async def test_probes_of_unknown_model_or_provider_is_404(client, fake_store, path, fragment):
+async def test_probes_of_unknown_model_or_provider_is_404(client, history_store, path, fragment):
     response = await client.get(path)
     assert response.status_code == 404
     assert fragment in response.json()["detail"]
-    assert fake_store.calls == []
+    assert history_store.calls == []
 
 
 @pytest.mark.parametrize("limit", ["0", "-1", "abc", "1001", "100000", "2.5", ""])
-async def test_bad_limit_is_422(client, fake_store, limit):
+async def test_bad_limit_is_422(client, history_store, limit):
     response = await client.get(f"/v1/models/{LLAMA}/endpoints/Cloudflare/probes?limit={limit}")
     assert response.status_code == 422
     assert response.json()["detail"][0]["loc"] == ["query", "limit"]
-    assert fake_store.calls == []
+    assert history_store.calls == []
 
 
 async def test_model_list_and_live_do_not_accept_post(client):
@@ -164,11 +164,8 @@ async def test_model_list_and_live_do_not_accept_post(client):
         (StoreError("database error in recent_results: DataError: bad"), 500, "internal error"),
     ],
 )
-async def test_history_while_the_database_is_down_is_a_retryable_503(client, fake_store, error, status, detail):
-    async def failing(*_args):
-        raise error
-
-    fake_store.recent_results = failing
+async def test_history_while_the_database_is_down_is_a_retryable_503(client, history_store, error, status, detail):
+    history_store.fail_reads = error
     response = await client.get(f"/v1/models/{LLAMA}/endpoints/Cloudflare/probes", headers={"Origin": ALLOWED_ORIGIN})
     assert response.status_code == status and response.json() == {"detail": detail}
     assert ("retry-after" in response.headers) is (status == 503)

@@ -1,4 +1,4 @@
-"""Fakes for runner/scheduler tests: a store whose database can be switched off, probe results."""
+"""Shared parts of the runner/scheduler tests: probe results, what a store holds, metrics."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from prometheus_client import CollectorRegistry
 
 from monitor.metrics import build_metrics
 from monitor.probes.base import ErrorKind, ProbeResult, TokenCountSource
-from monitor.store import StoreError, StoreUnavailableError
+from monitor.store import InMemoryStore
 
 T0 = datetime(2026, 11, 24, 12, 0, tzinfo=timezone.utc)
 
@@ -30,22 +30,20 @@ def result(i: int = 0, *, ok: bool = True) -> ProbeResult:
     )
 
 
-class SwitchableStore:
-    """Implements the write verb of Store; raises like a dead database while `down` is True."""
+def refused(i: int = 0) -> ProbeResult:
+    """A result carrying a value no database takes (an int beyond 64 bits)."""
+    probe = result(i)
+    probe.stream_bytes = 2**70
+    return probe
 
-    def __init__(self) -> None:
-        self.down = False
-        self.rows: list[tuple[str, str, ProbeResult]] = []
-        self.attempts = 0
 
-    async def insert_results(self, rows):
-        self.attempts += 1
-        if self.down:
-            raise StoreUnavailableError("connection refused (database is down)")
-        refused = [r for r in rows if r[1] == "refused"]
-        if refused:
-            raise StoreError("value out of range")
-        self.rows.extend(rows)
+async def stored(store: InMemoryStore) -> list[tuple[str, str, datetime]]:
+    """(model_id, provider, started_at) of every stored probe, in the order they were written."""
+    return [(m, p, s.started_at) for _, m, p, s in await store.samples_after(0, 1_000_000)]
+
+
+async def stored_starts(store: InMemoryStore) -> list[datetime]:
+    return [started_at for *_, started_at in await stored(store)]
 
 
 @pytest.fixture

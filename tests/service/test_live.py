@@ -7,8 +7,9 @@ import time
 from datetime import datetime, timedelta, timezone
 
 from monitor.catalog import parse_catalog
-from monitor.live import LiveFigures, sample_of
+from monitor.live import LiveFigures
 from monitor.probes.base import ErrorKind
+from monitor.store import InMemoryStore
 from tests.service.conftest import result
 
 T = datetime(2026, 11, 24, 12, 0, tzinfo=timezone.utc)
@@ -84,35 +85,16 @@ def test_samples_leave_the_window():
     assert endpoint.samples == 1 and endpoint.uptime == 0.0 and endpoint.ttft_ms_p50 is None
 
 
-class FollowStore:
-    """The three read verbs follow() uses, over a list of rows with ids."""
-
-    def __init__(self) -> None:
-        self.rows: list[tuple[int, str, str, object]] = []
-
-    def insert(self, model_id: str, provider: str, r) -> None:
-        self.rows.append((len(self.rows) + 1, model_id, provider, sample_of(r)))
-
-    async def max_result_id(self) -> int:
-        return len(self.rows)
-
-    async def window_samples(self, model_id, provider, since):
-        return [s for _, m, p, s in self.rows if (m, p) == (model_id, provider) and s.started_at >= since]
-
-    async def samples_after(self, after_id, limit):
-        return [row for row in self.rows if row[0] > after_id][:limit]
-
-
 async def test_follow_loads_once_then_applies_only_new_rows():
     clock = Clock(T + timedelta(seconds=100))
-    store = FollowStore()
-    store.insert("m1", "A", at(0))
+    store = InMemoryStore()
+    await store.insert_results([("m1", "A", at(0))])
     live = figures(clock)
     await live.follow(store)
     assert live.model("m1").endpoints[0].samples == 1
-    store.insert("m1", "A", at(10))
-    store.insert("m1", "B", at(11, ok=False))
-    store.insert("m2", "A", at(12))
+    await store.insert_results([("m1", "A", at(10))])
+    await store.insert_results([("m1", "B", at(11, ok=False))])
+    await store.insert_results([("m2", "A", at(12))])
     await live.follow(store, page=2)  # two pages
     m1 = live.model("m1")
     assert [e.samples for e in m1.endpoints] == [2, 1]
@@ -168,8 +150,8 @@ def test_activity_outlives_the_window_when_the_interval_is_longer_than_half_of_i
 
 async def test_restart_keeps_two_intervals_of_history_for_slow_endpoints():
     clock = Clock(T + timedelta(seconds=4000))
-    store = FollowStore()
-    store.insert("m1", "A", at(0))  # outside the 3600 s window, within 2 x 3000 s
+    store = InMemoryStore()
+    await store.insert_results([("m1", "A", at(0))])  # outside the 3600 s window, within 2 x 3000 s
     live = figures(clock, interval_s=3000, window_s=3600)
     await live.load(store)
     assert live.model("m1").active_endpoints == 1

@@ -7,7 +7,8 @@ from monitor.live import LiveFigures
 from monitor.probes.base import ErrorKind
 from monitor.runner import ResultBuffer, Runner
 from llm_monitor.service import restore_metrics
-from tests.service.conftest import SwitchableStore, result
+from monitor.store import InMemoryStore
+from tests.service.conftest import result
 
 CONFIG = """
 models:
@@ -24,7 +25,7 @@ def endpoint_series(registry, name: str, model: str, provider: str) -> float | N
 async def test_a_probe_of_an_endpoint_removed_while_in_flight_is_stored_but_not_exported(metrics, registry):
     catalog = parse_catalog(CONFIG, source="t")
     live = LiveFigures(catalog, window_s=3600, interval_of=lambda e: 60)
-    buffer = ResultBuffer(SwitchableStore(), metrics, capacity=10)
+    buffer = ResultBuffer(InMemoryStore(), metrics, capacity=10)
     runner = Runner(client=None, metrics=metrics, live=live, buffer=buffer, environ={}, max_concurrent=1)
     runner.record("m1", "A", result(0))
     runner.record("m1", "Gone", result(1))  # its job was unscheduled by a reload mid-probe
@@ -34,28 +35,14 @@ async def test_a_probe_of_an_endpoint_removed_while_in_flight_is_stored_but_not_
     assert registry.get_sample_value("llm_probes_total", {"model": "m1", "provider": "Gone", "outcome": "ok"}) is None
 
 
-class StoredHistory:
-    """The restore verbs of Store over literal rows, including an endpoint no longer configured."""
-
-    def __init__(self) -> None:
-        failed = result(5, ok=False)
-        failed.error_kind = ErrorKind.TIMEOUT
-        self.latest = {("m1", "A"): result(0), ("m9", "Removed"): failed}
-
-    async def latest_results(self):
-        return self.latest
-
-    async def latest_ok_results(self):
-        return {("m1", "A"): result(0), ("m9", "Removed"): result(1)}
-
-    async def consecutive_failures(self):
-        return {("m1", "A"): 0, ("m9", "Removed"): 50}
-
-
 async def test_restart_restores_only_configured_endpoints(metrics, registry):
     catalog = parse_catalog(CONFIG, source="t")
     live = LiveFigures(catalog, window_s=3600, interval_of=lambda e: 60)
-    await restore_metrics(StoredHistory(), metrics, live, catalog)
+    history = InMemoryStore()  # includes an endpoint no longer configured
+    timed_out = result(5, ok=False)
+    timed_out.error_kind = ErrorKind.TIMEOUT
+    await history.insert_results([("m1", "A", result(0)), ("m9", "Removed", result(1)), ("m9", "Removed", timed_out)])
+    await restore_metrics(history, metrics, live, catalog)
     assert endpoint_series(registry, "llm_endpoint_consecutive_failures", "m1", "A") == 0
     assert endpoint_series(registry, "llm_endpoint_ttft_seconds", "m1", "A") == 0.1
     for name in ("llm_endpoint_consecutive_failures", "llm_endpoint_last_probe_timestamp_seconds",

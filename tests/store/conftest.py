@@ -1,8 +1,10 @@
 """Backends for the store contract tests.
 
-Every test that takes `database_url` or `store` runs twice: on a fresh SQLite file and on a
-PostgreSQL database created for this test session (`test_store_<random>`, dropped at the end), so
-parallel runs never share tables. PostgreSQL is expected at 127.0.0.1:5432 (user postgres, trust).
+Every test that takes `store` runs three times: on `InMemoryStore`, on a fresh SQLite file and on
+a PostgreSQL database created for this test session (`test_store_<random>`, dropped at the end),
+so parallel runs never share tables. Tests about SQL itself (migrations, schema, pragmas, driver
+errors, query plans) take `sql_store`, `database_url` or `fresh_database_url` and run on the two
+SQL backends only. PostgreSQL is expected at 127.0.0.1:5432 (user postgres, trust).
 Under CI=true an unreachable PostgreSQL FAILS these tests; elsewhere they skip with the reason.
 """
 
@@ -18,14 +20,15 @@ import asyncpg
 import pytest
 import sqlalchemy as sa
 
-from monitor.store import SQLStore, open_store
+from monitor.store import InMemoryStore, SQLStore, Store, open_store
 
 POSTGRES_HOST = "127.0.0.1"
 # Override only to check the unreachable-database behaviour (e.g. STORE_TEST_POSTGRES_PORT=1).
 POSTGRES_PORT = int(os.environ.get("STORE_TEST_POSTGRES_PORT", "5432"))
 POSTGRES_USER = "postgres"
 POSTGRES_ADMIN_DATABASE = "test"
-BACKENDS = ("sqlite", "postgresql")
+SQL_BACKENDS = ("sqlite", "postgresql")
+BACKENDS = ("memory", *SQL_BACKENDS)
 
 
 def postgres_url(database: str, *, port: int = POSTGRES_PORT) -> str:
@@ -75,18 +78,23 @@ def backend(request: pytest.FixtureRequest) -> str:
     return request.param
 
 
+@pytest.fixture(params=SQL_BACKENDS)
+def sql_backend(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
 @pytest.fixture
-def database_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+def database_url(sql_backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
     """A URL in the plain (user-facing) form. SQLite: a file whose directory does not exist yet."""
-    if backend == "sqlite":
+    if sql_backend == "sqlite":
         return f"sqlite:///{tmp_path / 'data' / 'monitor.db'}"
     return postgres_url(request.getfixturevalue("postgres_session_database"))
 
 
 @pytest.fixture
-def fresh_database_url(backend: str, tmp_path: Path) -> Iterator[str]:
+def fresh_database_url(sql_backend: str, tmp_path: Path) -> Iterator[str]:
     """A database nobody has migrated yet (its own PostgreSQL database, dropped afterwards)."""
-    if backend == "sqlite":
+    if sql_backend == "sqlite":
         yield f"sqlite:///{tmp_path / 'fresh' / 'monitor.db'}"
         return
     name = create_postgres_database()
@@ -106,8 +114,32 @@ async def empty_tables(store: SQLStore) -> None:
 
 
 @pytest.fixture
-async def store(database_url: str) -> AsyncIterator[SQLStore]:
+async def sql_store(database_url: str) -> AsyncIterator[SQLStore]:
     opened = await open_store(database_url)
+    await empty_tables(opened)
+    try:
+        yield opened
+    finally:
+        await opened.close()
+
+
+@pytest.fixture
+def store_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> str | None:
+    """The database behind `store` (None for the in-memory store)."""
+    if backend == "memory":
+        return None
+    if backend == "sqlite":
+        return f"sqlite:///{tmp_path / 'data' / 'monitor.db'}"
+    return postgres_url(request.getfixturevalue("postgres_session_database"))
+
+
+@pytest.fixture
+async def store(store_url: str | None) -> AsyncIterator[Store]:
+    """An empty store of each backend."""
+    if store_url is None:
+        yield InMemoryStore()
+        return
+    opened = await open_store(store_url)
     await empty_tables(opened)
     try:
         yield opened

@@ -1,5 +1,7 @@
-"""The Store contract, run on SQLite and on PostgreSQL (see conftest.py): every verb, every
-ProbeResult field, migrations, URL handling and failure behaviour."""
+"""The Store contract, run on InMemoryStore, SQLite and PostgreSQL (see conftest.py): every verb,
+every ProbeResult field, refused values and failure behaviour. Migrations, schema, pragmas, URL
+handling and driver errors are about SQL and run on the two SQL backends only (`sql_store`,
+`database_url`, `fresh_database_url`)."""
 
 from __future__ import annotations
 
@@ -15,11 +17,12 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlmodel import SQLModel
 
-from monitor.models import probe_table
+from monitor.store.tables import probe_table
 from monitor.probes.base import METHODOLOGY_VERSION, ErrorKind, ProbeResult, TokenCountSource
 from monitor.stats import ProbeSample
 from monitor.store import (
     FAILURE_LOOKBACK,
+    InMemoryStore,
     SQLStore,
     Store,
     StoreError,
@@ -87,7 +90,7 @@ def fully_populated_result() -> ProbeResult:
         dns_s=0.001,
         tcp_s=0.002,
         tls_s=0.0301,
-        content_chunks=97,
+        token_chunks=97,
         usage_tokens=128,
         first_read_tokens=2,
         finish_reason="max_tokens",
@@ -134,7 +137,7 @@ def test_every_probe_result_field_has_a_column() -> None:
     assert columns - fields == {"id", "model_id", "provider"}
 
 
-async def test_round_trip_of_every_field(store: SQLStore) -> None:
+async def test_round_trip_of_every_field(store: Store) -> None:
     full = fully_populated_result()
     rate_limited = failed_result_with_enums()
     await store.insert_results([(MODEL, "Anthropic", full), (MODEL, "Google", rate_limited)])
@@ -153,7 +156,7 @@ async def test_round_trip_of_every_field(store: SQLStore) -> None:
     assert got_full.to_dict() == full.to_dict() | {"started_at": "2026-03-01T12:30:15.123456Z"}
 
 
-async def test_minimal_result_keeps_defaults_and_nulls(store: SQLStore) -> None:
+async def test_minimal_result_keeps_defaults_and_nulls(store: Store) -> None:
     minimal = ProbeResult(
         ok=False, error_kind=ErrorKind.CONFIG_ERROR, error="CLOUDFLARE_API_TOKEN is not set",
         http_status=None, started_at=T0, ttft_s=None, connect_s=None, total_s=None,
@@ -165,14 +168,14 @@ async def test_minimal_result_keeps_defaults_and_nulls(store: SQLStore) -> None:
     assert got.methodology == METHODOLOGY_VERSION and got.protocol == "" and got.total_s is None
 
 
-async def test_error_kind_is_stored_as_its_string_value(store: SQLStore) -> None:
-    await store.insert_results([(MODEL, "P", failed(T0, ErrorKind.STREAM_ERROR))])
-    async with store.engine.connect() as connection:
+async def test_error_kind_is_stored_as_its_string_value(sql_store: SQLStore) -> None:
+    await sql_store.insert_results([(MODEL, "P", failed(T0, ErrorKind.STREAM_ERROR))])
+    async with sql_store.engine.connect() as connection:
         stored = (await connection.execute(sa.text("SELECT error_kind FROM probe_result"))).scalar_one()
     assert stored == "stream_error"
 
 
-async def test_naive_timestamps_are_refused(store: SQLStore) -> None:
+async def test_naive_timestamps_are_refused(store: Store) -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
         await store.insert_results([(MODEL, "P", make_result(datetime(2026, 3, 1, 12, 0)))])
     with pytest.raises(ValueError, match="timezone-aware"):
@@ -183,7 +186,7 @@ async def test_naive_timestamps_are_refused(store: SQLStore) -> None:
 # --- ordering, limits, windows --------------------------------------------------------------
 
 
-async def test_recent_results_newest_first_with_limit(store: SQLStore) -> None:
+async def test_recent_results_newest_first_with_limit(store: Store) -> None:
     times = [T0 + timedelta(minutes=m) for m in (3, 0, 4, 1, 2)]  # inserted out of order
     await store.insert_results([(MODEL, "A", make_result(t, ttft_s=t.minute / 100)) for t in times[:3]])
     await store.insert_results([(MODEL, "A", make_result(t, ttft_s=t.minute / 100)) for t in times[3:]])
@@ -204,7 +207,7 @@ async def test_recent_results_newest_first_with_limit(store: SQLStore) -> None:
         await store.recent_results(MODEL, "A", -1)
 
 
-async def test_same_start_time_orders_by_insertion(store: SQLStore) -> None:
+async def test_same_start_time_orders_by_insertion(store: Store) -> None:
     await store.insert_results([(MODEL, "A", make_result(T0, http_status=200))])
     await store.insert_results([(MODEL, "A", failed(T0))])
     first, second = await store.recent_results(MODEL, "A", 2)
@@ -212,7 +215,7 @@ async def test_same_start_time_orders_by_insertion(store: SQLStore) -> None:
     assert (await store.latest_results())[(MODEL, "A")].ok is False
 
 
-async def test_window_samples_filters_by_since_and_endpoint(store: SQLStore) -> None:
+async def test_window_samples_filters_by_since_and_endpoint(store: Store) -> None:
     rows = [
         (MODEL, "A", make_result(T0 - timedelta(hours=25), ttft_s=9.0)),  # outside the window
         (MODEL, "A", make_result(T0, ttft_s=0.5, tokens_per_second=40.0)),  # exactly at since
@@ -239,7 +242,7 @@ async def test_window_samples_filters_by_since_and_endpoint(store: SQLStore) -> 
 # --- latest per endpoint ----------------------------------------------------------------------
 
 
-async def test_latest_and_latest_ok_per_endpoint(store: SQLStore) -> None:
+async def test_latest_and_latest_ok_per_endpoint(store: Store) -> None:
     await store.insert_results([
         (MODEL, "A", make_result(T0, ttft_s=0.1)),
         (MODEL, "A", failed(T0 + timedelta(minutes=1))),
@@ -260,7 +263,7 @@ async def test_latest_and_latest_ok_per_endpoint(store: SQLStore) -> None:
     assert latest_ok[(OTHER_MODEL, "A")].ttft_s == 0.7
 
 
-async def test_late_insert_of_older_results_never_moves_latest_back(store: SQLStore) -> None:
+async def test_late_insert_of_older_results_never_moves_latest_back(store: Store) -> None:
     await store.insert_results([(MODEL, "A", make_result(T0, ttft_s=0.1))])
     await store.insert_results([(MODEL, "A", failed(T0 + timedelta(minutes=10)))])
     # A buffered batch replayed after the database came back: older than what is stored.
@@ -301,7 +304,7 @@ def _outcome(started_at: datetime, outcome: str) -> ProbeResult:
     return failed(started_at, kind)
 
 
-async def test_consecutive_failures(store: SQLStore) -> None:
+async def test_consecutive_failures(store: Store) -> None:
     rows = [
         (MODEL, provider, _outcome(T0 + timedelta(minutes=i), outcome))
         for provider, (outcomes, _) in CONSECUTIVE_FAILURE_CASES.items()
@@ -312,7 +315,7 @@ async def test_consecutive_failures(store: SQLStore) -> None:
     assert await store.consecutive_failures() == expected
 
 
-async def test_consecutive_failures_empty_store(store: SQLStore) -> None:
+async def test_consecutive_failures_empty_store(store: Store) -> None:
     assert await store.consecutive_failures() == {}
     assert await store.latest_results() == {}
     assert await store.latest_ok_results() == {}
@@ -321,7 +324,7 @@ async def test_consecutive_failures_empty_store(store: SQLStore) -> None:
 # --- transactions -------------------------------------------------------------------------------
 
 
-async def test_a_refused_batch_writes_nothing(store: SQLStore) -> None:
+async def test_a_refused_batch_writes_nothing(store: Store) -> None:
     good = make_result(T0)
     broken = make_result(T0 + timedelta(minutes=1), protocol=None)  # violates NOT NULL
     with pytest.raises(StoreError) as caught:
@@ -331,14 +334,33 @@ async def test_a_refused_batch_writes_nothing(store: SQLStore) -> None:
     assert await store.latest_results() == {}
 
 
+UNBINDABLE = {
+    "an int beyond 64 bits": {"stream_bytes": 2**70},
+    "a lone surrogate": {"finish_reason": "stop\udc80"},
+}
+
+
+@pytest.mark.parametrize("value", list(UNBINDABLE), ids=list(UNBINDABLE))
+async def test_a_value_no_driver_takes_is_a_refusal_that_writes_nothing(store: Store, value: str) -> None:
+    good = make_result(T0)
+    poisoned = make_result(T0 + timedelta(minutes=1), **UNBINDABLE[value])
+    with pytest.raises(StoreError) as caught:
+        await store.insert_results([(MODEL, "A", good), (MODEL, "A", poisoned)])
+    assert not isinstance(caught.value, StoreUnavailableError)  # the data, not the database
+    assert "1180591620717411303424" not in str(caught.value) and "stop" not in str(caught.value)
+    assert await store.count_results() == 0
+    await store.insert_results([(MODEL, "A", good)])  # the store is fine for the next rows
+    assert await store.recent_results(MODEL, "A", 5) == [good]
+
+
 async def test_a_database_that_refuses_every_write_is_unavailable_not_a_refusal(
-    backend: str, fresh_database_url: str
+    sql_backend: str, fresh_database_url: str
 ) -> None:
     # A standby after a failover (PostgreSQL) or a read-only file (SQLite): the rows are fine and
     # must be kept for later, not dropped as if the database had refused their data.
     store = await open_store(fresh_database_url)
     try:
-        if backend == "postgresql":
+        if sql_backend == "postgresql":
             name = fresh_database_url.rsplit("/", 1)[1]
             async with store.engine.begin() as connection:
                 await connection.execute(sa.text(f'ALTER DATABASE "{name}" SET default_transaction_read_only = on'))
@@ -357,6 +379,79 @@ async def test_a_database_that_refuses_every_write_is_unavailable_not_a_refusal(
         await store.close()
 
 
+async def _refuse_writes(store: Store, backend: str, store_url: str | None, refuse: bool) -> None:
+    """Make the database refuse (or take again) every write, whatever the rows: a read-only
+    database for PostgreSQL, `query_only` connections for SQLite (file modes do not stop root)."""
+    if backend == "memory":
+        assert isinstance(store, InMemoryStore)
+        store.fail_writes = StoreUnavailableError("read-only database") if refuse else None
+        return
+    assert isinstance(store, SQLStore) and store_url is not None
+    if backend == "postgresql":
+        name = store_url.rsplit("/", 1)[1]
+        setting = "SET default_transaction_read_only = on" if refuse else "RESET default_transaction_read_only"
+        async with store.engine.begin() as connection:
+            await connection.execute(sa.text("SET TRANSACTION READ WRITE"))  # to lift it, too
+            await connection.execute(sa.text(f'ALTER DATABASE "{name}" {setting}'))
+    elif refuse:
+        sa.event.listen(store.engine.sync_engine, "connect", _query_only)
+    else:
+        sa.event.remove(store.engine.sync_engine, "connect", _query_only)
+    await store.engine.dispose()  # new connections pick the setting up
+
+
+def _query_only(dbapi_connection, _record) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA query_only = ON")
+    cursor.close()
+
+
+async def test_history_is_unavailable_while_writes_fail_and_returns_with_them(
+    store: Store, backend: str, store_url: str | None
+) -> None:
+    # The stored rows lack whatever waits in the runner's buffer: answering from them would
+    # serve a stale history as if it were current.
+    await store.insert_results([(MODEL, "A", make_result(T0))])
+    await _refuse_writes(store, backend, store_url, True)
+    try:
+        with pytest.raises(StoreUnavailableError):
+            await store.insert_results([(MODEL, "A", make_result(T0 + timedelta(minutes=1)))])
+        with pytest.raises(StoreUnavailableError, match="writes are failing"):
+            await store.recent_results(MODEL, "A", 10)
+        with pytest.raises(StoreUnavailableError):
+            await store.window_samples(MODEL, "A", T0)
+        await store.ping()  # reachable: readiness tells "unwritable" from "unreachable"
+    finally:
+        await _refuse_writes(store, backend, store_url, False)
+    await store.insert_results([(MODEL, "A", make_result(T0 + timedelta(minutes=2)))])
+    assert [r.started_at.minute for r in await store.recent_results(MODEL, "A", 10)] == [2, 0]
+
+
+@pytest.mark.parametrize("how", ["deleted", "replaced"])
+async def test_a_sqlite_file_deleted_or_replaced_while_open_makes_the_store_unavailable(
+    tmp_path, how: str
+) -> None:
+    # SQLite keeps writing to the open inode, which nobody reads again: the store must say so.
+    path = tmp_path / "monitor.db"
+    opened = await open_store(f"sqlite:///{path}")
+    try:
+        await opened.insert_results([(MODEL, "A", make_result(T0))])
+        if how == "deleted":
+            path.unlink()
+        else:
+            other = tmp_path / "other.db"
+            other.write_bytes(b"")
+            other.replace(path)
+        with pytest.raises(StoreUnavailableError, match=f"was {how}"):
+            await opened.ping()
+        with pytest.raises(StoreUnavailableError, match=f"was {how}"):
+            await opened.insert_results([(MODEL, "A", make_result(T0 + timedelta(minutes=1)))])
+        with pytest.raises(StoreUnavailableError):
+            await opened.recent_results(MODEL, "A", 10)
+    finally:
+        await opened.close()
+
+
 # --- migrations and schema ----------------------------------------------------------------------
 
 
@@ -373,6 +468,45 @@ async def test_migrations_are_idempotent(fresh_database_url: str) -> None:
         assert await second.count_results() == 1
     finally:
         await second.close()
+
+
+async def test_token_chunks_migration_keeps_the_data_up_and_down(fresh_database_url: str) -> None:
+    from alembic import command
+
+    from monitor.store.database import alembic_config, create_engine, normalize_database_url
+
+    def migrate(connection: sa.Connection, revision: str, down: bool = False) -> None:
+        config = alembic_config()
+        config.attributes["connection"] = connection
+        (command.downgrade if down else command.upgrade)(config, revision)
+
+    def columns(connection: sa.Connection) -> set[str]:
+        return {column["name"] for column in sa.inspect(connection).get_columns("probe_result")}
+
+    engine = create_engine(normalize_database_url(fresh_database_url))
+    try:
+        async with engine.begin() as connection:
+            await connection.run_sync(migrate, "0001")
+        store = SQLStore(engine)
+        async with engine.begin() as connection:  # a row written under the old name
+            await connection.run_sync(lambda c: c.execute(
+                sa.text("INSERT INTO probe_result (model_id, provider, protocol, model, ok, started_at, "
+                        "content_chunks, first_read_tokens, stream_bytes, methodology) VALUES "
+                        "('m', 'p', 'openai', 'x', true, :at, 42, 1, 10, 'v')"),
+                {"at": T0},
+            ))
+            await connection.run_sync(migrate, "head")
+            assert "token_chunks" in await connection.run_sync(columns)
+        [row] = await store.recent_results("m", "p", 1)
+        assert row.token_chunks == 42
+        async with engine.begin() as connection:
+            await connection.run_sync(migrate, "0001", True)
+            assert {"content_chunks"} <= await connection.run_sync(columns)
+            assert "token_chunks" not in await connection.run_sync(columns)
+            value = await connection.scalar(sa.text("SELECT content_chunks FROM probe_result"))
+        assert value == 42
+    finally:
+        await engine.dispose()
 
 
 async def test_concurrent_first_starts_migrate_once(fresh_database_url: str) -> None:
@@ -421,12 +555,12 @@ def test_upgrade_wrapper_for_the_cli(fresh_database_url: str) -> None:
 RECENT_INDEX = "ix_probe_result_endpoint_recent"
 
 
-async def test_migrated_schema_matches_the_models(store: SQLStore) -> None:
+async def test_migrated_schema_matches_the_models(sql_store: SQLStore) -> None:
     def differences(connection: sa.Connection) -> list:
         context = MigrationContext.configure(connection, opts={"compare_type": True})
         return compare_metadata(context, SQLModel.metadata)
 
-    async with store.engine.connect() as connection:
+    async with sql_store.engine.connect() as connection:
         diff = await connection.run_sync(differences)
     # Alembic cannot compare an index with DESC columns (it reports remove+add of the same
     # index); that index is checked by reflection below instead.
@@ -437,9 +571,9 @@ def _is_recent_index_diff(diff) -> bool:
     return diff[0] in ("add_index", "remove_index") and diff[1].name == RECENT_INDEX
 
 
-async def test_recent_index_is_newest_first(store: SQLStore) -> None:
-    async with store.engine.connect() as connection:
-        if store.dialect_name == "sqlite":
+async def test_recent_index_is_newest_first(sql_store: SQLStore) -> None:
+    async with sql_store.engine.connect() as connection:
+        if sql_store.dialect_name == "sqlite":
             rows = (await connection.exec_driver_sql(f"PRAGMA index_xinfo({RECENT_INDEX})")).all()
             keys = [(row[2], bool(row[3])) for row in rows if row[5]]  # (name, desc) of key columns
         else:
@@ -593,12 +727,13 @@ async def test_postgresql_outage_then_recovery(postgres_session_database: str) -
 # --- interface ----------------------------------------------------------------------------------
 
 
-def test_sql_store_implements_every_store_verb() -> None:
+@pytest.mark.parametrize("implementation", [SQLStore, InMemoryStore])
+def test_each_store_implements_every_store_verb(implementation: type) -> None:
     verbs = [name for name, _ in inspect.getmembers(Store, inspect.isfunction) if not name.startswith("_")]
     assert set(verbs) >= {"insert_results", "recent_results", "window_samples", "latest_results",
                           "latest_ok_results", "ping", "close"}
     for verb in verbs:
-        ours = getattr(SQLStore, verb)
+        ours = getattr(implementation, verb)
         assert inspect.iscoroutinefunction(ours), verb
         assert list(inspect.signature(ours).parameters) == list(
             inspect.signature(getattr(Store, verb)).parameters
@@ -608,7 +743,7 @@ def test_sql_store_implements_every_store_verb() -> None:
 # --- following new rows (API replicas) ------------------------------------------------------------
 
 
-async def test_samples_after_pages_through_new_rows_in_id_order(store: SQLStore) -> None:
+async def test_samples_after_pages_through_new_rows_in_id_order(store: Store) -> None:
     assert await store.max_result_id() == 0
     assert await store.samples_after(0, 10) == []
     start = T0

@@ -85,7 +85,7 @@ class ProbeResultRow(SQLModel, table=True):
     dns_s: float | None = Field(default=None, sa_type=sa.Double())
     tcp_s: float | None = Field(default=None, sa_type=sa.Double())
     tls_s: float | None = Field(default=None, sa_type=sa.Double())
-    content_chunks: int = Field(sa_type=sa.Integer(), nullable=False)
+    token_chunks: int = Field(sa_type=sa.Integer(), nullable=False)
     usage_tokens: int | None = Field(default=None, sa_type=sa.Integer())
     first_read_tokens: int = Field(sa_type=sa.Integer(), nullable=False)
     finish_reason: str | None = Field(default=None, sa_type=sa.String())

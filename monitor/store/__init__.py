@@ -1,0 +1,110 @@
+"""Storage of probe results: the `Store` protocol in domain verbs, its errors, and the backends.
+
+Callers (runner, live figures, API) depend only on `Store` and the two errors below; the
+service builds a concrete store with `open_store(url)` and passes it in.
+
+- `sql.py`: `SQLStore`, the implementation on SQLite (the embedded default) and PostgreSQL,
+  and `open_store`.
+- `database.py`: database URLs, driver choice, SQLite pragmas, driver-error translation and
+  the alembic migrations (`monitor/migrations`).
+- `tables.py`: the SQLModel table definitions the queries use.
+- `memory.py`: `InMemoryStore`, the same contract in process memory (for tests), with
+  an explicit switch that makes it unavailable.
+
+Errors: every verb raises `StoreUnavailableError` when the database cannot serve it now
+(retry later: the runner buffers), and `StoreError` when it refuses the data (retrying the same
+rows will not help). While writes fail for the database's sake, the history verbs raise
+StoreUnavailableError too (their answer would lack the buffered results). Driver exceptions never
+escape a verb; messages never carry a URL's password or a row's values.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Protocol
+
+from monitor.probes.base import ProbeResult
+from monitor.stats import ProbeSample
+
+
+class Store(Protocol):
+    async def insert_results(self, rows: list[tuple[str, str, ProbeResult]]) -> None:
+        """Persist (model_id, provider, result) rows in one transaction: all or none."""
+
+    async def recent_results(self, model_id: str, provider: str, limit: int) -> list[ProbeResult]:
+        """Newest first."""
+
+    async def window_samples(self, model_id: str, provider: str, since: datetime) -> list[ProbeSample]:
+        """Probes with started_at >= since, newest first (index-backed, never a history scan)."""
+
+    async def latest_results(self) -> dict[tuple[str, str], ProbeResult]:
+        """Latest probe per (model_id, provider): used to restore metrics after a restart."""
+
+    async def latest_ok_results(self) -> dict[tuple[str, str], ProbeResult]:
+        """Latest ok probe per (model_id, provider)."""
+
+    async def consecutive_failures(self) -> dict[tuple[str, str], int]:
+        """Failed probes in a row per endpoint, newest backwards (NOT_PROVIDER_FAILURES skipped)."""
+
+    async def samples_after(self, after_id: int, limit: int) -> list[tuple[int, str, str, ProbeSample]]:
+        """(id, model_id, provider, sample) of probes stored after id `after_id`, in id order:
+        how API replicas follow what the scheduler writes without re-reading history."""
+
+    async def max_result_id(self) -> int:
+        """The newest stored probe's id (0 when empty)."""
+
+    async def ping(self) -> None:
+        """Raises StoreUnavailableError when the database is unreachable, or is no longer the
+        one that was opened (a SQLite file deleted or replaced while open)."""
+
+    async def close(self) -> None: ...
+
+
+class StoreError(Exception):
+    """The database refused the data of an operation. Retrying the same call will not help."""
+
+
+class StoreUnavailableError(StoreError):
+    """The database cannot serve the operation now, whatever its data: unreachable, connection
+    dropped, read-only (a standby after a failover), database missing, permission denied, full.
+    Retry later (rows are not lost by the store: nothing of a failed `insert_results` batch was
+    written)."""
+
+
+# The implementations import the protocol and errors above.
+from monitor.store.database import (  # noqa: E402
+    head_revision,
+    normalize_database_url,
+    redact_database_url,
+    upgrade,
+    upgrade_async,
+)
+from monitor.store.memory import InMemoryStore  # noqa: E402
+from monitor.store.sql import (  # noqa: E402
+    FAILURE_LOOKBACK,
+    SQLStore,
+    consecutive_failures_statement,
+    open_store,
+    recent_results_statement,
+    samples_after_statement,
+    window_samples_statement,
+)
+
+__all__ = [
+    "FAILURE_LOOKBACK",
+    "InMemoryStore",
+    "SQLStore",
+    "Store",
+    "StoreError",
+    "StoreUnavailableError",
+    "consecutive_failures_statement",
+    "head_revision",
+    "normalize_database_url",
+    "open_store",
+    "recent_results_statement",
+    "redact_database_url",
+    "samples_after_statement",
+    "upgrade",
+    "upgrade_async",
+    "window_samples_statement",
+]

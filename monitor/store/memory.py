@@ -1,0 +1,188 @@
+"""`InMemoryStore`: the `Store` contract in process memory, for tests that need a store but not a
+database. It passes the same contract suite as SQLite and PostgreSQL
+(`tests/store/test_store_contract.py`): rows are normalised and checked against the column
+types of `tables.py` exactly as the SQL store maps them, so a value a database would refuse
+(a missing NOT NULL value, an int beyond 64 bits, a string that is not UTF-8) is refused here too,
+as a StoreError and with nothing of the batch written.
+
+Failure injection is explicit: `fail_writes` / `fail_reads` hold the error every write / read
+verb raises (None: working). `make_unavailable()` sets both, like a database that went away.
+Nothing is persisted; a restart starts empty.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import sqlalchemy as sa
+
+from monitor.probes.base import NOT_PROVIDER_FAILURES, ProbeResult
+from monitor.stats import ProbeSample
+from monitor.store import StoreError, StoreUnavailableError
+from monitor.store.sql import FAILURE_LOOKBACK, result_to_row, row_to_result
+from monitor.store.tables import UTCDateTime, probe_table
+
+_INT64 = range(-(2**63), 2**63)
+_NOT_PROVIDER_FAILURES = frozenset(kind.value for kind in NOT_PROVIDER_FAILURES)
+
+
+def _refusal(column: sa.Column, value: Any) -> str | None:
+    """Why a database would refuse `value` in `column` (None: it takes it). Never the value."""
+    if value is None:
+        return None if column.nullable else "NOT NULL column without a value"
+    kind = column.type
+    if isinstance(kind, UTCDateTime):
+        if not isinstance(value, dt.datetime):
+            return "expected a datetime"
+        return None
+    if isinstance(kind, sa.Boolean):
+        return None if isinstance(value, bool) else "expected a boolean"
+    if isinstance(kind, sa.Integer):  # Integer and BigInteger
+        if not isinstance(value, int):
+            return "expected an integer"
+        return None if value in _INT64 else "integer out of the 64-bit range"
+    if isinstance(kind, sa.Float):  # Double
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            return "expected a number"
+        try:
+            float(value)
+        except OverflowError:
+            return "number out of range"
+        return None
+    if isinstance(kind, sa.String):  # String and Text
+        if not isinstance(value, str):
+            return "expected a string"
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return "string is not encodable as UTF-8"
+        return None
+    raise TypeError(f"no in-memory check for column type {kind!r}")  # a new column type: add one
+
+
+class InMemoryStore:
+    """`Store` over a list of rows in insertion (id) order."""
+
+    def __init__(self) -> None:
+        self._rows: list[dict[str, Any]] = []  # column values, as the SQL store writes them
+        self._columns = [column for column in probe_table().columns if column.name != "id"]
+        self.fail_writes: StoreError | None = None
+        self.fail_reads: StoreError | None = None
+        self._write_failure: StoreUnavailableError | None = None
+
+    def make_unavailable(self, reason: str = "database unavailable (in-memory store switched off)") -> None:
+        self.fail_writes = self.fail_reads = StoreUnavailableError(reason)
+
+    def make_available(self) -> None:
+        self.fail_writes = self.fail_reads = None
+
+    async def insert_results(self, rows: list[tuple[str, str, ProbeResult]]) -> None:
+        if not rows:
+            return
+        values = [result_to_row(model_id, provider, result) for model_id, provider, result in rows]
+        if self.fail_writes is not None:
+            if isinstance(self.fail_writes, StoreUnavailableError):
+                self._write_failure = self.fail_writes
+            raise self.fail_writes
+        for row in values:
+            for column in self._columns:
+                problem = _refusal(column, row.get(column.name))
+                if problem is not None:
+                    raise StoreError(f"value refused in insert_results: {column.name}: {problem}")
+        next_id = len(self._rows) + 1
+        for offset, row in enumerate(values):
+            row["id"] = next_id + offset
+            row["started_at"] = row["started_at"].astimezone(dt.UTC)
+        self._rows.extend(values)
+        self._write_failure = None
+
+    async def recent_results(self, model_id: str, provider: str, limit: int) -> list[ProbeResult]:
+        if limit < 0:
+            raise ValueError("limit must be >= 0")
+        self._reading("recent_results")
+        return [row_to_result(row) for row in self._newest_first(model_id, provider)[:limit]]
+
+    async def window_samples(self, model_id: str, provider: str, since: dt.datetime) -> list[ProbeSample]:
+        if since.tzinfo is None or since.utcoffset() is None:
+            raise ValueError("since must be timezone-aware (UTC)")
+        self._reading("window_samples")
+        return [_sample(row) for row in self._newest_first(model_id, provider) if row["started_at"] >= since]
+
+    async def samples_after(self, after_id: int, limit: int) -> list[tuple[int, str, str, ProbeSample]]:
+        self._reading("samples_after")
+        newer = self._rows[max(after_id, 0):][:limit]  # ids are 1-based positions
+        return [(row["id"], row["model_id"], row["provider"], _sample(row)) for row in newer]
+
+    async def max_result_id(self) -> int:
+        self._reading("max_result_id")
+        return len(self._rows)
+
+    async def latest_results(self) -> dict[tuple[str, str], ProbeResult]:
+        self._reading("latest_results")
+        return {key: row_to_result(rows[0]) for key, rows in self._by_endpoint().items()}
+
+    async def latest_ok_results(self) -> dict[tuple[str, str], ProbeResult]:
+        self._reading("latest_ok_results")
+        latest: dict[tuple[str, str], ProbeResult] = {}
+        for key, rows in self._by_endpoint().items():
+            ok = next((row for row in rows if row["ok"]), None)
+            if ok is not None:
+                latest[key] = row_to_result(ok)
+        return latest
+
+    async def consecutive_failures(self) -> dict[tuple[str, str], int]:
+        self._reading("consecutive_failures")
+        counts: dict[tuple[str, str], int] = {}
+        for key, rows in self._by_endpoint().items():
+            latest_ok = next((row["started_at"] for row in rows if row["ok"]), None)
+            since_ok = [row for row in rows if latest_ok is None or row["started_at"] > latest_ok]
+            counts[key] = sum(
+                1
+                for row in since_ok[:FAILURE_LOOKBACK]
+                if not row["ok"] and row["error_kind"] not in _NOT_PROVIDER_FAILURES
+            )
+        return counts
+
+    async def count_results(self, model_id: str | None = None, provider: str | None = None) -> int:
+        """Number of stored probes, all or one endpoint's (tests and benchmarks)."""
+        self._reading("count_results")
+        return sum(
+            1 for row in self._rows
+            if model_id in (None, row["model_id"]) and provider in (None, row["provider"])
+        )
+
+    async def ping(self) -> None:
+        self._reading("ping", history=False)
+
+    async def close(self) -> None:
+        return None
+
+    def _reading(self, verb: str, *, history: bool = True) -> None:
+        """Like the SQL store: `history` verbs are refused while writes fail for availability."""
+        if self.fail_reads is not None:
+            raise self.fail_reads
+        if history and self._write_failure is not None:
+            raise StoreUnavailableError(
+                f"database unavailable in {verb}: writes are failing ({self._write_failure})"
+            )
+
+    def _newest_first(self, model_id: str, provider: str) -> list[dict[str, Any]]:
+        rows = [row for row in self._rows if row["model_id"] == model_id and row["provider"] == provider]
+        return sorted(rows, key=lambda row: (row["started_at"], row["id"]), reverse=True)
+
+    def _by_endpoint(self) -> dict[tuple[str, str], list[dict[str, Any]]]:
+        """Every endpoint's rows, newest first."""
+        grouped: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        for row in self._rows:
+            grouped.setdefault((row["model_id"], row["provider"]), []).append(row)
+        for rows in grouped.values():
+            rows.sort(key=lambda row: (row["started_at"], row["id"]), reverse=True)
+        return grouped
+
+
+def _sample(row: dict[str, Any]) -> ProbeSample:
+    return ProbeSample(
+        started_at=row["started_at"], ok=row["ok"], error_kind=row["error_kind"],
+        ttft_s=row["ttft_s"], tokens_per_second=row["tokens_per_second"],
+    )

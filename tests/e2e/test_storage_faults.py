@@ -1,0 +1,157 @@
+"""Storage faults end to end, against a real `run` subprocess and its real SQLite file:
+rows the driver refuses, a full disk, a database file deleted while running."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import REPO, Service, wait_until
+from tests.e2e.test_reliability import config_for, provider  # noqa: F401  (fixture)
+from tests.e2e.test_service import metric_value
+from tests.support.stream_server import unused_port
+
+MODEL = "m/one"
+
+
+def rows_by_provider(db: Path) -> dict[str, int]:
+    with sqlite3.connect(db) as connection:
+        return dict(connection.execute("select provider, count(*) from probe_result group by provider"))
+
+
+def probes_logged(log: str, provider_name: str) -> int:
+    return len(re.findall(rf"probe {re.escape(MODEL)}/{provider_name}: ", log))
+
+
+@pytest.fixture
+def poisoned_service(tmp_path: Path):
+    """`run` with the Overflow and Surrogate providers' results poisoned before the buffer."""
+    started: list[Service] = []
+
+    def start(config_text: str, db: Path) -> Service:
+        config = tmp_path / "endpoints.yaml"
+        config.write_text(config_text)
+        port = unused_port()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("LLM_MONITOR_")}
+        env["PYTHONPATH"] = os.pathsep.join([str(REPO), *filter(None, [env.get("PYTHONPATH")])])
+        env["LLM_MONITOR_SHUTDOWN_GRACE_S"] = "5"
+        log_path = tmp_path / "service.log"
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.e2e.poisoned_monitor", "run", "--config", str(config),
+             "--db", f"sqlite:///{db}", "--port", str(port), "--interval", "1"],
+            cwd=tmp_path, env=env, stdout=open(log_path, "w"), stderr=subprocess.STDOUT,
+        )
+        service = Service(proc, f"http://127.0.0.1:{port}", log_path)
+        started.append(service)
+        wait_until(lambda: proc.poll() is None and service.get("/healthz").status_code == 200,
+                   timeout_s=30, what="the service to answer /healthz")
+        return service
+
+    yield start
+    for service in started:
+        if service.proc.poll() is None:
+            service.proc.kill()
+            service.proc.wait()
+
+
+def test_rows_the_driver_refuses_are_dropped_alone_and_the_writer_goes_on(
+    poisoned_service, provider, tmp_path  # noqa: F811
+):
+    db = tmp_path / "monitor.db"
+    service = poisoned_service(
+        config_for(("P", provider.url), ("Overflow", provider.url), ("Surrogate", provider.url)), db
+    )
+    # Poisoned results arrive every second between the good ones; the good ones keep landing.
+    wait_until(lambda: rows_by_provider(db).get("P", 0) >= 4, timeout_s=30, what="4 rows of P")
+    wait_until(
+        lambda: probes_logged(service.log(), "Overflow") >= 2 and probes_logged(service.log(), "Surrogate") >= 2,
+        timeout_s=20, what="2 poisoned probes of each kind",
+    )
+    ready = service.get("/readyz")
+    assert ready.status_code == 200 and ready.json()["writer"] is True, ready.text
+    metrics = service.get("/metrics").text
+    assert (metric_value(metrics, "llm_monitor_dropped_results_total") or 0) >= 4
+    assert service.stop(signal.SIGTERM) == 0
+    log = service.log()
+    stored = rows_by_provider(db)
+    assert stored.get("P") == probes_logged(log, "P")  # every good probe stored, none lost
+    assert "Overflow" not in stored and "Surrogate" not in stored
+    dropped = len(re.findall(r"database refused the probe of m/one/(?:Overflow|Surrogate) ", log))
+    assert dropped == probes_logged(log, "Overflow") + probes_logged(log, "Surrogate")
+    assert "1180591620717411303424" not in log and "udc80" not in log  # no row values logged
+    assert "Traceback" not in log
+
+
+def history(service: Service):
+    return service.get(f"/v1/models/{MODEL}/endpoints/P/probes")
+
+
+def test_a_database_file_deleted_while_running_is_reported_not_written_into(
+    start_service, provider, tmp_path  # noqa: F811
+):
+    db = tmp_path / "monitor.db"
+    service = start_service(config_for(("P", provider.url)))
+    wait_until(lambda: rows_by_provider(db).get("P", 0) >= 2, timeout_s=20, what="first rows")
+    db.unlink()  # the open connections would go on writing to the unlinked inode
+    wait_until(lambda: service.get("/readyz").status_code == 503, timeout_s=10, what="/readyz 503")
+    assert service.get("/readyz").json()["database"] is False
+    response = history(service)
+    assert response.status_code == 503 and "retry-after" in response.headers
+    wait_until(
+        lambda: (metric_value(service.get("/metrics").text, "llm_monitor_buffered_results") or 0) >= 2,
+        timeout_s=15, what="results buffered instead of written to the deleted file",
+    )
+    assert "was deleted while open" in service.log()
+    service.stop()
+
+
+@pytest.fixture
+def tiny_filesystem(tmp_path: Path):
+    """A 2 MiB tmpfs (the tests run as root), unmounted afterwards."""
+    mount_point = tmp_path / "tiny"
+    mount_point.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount_point)], check=True)
+    yield mount_point
+    subprocess.run(["umount", "-l", str(mount_point)], check=True)
+
+
+def fill(directory: Path) -> Path:
+    """Write a file until the filesystem has no space left."""
+    filler = directory / "filler"
+    with open(filler, "wb") as out:
+        try:
+            while True:
+                out.write(b"\0" * 65536)
+                out.flush()
+        except OSError:
+            pass
+    return filler
+
+
+def test_a_full_disk_makes_history_and_readiness_503_until_space_returns(
+    start_service, provider, tiny_filesystem  # noqa: F811
+):
+    db = tiny_filesystem / "monitor.db"
+    service = start_service(config_for(("P", provider.url)), db=f"sqlite:///{db}")
+    wait_until(lambda: rows_by_provider(db).get("P", 0) >= 2, timeout_s=20, what="first rows")
+    assert history(service).status_code == 200
+    filler = fill(tiny_filesystem)
+    try:
+        wait_until(lambda: service.get("/readyz").status_code == 503, timeout_s=20, what="/readyz 503")
+        assert service.get("/readyz").json()["database_writes"] is False
+        response = history(service)  # would be stale: the newest results wait in the buffer
+        assert response.status_code == 503 and response.headers["retry-after"]
+        assert "database or disk is full" in service.log()
+    finally:
+        filler.unlink()
+    wait_until(lambda: service.get("/readyz").status_code == 200, timeout_s=20, what="/readyz 200 again")
+    wait_until(lambda: history(service).status_code == 200, timeout_s=10, what="history 200 again")
+    assert service.stop() == 0
+    assert rows_by_provider(db)["P"] == probes_logged(service.log(), "P")  # nothing lost
