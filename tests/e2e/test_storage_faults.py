@@ -16,7 +16,7 @@ import pytest
 from tests.e2e.conftest import REPO, Service, wait_until
 from tests.e2e.test_reliability import config_for, provider  # noqa: F401  (fixture)
 from tests.e2e.test_service import metric_value
-from tests.support.stream_server import unused_port
+from monitor.testing.stream_server import unused_port
 
 MODEL = "m/one"
 
