@@ -17,7 +17,7 @@ from monitor.metrics import Metrics, build_metrics
 from monitor.probes.transport import build_client
 from monitor.runner import ResultBuffer, Runner
 from monitor.scheduler import ProbeScheduler
-from tests.service.conftest import SwitchableStore
+from monitor.store import InMemoryStore
 from monitor.testing.stream_server import StreamServer, json_response, openai_stream, sse_stream_response
 
 
@@ -35,12 +35,12 @@ class Probing:
 
 @asynccontextmanager
 async def probing(config: str, *, interval_s: float, max_concurrent: int):
-    """The scheduler, runner, live figures and metrics of a scheduler process (store faked)."""
+    """The scheduler, runner, live figures and metrics of a scheduler process (in-memory store)."""
     catalog = parse_catalog(config, source="test")
     registry = CollectorRegistry()
     metrics = build_metrics(registry)
     live = LiveFigures(catalog, window_s=3600, interval_of=lambda e: interval_s)
-    buffer = ResultBuffer(SwitchableStore(), metrics, capacity=100_000)
+    buffer = ResultBuffer(InMemoryStore(), metrics, capacity=100_000)
     async with build_client() as client:
         runner = Runner(client=client, metrics=metrics, live=live, buffer=buffer, environ={},
                         max_concurrent=max_concurrent)
