@@ -6,8 +6,8 @@
 Part 1 (throughput target): a catalog of M models x P endpoints over a SQLite history of
 N stored probes (generated once with the project's migrations, cached under /tmp), served by
 `python -m monitor run` exactly as a user starts it (one uvicorn worker, the service's own uvicorn
-flags, CORS allowing the catalog's origin as a real deployment would) with `--interval 1e9` so
-no probe fires. Side by side in the same run, a bare Starlette
+flags, CORS allowing the catalog's origin as a real deployment would) with the longest interval
+the service accepts (7 days), so its first probes are spread over a week: about one per run. Side by side in the same run, a bare Starlette
 app on the same uvicorn flags returns a constant JSON body of the same size (the real app's own
 response for model 0). `wrk` (a separate process) rotates over every model's `/live` path at C
 connections; rounds alternate real / bare so drift hits both. Target: real >= 0.7 x bare
@@ -44,10 +44,13 @@ from bench.results import load_average, log, machine_info, markdown_table, publi
 from bench.stats import all_finite, percentile
 from bench.truth_server import TruthServer, by_model
 from bench.wrk import run_wrk, write_wrk_files
+from monitor.catalog.schema import INTERVAL_MAX_S
 from monitor.testing.stream_server import unused_port
 
 TARGET_RATIO = 0.7
 TARGET_P99_MS = 20.0
+# The throughput part measures the API, not probing: the longest interval the service accepts.
+IDLE_INTERVAL_S = INTERVAL_MAX_S
 # Port 9 (discard) on loopback: nothing listens, so a probe that did fire would fail fast.
 UNREACHABLE_BASE_URL = "http://127.0.0.1:9/v1"
 LIVE_KEYS = {
@@ -182,7 +185,7 @@ def part_throughput(args: argparse.Namespace, work: Path, db: Path, paths: list[
     real_base, bare_base = f"http://127.0.0.1:{real_port}", f"http://127.0.0.1:{bare_port}"
     rounds: list[dict[str, Any]] = []
     with start_monitor(args.mode, config=config, db=db, port=real_port,
-                       interval_s=1e9 if args.mode != "api" else None, log_path=work / "monitor-idle.log",
+                       interval_s=IDLE_INTERVAL_S if args.mode != "api" else None, log_path=work / "monitor-idle.log",
                        cors_origin=args.cors_origin, app_root=args.app_root) as real:
         startup_s = wait_http_ok(f"{real_base}{paths[0]}", timeout_s=600, child=real)
         log(f"{args.mode} ready in {startup_s:.1f} s (pid {real.pid})")
@@ -465,7 +468,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--providers", type=int, default=3, choices=range(1, len(PROVIDERS) + 1))
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--mode", choices=["run", "api"], default="run",
-                        help="how the real process is started for part 1 (run: --interval 1e9, no probes)")
+                        help="how the real process is started for part 1 (run: --interval 604800, all but no probes)")
     parser.add_argument("--cors-origin", default="https://catalog.example",
                         help="CORS origin the real server allows, as for the catalog site ('' for none); "
                              "also sent by the browser-shaped round")
