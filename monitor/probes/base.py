@@ -21,8 +21,10 @@ if TYPE_CHECKING:
 # Bumped whenever a change alters what a stored figure means (timing points, token counting,
 # formula, what counts as ok). Stored with every probe so old figures can be told apart from new
 # ones. 2026.11-2: a Gemini stream without any finishReason, or with an error object written
-# without `data:`, is a stream_error (it was ok when content had arrived).
-METHODOLOGY_VERSION = "2026.11-2"
+# without `data:`, is a stream_error (it was ok when content had arrived). 2026.12-1: a usage count
+# that the stream contradicts (below the token-bearing events, or far above max_tokens) is
+# replaced by the event count (`estimate`); an invalid HTTP answer is a stream_error.
+METHODOLOGY_VERSION = "2026.12-1"
 
 
 class ErrorKind(enum.StrEnum):

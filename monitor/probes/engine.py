@@ -28,8 +28,9 @@ How a probe measures (all intervals from `time.perf_counter_ns()`):
 Outcome: `ok` when at least one token-bearing delta (answer text, reasoning or a tool call, the
 same events that define `ttft_s`) arrived and the stream ended cleanly (with the protocol's end
 marker when it has one). `output_tokens` is the provider's usage count when the stream carries one
-(`usage`), else the number of token-bearing events (`estimate`); the decode rate follows the
-contract's formula over the first and last token-bearing events.
+that the stream allows (`usage`; see `sanitize.reconcile_usage`), else the number of
+token-bearing events (`estimate`); the decode rate follows the contract's formula over the first
+and last token-bearing events.
 
 No retries inside a measured probe. `run_probe` returns a `ProbeResult` for every probe outcome;
 only `asyncio.CancelledError` (and interpreter-exiting errors) propagate.

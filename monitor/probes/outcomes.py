@@ -56,6 +56,7 @@ import email.utils
 import functools
 import html
 import json
+import math
 import os
 import re
 import ssl
@@ -214,19 +215,24 @@ def non_stream_body_failure(status: int, content_type: str, body: bytes,
                         + (f": {detail}" if detail else ""))
 
 
+def _wait(seconds: float) -> float | None:
+    """A non-negative wait, or None for a value that is no number of seconds (NaN)."""
+    return None if math.isnan(seconds) else max(0.0, seconds)
+
+
 def retry_after_s(headers: httpx.Headers) -> float | None:
     """The wait a 429/529 asks for: `retry-after-ms`, else `retry-after` (seconds or a date)."""
     value = headers.get("retry-after-ms")
     if value:
         try:
-            return max(0.0, float(value) / 1000)
+            return _wait(float(value) / 1000)
         except ValueError:
             pass
     value = headers.get("retry-after")
     if not value:
         return None
     try:
-        return max(0.0, float(value))
+        return _wait(float(value))
     except ValueError:
         pass
     try:

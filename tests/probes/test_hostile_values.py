@@ -87,7 +87,7 @@ async def test_error_texts_are_cleaned_and_bounded(server, client, tmp_path, mes
 
 @pytest.mark.parametrize(("header", "expected"), [
     ("inf", None), ("1e400", None), ("1e308", MAX_RETRY_AFTER_S), ("999999999", MAX_RETRY_AFTER_S),
-    ("-3", 0.0), ("30", 30.0),
+    ("-3", 0.0), ("30", 30.0), ("nan", None), ("NaN", None),
 ])
 async def test_retry_after_is_finite_and_at_most_a_day(server, client, header, expected):
     server.route("POST", "/v1/chat/completions",
