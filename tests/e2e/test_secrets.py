@@ -90,3 +90,57 @@ def test_fake_key_never_leaks(start_service, tmp_path):
     finally:
         for server in servers:
             server.stop()
+
+
+ACCOUNT = "acct-7c1e9b24d08f"
+
+
+def echo_account(request) -> str:
+    # The provider quotes the path it was asked for: it carries the account id.
+    return request.path
+
+
+def test_a_url_variable_echoed_by_the_provider_never_leaks(start_service, tmp_path):
+    """A `${VAR}` in base_url (an account id, not a key) is scrubbed like the key wherever a
+    provider echoes it: an error body, an in-stream error and a finish reason."""
+    not_found, event, finish = StreamServer().start(), StreamServer().start(), StreamServer().start()
+    try:
+        for server in (not_found, event, finish):
+            server.route("GET", f"/accounts/{ACCOUNT}/v1/models", json_response(200, {"data": []}))
+        not_found.route("POST", f"/accounts/{ACCOUNT}/v1/chat/completions",
+                        lambda r: json_response(404, {"error": {"message": f"no model at {echo_account(r)}"}}))
+        event.route("POST", f"/accounts/{ACCOUNT}/v1/chat/completions", lambda r: sse_stream_response([
+            Frame(0.0, sse_event({"error": {"message": f"account {ACCOUNT} suspended"}}))]))
+        finish.route("POST", f"/accounts/{ACCOUNT}/v1/chat/completions", lambda r: sse_stream_response([
+            Frame(0.0, sse_event({"choices": [{"delta": {"content": "One"}}]})),
+            Frame(0.005, sse_event({"choices": [{"delta": {}, "finish_reason": f"stop:{ACCOUNT}"}]})),
+            Frame(0.0, b"data: [DONE]\n\n"),
+        ]))
+        endpoints = "\n".join(
+            f"      - {{provider: {name}, protocol: openai, base_url: '{s.url}/accounts/${{ACCT}}/v1', model: x}}"
+            for name, s in (("NotFound", not_found), ("Event", event), ("Finish", finish))
+        )
+        config = f"models:\n  - id: {MODEL}\n    name: S\n    endpoints:\n{endpoints}\n"
+        service = start_service(config, env={"ACCT": ACCOUNT})
+
+        def all_probed():
+            live = service.get(f"/v1/models/{MODEL}/live").json()
+            return all(e["samples"] >= 1 for e in live["endpoints"])
+
+        wait_until(all_probed, timeout_s=30, what="a probe of every endpoint")
+        probes = {name: service.get(f"/v1/models/{MODEL}/endpoints/{name}/probes").json()["data"][0]
+                  for name in ("NotFound", "Event", "Finish")}
+        # The providers really echoed it, and the scrubber replaced it: the test can fail.
+        assert probes["NotFound"]["error_kind"] == "not_found" and "***" in probes["NotFound"]["error"]
+        assert probes["Event"]["error_kind"] == "stream_error" and "***" in probes["Event"]["error"]
+        assert probes["Finish"]["ok"] and probes["Finish"]["finish_reason"] == "stop:***"
+        seen = [service.get("/v1/models").text, service.get("/metrics").text, str(probes)]
+        assert service.stop() == 0
+        seen.append(service.log())
+        for path in tmp_path.glob("monitor.db*"):
+            seen.append(path.read_bytes().decode("latin-1"))
+        for text in seen:
+            assert ACCOUNT not in text and ACCOUNT[5:] not in text
+    finally:
+        for server in (not_found, event, finish):
+            server.stop()
