@@ -10,14 +10,10 @@ integers within their columns, valid UTF-8 without NUL, bounded texts.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import math
-import os
 import random
-import uuid
 
-import asyncpg
 import pytest
 
 from monitor.probes.base import ProbeResult
@@ -27,10 +23,10 @@ from monitor.probes.transport import build_client
 from monitor.store import open_store
 from tests.probes.provider_streams import PROTOCOLS, Raw, chat_path, dumps, stream_route, target
 from monitor.testing.stream_server import ScriptedResponse, StreamServer
+from tests.store.conftest import create_postgres_database, drop_postgres_database, postgres_url
 
 SEED = 20261201
 CASES = 300
-POSTGRES = dict(host="127.0.0.1", port=5432, user="postgres")
 
 NUMBERS = [0, 1, -1, 7, 16, 40, 2**31 - 1, 2**31, -2**31 - 1, 2**63, -2**63, 10**30, 1e30, -1e30, 1.5,
            math.nan, math.inf, -math.inf, True, None, "12", "", [], {"n": 3}]
@@ -109,30 +105,16 @@ async def client():
         yield http
 
 
-async def _admin(sql: str) -> None:
-    connection = await asyncpg.connect(database="test", timeout=5, **POSTGRES)
-    try:
-        await connection.execute(sql)
-    finally:
-        await connection.close()
-
-
 @pytest.fixture
-async def postgres_url():
-    name = f"test_fuzz_{uuid.uuid4().hex[:12]}"
-    try:
-        await _admin(f'CREATE DATABASE "{name}"')
-    except (OSError, asyncio.TimeoutError, asyncpg.PostgresError) as error:
-        reason = f"PostgreSQL at 127.0.0.1:5432 unreachable ({type(error).__name__}: {error})"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"{reason}; CI=true requires the PostgreSQL backend", pytrace=False)
-        pytest.skip(reason)
-    yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-    await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+def postgres_database_url():
+    """A fresh PostgreSQL database (a failure, not a skip, under CI=true when it is missing)."""
+    name = create_postgres_database()
+    yield postgres_url(name)
+    drop_postgres_database(name)
 
 
 @pytest.mark.timeout(120)
-async def test_random_provider_values_are_stored_sanitised_in_both_backends(server, client, tmp_path, postgres_url):
+async def test_random_provider_values_are_stored_sanitised_in_both_backends(server, client, tmp_path, postgres_database_url):
     rng = random.Random(SEED)
     results: dict[str, list[ProbeResult]] = {protocol: [] for protocol in PROTOCOLS}
     for _ in range(CASES):
@@ -145,7 +127,7 @@ async def test_random_provider_values_are_stored_sanitised_in_both_backends(serv
     kinds = {r.error_kind for rs in results.values() for r in rs}
     assert None in kinds and len(kinds) >= 4, kinds  # the cases reach ok and several failure kinds
 
-    for url in (f"sqlite:///{tmp_path / 'fuzz.db'}", postgres_url):
+    for url in (f"sqlite:///{tmp_path / 'fuzz.db'}", postgres_database_url):
         store = await open_store(url)
         try:
             for protocol, written in results.items():
