@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from monitor.probes.base import Delta, ErrorKind, ProbeTarget, Secret, StreamDataError, TokenCountSource
+from monitor.probes.base import Delta, ProbeTarget, Secret, StreamDataError, TokenCountSource
 from monitor.probes.engine import run_probe
 from monitor.probes.ollama import PROTOCOL, parse_event
 from tests.probes.support import replay_fixture

@@ -8,7 +8,6 @@ import logging
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-import pytest
 from prometheus_client import CollectorRegistry
 
 from monitor.catalog import Catalog, parse_catalog
