@@ -66,12 +66,14 @@ class Service:
 
 @pytest.fixture
 def start_service(tmp_path: Path):
-    """start_service(config_text, *extra_args, env=...) -> a running Service (stopped at teardown)."""
+    """start_service(config_text, *extra_args, env=...) -> a running Service (stopped at teardown).
+
+    `module` is what `python -m` runs: `monitor`, or a test entrypoint wrapping it."""
     started: list[Service] = []
 
     def start(config_text: str, *args: str, env: dict[str, str | None] | None = None,
               db: str | None = None, interval: str | None = "1", wait_ready: bool = True,
-              command: str = "run") -> Service:
+              command: str = "run", module: str = "monitor") -> Service:
         config = tmp_path / "endpoints.yaml"
         if not config.exists() or command == "run":
             config.write_text(config_text)
@@ -84,8 +86,10 @@ def start_service(tmp_path: Path):
             else:
                 full_env[key] = value
         full_env.setdefault("LLM_MONITOR_SHUTDOWN_GRACE_S", "5")
+        # The checkout comes first, so `module` may also be a test entrypoint under tests/.
+        full_env["PYTHONPATH"] = os.pathsep.join([str(REPO), *filter(None, [full_env.get("PYTHONPATH")])])
         cmd = [
-            sys.executable, "-m", "monitor", command,
+            sys.executable, "-m", module, command,
             "--config", str(config),
             "--db", db or f"sqlite:///{tmp_path / 'monitor.db'}",
             "--port", str(port),
@@ -141,3 +145,32 @@ models:
         base_url: {failing_url}/v1
         model: llama-3.2-1b
 """
+
+
+MODEL = "m/one"
+
+
+def config_for(*servers: tuple[str, str]) -> str:
+    endpoints = "\n".join(
+        f"      - {{provider: {name}, protocol: openai, base_url: '{url}/v1', model: x}}"
+        for name, url in servers
+    )
+    return f"""
+defaults: {{interval: 30m, timeout: 10s, max_tokens: 16}}
+models:
+  - id: {MODEL}
+    name: One
+    endpoints:
+{endpoints}
+"""
+
+
+@pytest.fixture
+def provider():
+    with StreamServer() as server:
+        server.route("GET", "/v1/models", json_response(200, {"data": []}))
+        server.route(
+            "POST", "/v1/chat/completions",
+            lambda _r: sse_stream_response(openai_stream(ttft_s=0.02, gap_s=0.005, n_tokens=8)),
+        )
+        yield server

@@ -16,8 +16,7 @@ from datetime import datetime, timedelta, timezone
 import httpx
 import pytest
 
-from tests.e2e.conftest import wait_until
-from tests.e2e.test_reliability import MODEL, config_for, provider  # noqa: F401  (fixture)
+from tests.e2e.conftest import MODEL, config_for, wait_until
 from monitor.testing.stream_server import StreamServer, json_response, openai_stream, sse_stream_response
 
 HEALTH_DEADLINE_S = 1.0
@@ -36,7 +35,7 @@ def bulk_config(models: int, provider_url: str) -> str:
 
 
 def test_reloading_a_huge_config_does_not_stall_the_process_and_keeps_the_running_config(
-    start_service, provider, tmp_path  # noqa: F811
+    start_service, provider, tmp_path
 ):
     service = start_service(config_for(("A", provider.url)))
     models = 5000
@@ -188,7 +187,7 @@ async def slowloris(host: str, port: int, *, give_up_s: float, after_one_request
 
 
 async def test_slowloris_connections_are_closed_at_the_header_deadline_while_others_are_served(
-    start_service, provider, tmp_path  # noqa: F811
+    start_service, provider, tmp_path
 ):
     header_timeout_s, connections = 1.0, 200
     service = start_service(

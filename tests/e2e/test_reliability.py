@@ -19,39 +19,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import REPO, wait_until
+from tests.e2e.conftest import MODEL, REPO, config_for, wait_until
 from tests.e2e.pg import PrivatePostgres
 from tests.e2e.test_service import metric_value
 from monitor.testing.stream_server import StreamServer, json_response, openai_stream, sse_stream_response
-
-MODEL = "m/one"
-
-
-def config_for(*servers: tuple[str, str]) -> str:
-    endpoints = "\n".join(
-        f"      - {{provider: {name}, protocol: openai, base_url: '{url}/v1', model: x}}"
-        for name, url in servers
-    )
-    return f"""
-defaults: {{interval: 30m, timeout: 10s, max_tokens: 16}}
-models:
-  - id: {MODEL}
-    name: One
-    endpoints:
-{endpoints}
-"""
-
-
-@pytest.fixture
-def provider():
-    with StreamServer() as server:
-        server.route("GET", "/v1/models", json_response(200, {"data": []}))
-        server.route(
-            "POST", "/v1/chat/completions",
-            lambda _r: sse_stream_response(openai_stream(ttft_s=0.02, gap_s=0.005, n_tokens=8)),
-        )
-        yield server
-
 
 def chat_requests(server: StreamServer) -> int:
     return len(server.requests_to("/v1/chat/completions"))

@@ -3,22 +3,17 @@ rows the driver refuses, a full disk, a database file deleted while running."""
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import sqlite3
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import REPO, Service, wait_until
-from tests.e2e.test_reliability import config_for, provider  # noqa: F401  (fixture)
+from tests.e2e.conftest import MODEL, Service, config_for, wait_until
 from tests.e2e.test_service import metric_value
-from monitor.testing.stream_server import unused_port
 
-MODEL = "m/one"
 
 
 def rows_by_provider(db: Path) -> dict[str, int]:
@@ -30,43 +25,11 @@ def probes_logged(log: str, provider_name: str) -> int:
     return len(re.findall(rf"probe {re.escape(MODEL)}/{provider_name}: ", log))
 
 
-@pytest.fixture
-def poisoned_service(tmp_path: Path):
-    """`run` with the Overflow and Surrogate providers' results poisoned before the buffer."""
-    started: list[Service] = []
-
-    def start(config_text: str, db: Path) -> Service:
-        config = tmp_path / "endpoints.yaml"
-        config.write_text(config_text)
-        port = unused_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("LLM_MONITOR_")}
-        env["PYTHONPATH"] = os.pathsep.join([str(REPO), *filter(None, [env.get("PYTHONPATH")])])
-        env["LLM_MONITOR_SHUTDOWN_GRACE_S"] = "5"
-        log_path = tmp_path / "service.log"
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.e2e.poisoned_monitor", "run", "--config", str(config),
-             "--db", f"sqlite:///{db}", "--port", str(port), "--interval", "1"],
-            cwd=tmp_path, env=env, stdout=open(log_path, "w"), stderr=subprocess.STDOUT,
-        )
-        service = Service(proc, f"http://127.0.0.1:{port}", log_path)
-        started.append(service)
-        wait_until(lambda: proc.poll() is None and service.get("/healthz").status_code == 200,
-                   timeout_s=30, what="the service to answer /healthz")
-        return service
-
-    yield start
-    for service in started:
-        if service.proc.poll() is None:
-            service.proc.kill()
-            service.proc.wait()
-
-
-def test_rows_the_driver_refuses_are_dropped_alone_and_the_writer_goes_on(
-    poisoned_service, provider, tmp_path  # noqa: F811
-):
+def test_rows_the_driver_refuses_are_dropped_alone_and_the_writer_goes_on(start_service, provider, tmp_path):
     db = tmp_path / "monitor.db"
-    service = poisoned_service(
-        config_for(("P", provider.url), ("Overflow", provider.url), ("Surrogate", provider.url)), db
+    service = start_service(
+        config_for(("P", provider.url), ("Overflow", provider.url), ("Surrogate", provider.url)),
+        db=f"sqlite:///{db}", module="tests.e2e.poisoned_monitor",
     )
     # Poisoned results arrive every second between the good ones; the good ones keep landing.
     wait_until(lambda: rows_by_provider(db).get("P", 0) >= 4, timeout_s=30, what="4 rows of P")
@@ -94,7 +57,7 @@ def history(service: Service):
 
 
 def test_a_database_file_deleted_while_running_is_reported_not_written_into(
-    start_service, provider, tmp_path  # noqa: F811
+    start_service, provider, tmp_path
 ):
     db = tmp_path / "monitor.db"
     service = start_service(config_for(("P", provider.url)))
@@ -136,7 +99,7 @@ def fill(directory: Path) -> Path:
 
 
 def test_a_full_disk_makes_history_and_readiness_503_until_space_returns(
-    start_service, provider, tiny_filesystem  # noqa: F811
+    start_service, provider, tiny_filesystem
 ):
     db = tiny_filesystem / "monitor.db"
     service = start_service(config_for(("P", provider.url)), db=f"sqlite:///{db}")
