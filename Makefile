@@ -1,8 +1,9 @@
 # The two commands the README promises: `make run` and `make test`.
 PYTHON ?= python3
 # Debian packages the tests drive for real: promtool/prometheus, amtool, docker-compose (config
-# validation only), wrk (API load benchmark), openssl (test TLS certificates).
-APT_PACKAGES := prometheus prometheus-alertmanager docker-compose wrk openssl
+# validation only), wrk (API load benchmark), openssl (test TLS certificates), chromium (browser
+# tests, driven by Playwright through executable_path) and a font for its screenshots.
+APT_PACKAGES := prometheus prometheus-alertmanager docker-compose wrk openssl chromium fonts-dejavu-core
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: run test deps install
@@ -16,7 +17,8 @@ run: install
 deps:
 	@if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null \
 	    || ! command -v amtool >/dev/null || ! command -v docker-compose >/dev/null \
-	    || ! command -v wrk >/dev/null || ! command -v openssl >/dev/null; then \
+	    || ! command -v wrk >/dev/null || ! command -v openssl >/dev/null \
+	    || ! command -v chromium >/dev/null; then \
 	  echo "installing Debian packages: $(APT_PACKAGES)"; \
 	  $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(APT_PACKAGES) >/dev/null; \

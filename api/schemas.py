@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from monitor.probes.base import ErrorKind, ProbeResult, TokenCountSource
+from monitor.probes.base import ErrorKind, ProbeResult, TokenCountSource, ToolCallError, Trigger
 from monitor.stats import EndpointLive, ModelLive
 
 
@@ -134,6 +134,20 @@ class ProbeResultOut(_Out):
     stream_bytes: int
     retry_after_s: float | None
     methodology: str
+    location: str = Field(description="Where the probe ran from (the prober's --location).")
+    trigger: Trigger = Field(description="scheduled (its interval slot), confirm (re-probe after a failure) or manual.")
+    answer_ok: bool | None = Field(description="Answer canary verdict; null when not checked.")
+    tool_call_ok: bool | None = Field(description="Tool-call canary verdict (separate request); null when not checked.")
+    tool_call_error: ToolCallError | None
+    input_tokens: int = Field(description="Workload profile: approximate prompt size in tokens.")
+    prompt_tokens: int | None = Field(description="Provider-reported prompt tokens, when sent.")
+    cost_usd: float | None = Field(description="What the probe cost in USD, from its usage and the endpoint's price; null without a price.")
+    cold_start: bool = Field(description="The provider paid a model load for this probe.")
+    server_load_s: float | None
+    server_prompt_eval_s: float | None
+    server_eval_s: float | None
+    server_eval_tokens: int | None
+    suspect: bool = Field(description="Finished while the monitor's own self-test error was above its threshold.")
 
     @classmethod
     def of(cls, result: ProbeResult) -> ProbeResultOut:

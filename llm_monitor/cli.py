@@ -84,6 +84,11 @@ def build_parser() -> argparse.ArgumentParser:
             help="override every endpoint's probe interval" if mode.probes else
             "the scheduler's --interval, if it has one (judges 'active': 2 intervals)",
         )
+        if mode.probes:
+            service.add_argument(
+                "--location", metavar="NAME",
+                help="where this process probes from, [a-z0-9-]{1,32} (default $LLM_MONITOR_LOCATION or local)",
+            )
 
     check = commands.add_parser("check-config", help="validate an endpoints YAML file")
     check.add_argument("path", type=Path)
@@ -109,6 +114,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         overrides["port"] = args.port
     if getattr(args, "interval", None) is not None:
         overrides["interval_override_s"] = args.interval
+    if getattr(args, "location", None) is not None:
+        overrides["location"] = args.location
     settings = Settings(**overrides)
     if hasattr(args, "default_port") and "port" not in settings.model_fields_set:
         settings = settings.model_copy(update={"port": args.default_port})

@@ -172,6 +172,7 @@ class Service:
                     environ=self.environ,
                     max_concurrent=settings.max_concurrent_probes,
                     lag_monitor=lag_monitor,
+                    location=settings.location,
                 )
                 self.scheduler = ProbeScheduler(
                     runner, self.metrics, interval_of=self.interval_of,

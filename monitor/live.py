@@ -26,6 +26,7 @@ from monitor.stats import (
     ACTIVE_INTERVALS,
     EndpointLive,
     ModelLive,
+    SAMPLE_FIELDS,
     ProbeSample,
     active_until,
     endpoint_live,
@@ -44,13 +45,10 @@ def _utcnow() -> datetime:
 
 
 def sample_of(result: ProbeResult) -> ProbeSample:
-    return ProbeSample(
-        started_at=result.started_at,
-        ok=result.ok,
-        error_kind=result.error_kind.value if result.error_kind else None,
-        ttft_s=result.ttft_s,
-        tokens_per_second=result.tokens_per_second,
-    )
+    values = {name: getattr(result, name) for name in SAMPLE_FIELDS}
+    values["error_kind"] = result.error_kind.value if result.error_kind else None
+    values["trigger"] = result.trigger.value
+    return ProbeSample(**values)
 
 
 class LiveFigures:

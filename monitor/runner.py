@@ -12,6 +12,7 @@ the writer task carries on, and `readiness()` reports it if it ever stops.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections import deque
@@ -22,7 +23,7 @@ import httpx
 from monitor.catalog import EndpointConfig, ModelConfig
 from monitor.live import LiveFigures
 from monitor.metrics import Metrics
-from monitor.probes.base import ProbeResult, ProbeTarget
+from monitor.probes.base import DEFAULT_LOCATION, ProbeResult, ProbeTarget, Trigger
 from monitor.probes.engine import run_probe
 from monitor.probes.meters import LoopLagMonitor
 from monitor.store import Store, StoreError, StoreUnavailableError
@@ -207,6 +208,7 @@ class Runner:
         max_concurrent: int,
         lag_monitor: LoopLagMonitor | None = None,
         probe_fn: ProbeFn = run_probe,
+        location: str = DEFAULT_LOCATION,
     ) -> None:
         self._client = client
         self._metrics = metrics
@@ -216,14 +218,17 @@ class Runner:
         self._slots = asyncio.Semaphore(max_concurrent)
         self._lag_monitor = lag_monitor
         self._probe_fn = probe_fn
+        self.location = location
 
     def target_of(self, endpoint: EndpointConfig) -> ProbeTarget:
         return endpoint.to_target(self._environ)
 
     async def probe_endpoint(
-        self, model: ModelConfig, endpoint: EndpointConfig, *, on_start: Callable[[], None] | None = None
+        self, model: ModelConfig, endpoint: EndpointConfig, *, on_start: Callable[[], None] | None = None,
+        trigger: Trigger = Trigger.SCHEDULED,
     ) -> ProbeResult:
-        """`on_start` is called when the probe gets its concurrency slot, just before it starts."""
+        """`on_start` is called when the probe gets its concurrency slot, just before it starts.
+        The result carries this process's location and `trigger`."""
         target = self.target_of(endpoint)
         async with self._slots:  # queueing happens here, before the probe's clock starts
             if on_start is not None:
@@ -233,6 +238,7 @@ class Runner:
                 result = await self._probe_fn(self._client, target, lag_monitor=self._lag_monitor)
             finally:
                 self._metrics.probes_in_flight.dec()
+        result = dataclasses.replace(result, location=self.location, trigger=trigger)
         self.record(model.id, endpoint.provider, result)
         return result
 

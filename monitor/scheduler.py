@@ -42,6 +42,7 @@ from apscheduler.events import (
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
+from monitor.probes.base import Trigger
 from monitor.catalog import Catalog, EndpointConfig, ModelConfig
 from monitor.metrics import SKIP_MAX_INSTANCES, SKIP_MISFIRE, SKIP_REASONS, Metrics
 from monitor.runner import Runner
@@ -217,7 +218,7 @@ class ProbeScheduler:
         model, endpoint = _endpoint(self._catalog, model_id, provider)
         if model is None or endpoint is None:
             raise KeyError(f"{model_id}/{provider}")
-        return await self._runner.probe_endpoint(model, endpoint)
+        return await self._runner.probe_endpoint(model, endpoint, trigger=Trigger.MANUAL)
 
     async def shutdown(self, grace_s: float) -> int:
         """Stop scheduling; wait up to grace_s for probes in flight. Returns how many were cut."""

@@ -52,6 +52,14 @@ class Settings(BaseSettings):
     # When set, /metrics requires `Authorization: Bearer <token>` (Prometheus: `authorization:`).
     metrics_token: SecretStr | None = None
     log_level: str = "INFO"
+    # Where this process probes from: stamped on every probe it stores and on per-location series.
+    location: str = Field("local", pattern=r"^[a-z0-9-]{1,32}$")
+    # Self-test: a loopback reference endpoint with known timings, probed this often; while the
+    # monitor's own TTFT error on it exceeds the threshold, finished probes are flagged `suspect`.
+    selftest_interval_s: float = Field(300.0, gt=0)
+    selftest_max_error_s: float = Field(0.05, gt=0)
+    # Retention (`db prune`) runs this often in the service.
+    prune_interval_s: float = Field(3600.0, gt=0)
     # HTTP server limits (api.server): a request head must arrive within this many seconds of
     # the connection opening or the previous response; idle keep-alive connections close after
     # HTTP_KEEP_ALIVE_S; beyond HTTP_MAX_CONNECTIONS requests get 503; a request head larger

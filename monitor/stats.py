@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
+import dataclasses
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from fractions import Fraction
@@ -50,6 +51,16 @@ class ProbeSample:
     error_kind: str | None
     ttft_s: float | None
     tokens_per_second: float | None
+    location: str = "local"
+    trigger: str = "scheduled"  # Trigger value: only scheduled probes enter medians and uptime
+    answer_ok: bool | None = None
+    cold_start: bool = False
+    input_tokens: int = 100
+    suspect: bool = False
+    cost_usd: float | None = None
+
+
+SAMPLE_FIELDS = tuple(f.name for f in dataclasses.fields(ProbeSample))
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,15 @@ Owns the config format of the contract (`config/endpoints.yaml`):
             timeout: 30s
             max_tokens: 64
             options: {max_tokens_field: max_completion_tokens} # validated by the protocol
+            price: {input_per_mtok: 0.027, output_per_mtok: 0.201}
+            checks: [answer]                                   # [answer, tool_call] adds a tool call
+    maintenance:                                               # optional planned windows
+      - {start: 2026-12-24T00:00:00Z, end: 2026-12-24T06:00:00Z, provider: Cloudflare, reason: upgrade}
+    budget_per_month: 5                                        # optional; check-config warns above it
+
+`defaults` and each endpoint may also set liveness {interval, enabled}, confirm {interval,
+failures}, quorum, degraded_ttft, input_tokens, answer_ok_min and keep_cold_starts; `defaults`
+alone sets retention {raw, hourly}. Bounds and built-ins: `schema` and `models`.
 
 The package, layer by layer:
 - `loader`: reading the file with bounds (size, aliases, depth) and composing YAML with lines.
@@ -39,13 +48,18 @@ from monitor.catalog.models import (
     Catalog,
     Defaults,
     EndpointConfig,
+    EndpointSettings,
+    MaintenanceWindow,
     ModelConfig,
+    Price,
+    Retention,
 )
 from monitor.catalog.resolve import resolve_target, template_variables
 from monitor.catalog.schema import parse_duration
 
 __all__ = [
     "BUILTIN_INTERVAL_S", "BUILTIN_MAX_TOKENS", "BUILTIN_TIMEOUT_S", "MAX_CONFIG_BYTES", "MAX_DEPTH",
-    "Catalog", "CatalogError", "Defaults", "EndpointConfig", "ModelConfig", "catalog_warnings",
+    "Catalog", "CatalogError", "Defaults", "EndpointConfig", "EndpointSettings", "MaintenanceWindow",
+    "ModelConfig", "Price", "Retention", "catalog_warnings",
     "load_catalog", "parse_catalog", "parse_duration", "resolve_target", "template_variables",
 ]

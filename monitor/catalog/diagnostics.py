@@ -86,6 +86,24 @@ def describe(error: Mapping[str, Any], lines: Mapping[str, int]) -> list[Problem
     return [_problem(format_loc(loc), message, lines)]
 
 
+def unknown_references(spec: Any, lines: Mapping[str, int]) -> list[Problem]:
+    """Maintenance windows naming a model or provider that the catalog does not have (a typo
+    would otherwise silently cover nothing)."""
+    problems: list[Problem] = []
+    providers = {model.id: {e.provider for e in model.endpoints} for model in spec.models}
+    every_provider = set().union(*providers.values()) if providers else set()
+    for index, window in enumerate(spec.maintenance):
+        if window.model is not None and window.model not in providers:
+            problems.append(_problem(f"maintenance[{index}].model", f"unknown model {show(window.model, 80)}", lines))
+            continue
+        known = providers[window.model] if window.model is not None else every_provider
+        if window.provider is not None and window.provider not in known:
+            where = f" for model {show(window.model, 80)}" if window.model is not None else ""
+            problems.append(_problem(f"maintenance[{index}].provider",
+                                     f"unknown provider {show(window.provider)}{where}", lines))
+    return problems
+
+
 def duplicates(data: Mapping[str, Any], lines: Mapping[str, int]) -> list[Problem]:
     """Duplicate model ids, and duplicate providers within a model (case-insensitively)."""
     problems: list[Problem] = []

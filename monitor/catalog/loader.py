@@ -21,18 +21,20 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from monitor.catalog.diagnostics import CatalogError, Problem, describe, duplicates
+from monitor.catalog.diagnostics import CatalogError, Problem, describe, duplicates, unknown_references
 from monitor.catalog.files import FileRefused, read_bounded
 from monitor.catalog.models import (
-    BUILTIN_INTERVAL_S,
-    BUILTIN_MAX_TOKENS,
-    BUILTIN_TIMEOUT_S,
+    BUILTIN_LIVENESS_S,
     Catalog,
     Defaults,
     EndpointConfig,
+    EndpointSettings,
+    MaintenanceWindow,
     ModelConfig,
+    Price,
+    Retention,
 )
-from monitor.catalog.schema import CatalogSpec
+from monitor.catalog.schema import CatalogSpec, EndpointSettingsSpec
 from monitor.probes.registry import PROTOCOLS
 
 MAX_CONFIG_BYTES = 2 * 1024 * 1024
@@ -76,6 +78,8 @@ def parse_catalog(text: str, *, source: str = "<string>") -> Catalog:
             for error in exc.errors(include_url=False):
                 problems.extend(describe(error, lines))
         problems.extend(duplicates(data, lines))
+        if spec is not None:
+            problems.extend(unknown_references(spec, lines))
         if not problems and spec is not None:
             return _build(spec)
     ordered = [message for _, message in sorted(problems, key=lambda p: p[0])]
@@ -161,13 +165,47 @@ def _walk(node: yaml.Node, path: str, lines: dict[str, int], problems: list[Prob
             _walk(item, f"{path}[{index}]", lines, problems)
 
 
+def _settings(spec: EndpointSettingsSpec, base: EndpointSettings) -> dict[str, Any]:
+    """The EndpointSettings fields: what `spec` sets, else `base`'s."""
+    liveness = base.liveness_interval_s
+    if spec.liveness is not None:
+        if not spec.liveness.enabled:
+            liveness = None
+        elif spec.liveness.interval is not None:
+            liveness = spec.liveness.interval
+        elif liveness is None:
+            liveness = BUILTIN_LIVENESS_S
+    confirm = spec.confirm
+    price = spec.price
+    return {
+        "interval_s": spec.interval or base.interval_s,
+        "timeout_s": spec.timeout or base.timeout_s,
+        "max_tokens": spec.max_tokens or base.max_tokens,
+        "liveness_interval_s": liveness,
+        "confirm_interval_s": (confirm.interval if confirm else None) or base.confirm_interval_s,
+        "confirm_failures": (confirm.failures if confirm else None) or base.confirm_failures,
+        "quorum": base.quorum if spec.quorum is None else (None if spec.quorum == "majority" else spec.quorum),
+        "degraded_ttft_s": spec.degraded_ttft or base.degraded_ttft_s,
+        "input_tokens": spec.input_tokens or base.input_tokens,
+        "price": Price(input_per_mtok=price.input_per_mtok, output_per_mtok=price.output_per_mtok)
+        if price is not None else base.price,
+        "checks": tuple(spec.checks) if spec.checks is not None else base.checks,
+        "answer_ok_min": base.answer_ok_min if spec.answer_ok_min is None else spec.answer_ok_min,
+        "keep_cold_starts": base.keep_cold_starts if spec.keep_cold_starts is None else spec.keep_cold_starts,
+    }
+
+
 def _build(spec: CatalogSpec) -> Catalog:
     """Apply defaults (file's, then built-in) and build the public immutable models."""
-    defaults = Defaults(
-        interval_s=spec.defaults.interval or BUILTIN_INTERVAL_S,
-        timeout_s=spec.defaults.timeout or BUILTIN_TIMEOUT_S,
-        max_tokens=spec.defaults.max_tokens or BUILTIN_MAX_TOKENS,
-    )
+    builtin = Retention()
+    raw_s = builtin.raw_s
+    hourly_s = builtin.hourly_s
+    if spec.defaults.retention is not None:
+        raw_s = spec.defaults.retention.raw or raw_s
+        # Hourly roll-ups outlive raw probes, also when only `raw` was raised.
+        hourly_s = spec.defaults.retention.hourly or max(hourly_s, raw_s)
+    defaults = Defaults(**_settings(spec.defaults, EndpointSettings()),
+                        retention=Retention(raw_s=raw_s, hourly_s=hourly_s))
     models = tuple(
         ModelConfig(
             id=model.id,
@@ -179,17 +217,23 @@ def _build(spec: CatalogSpec) -> Catalog:
                     base_url=endpoint.base_url,
                     model=endpoint.model,
                     api_key_env=endpoint.api_key_env,
-                    interval_s=endpoint.interval or defaults.interval_s,
-                    timeout_s=endpoint.timeout or defaults.timeout_s,
-                    max_tokens=endpoint.max_tokens or defaults.max_tokens,
                     options=_protocol_options(endpoint.protocol, endpoint.options),
+                    **_settings(endpoint, defaults),
                 )
                 for endpoint in model.endpoints
             ),
         )
         for model in spec.models
     )
-    return Catalog(defaults=defaults, models=models)
+    maintenance = tuple(
+        MaintenanceWindow(
+            start=window.start, end=window.end, model=window.model, provider=window.provider,
+            location=window.location, reason=window.reason,
+        )
+        for window in spec.maintenance
+    )
+    return Catalog(defaults=defaults, models=models, maintenance=maintenance,
+                   budget_per_month=spec.budget_per_month)
 
 
 def _protocol_options(protocol: str, options: dict[str, Any]) -> dict[str, Any]:

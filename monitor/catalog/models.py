@@ -9,17 +9,27 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterator, Mapping
+from datetime import datetime
 from types import MappingProxyType
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from monitor.catalog.resolve import resolve_target, template_variables
-from monitor.probes.base import ProbeTarget
+from monitor.probes.base import DEFAULT_INPUT_TOKENS, ProbeTarget
 
 BUILTIN_INTERVAL_S = 30 * 60.0
 BUILTIN_TIMEOUT_S = 60.0
 BUILTIN_MAX_TOKENS = 128
+BUILTIN_LIVENESS_S = 60.0
+BUILTIN_CONFIRM_S = 60.0
+BUILTIN_CONFIRM_FAILURES = 2
+BUILTIN_DEGRADED_TTFT_S = 5.0
+BUILTIN_INPUT_TOKENS = DEFAULT_INPUT_TOKENS
+BUILTIN_CHECKS: tuple[str, ...] = ("answer",)
+BUILTIN_ANSWER_OK_MIN = 0.8
+BUILTIN_RETENTION_RAW_S = 90 * 86400.0
+BUILTIN_RETENTION_HOURLY_S = 400 * 86400.0
 
 
 def _freeze(value: Any) -> Any:
@@ -34,13 +44,46 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-class Defaults(_Frozen):
+class Price(_Frozen):
+    """USD per 1M tokens."""
+
+    input_per_mtok: float
+    output_per_mtok: float
+
+    def cost_usd(self, input_tokens: int, output_tokens: int) -> float:
+        return (input_tokens * self.input_per_mtok + output_tokens * self.output_per_mtok) / 1e6
+
+
+class Retention(_Frozen):
+    raw_s: float = BUILTIN_RETENTION_RAW_S
+    hourly_s: float = BUILTIN_RETENTION_HOURLY_S
+
+
+class EndpointSettings(_Frozen):
+    """What `defaults` and each endpoint may set, with every built-in default applied."""
+
     interval_s: float = BUILTIN_INTERVAL_S
     timeout_s: float = BUILTIN_TIMEOUT_S
     max_tokens: int = BUILTIN_MAX_TOKENS
+    # None: no liveness checks for this endpoint.
+    liveness_interval_s: float | None = BUILTIN_LIVENESS_S
+    confirm_interval_s: float = BUILTIN_CONFIRM_S
+    confirm_failures: int = BUILTIN_CONFIRM_FAILURES
+    # None: a majority of the locations that probed the endpoint within 2 intervals.
+    quorum: int | None = None
+    degraded_ttft_s: float = BUILTIN_DEGRADED_TTFT_S
+    input_tokens: int = BUILTIN_INPUT_TOKENS
+    price: Price | None = None
+    checks: tuple[str, ...] = BUILTIN_CHECKS
+    answer_ok_min: float = BUILTIN_ANSWER_OK_MIN
+    keep_cold_starts: bool = False
 
 
-class EndpointConfig(_Frozen):
+class Defaults(EndpointSettings):
+    retention: Retention = Field(default_factory=Retention)
+
+
+class EndpointConfig(EndpointSettings):
     """One provider serving one model, with every default already applied."""
 
     provider: str
@@ -48,10 +91,17 @@ class EndpointConfig(_Frozen):
     base_url: str
     model: str
     api_key_env: str | None = None
-    interval_s: float = BUILTIN_INTERVAL_S
-    timeout_s: float = BUILTIN_TIMEOUT_S
-    max_tokens: int = BUILTIN_MAX_TOKENS
     options: Mapping[str, Any] = Field(default_factory=dict)
+
+    def quorum_of(self, locations: int) -> int:
+        """How many of `locations` probing locations must see the endpoint failing for `down`:
+        the configured number (capped at `locations`), else a strict majority, so that one
+        location alone decides for itself, and one of two failing is `regional`, not `down`."""
+        if locations <= 0:
+            return 1
+        if self.quorum is not None:
+            return min(self.quorum, locations)
+        return locations // 2 + 1
 
     @field_validator("options", mode="after")
     @classmethod
@@ -92,9 +142,36 @@ class ModelConfig(_Frozen):
         return next((e for e in self.endpoints if e.provider == provider), None)
 
 
+class MaintenanceWindow(_Frozen):
+    """A planned window [start, end). None for model/provider/location: all of them."""
+
+    start: datetime
+    end: datetime
+    model: str | None = None
+    provider: str | None = None
+    location: str | None = None
+    reason: str = ""
+
+    def covers(self, model_id: str, provider: str, at: datetime, location: str | None = None) -> bool:
+        return (
+            self.start <= at < self.end
+            and (self.model is None or self.model == model_id)
+            and (self.provider is None or self.provider == provider)
+            and (self.location is None or location is None or self.location == location)
+        )
+
+
 class Catalog(_Frozen):
     defaults: Defaults = Field(default_factory=Defaults)
     models: tuple[ModelConfig, ...]
+    maintenance: tuple[MaintenanceWindow, ...] = ()
+    budget_per_month: float | None = None
+
+    def in_maintenance(
+        self, model_id: str, provider: str, at: datetime, location: str | None = None
+    ) -> MaintenanceWindow | None:
+        """The maintenance window covering this endpoint at `at`, if any."""
+        return next((w for w in self.maintenance if w.covers(model_id, provider, at, location)), None)
 
     def find(self, model_id: str) -> ModelConfig | None:
         # Called on every API request: a dict built once, not a scan of thousands of models.

@@ -7,6 +7,11 @@ Bounds (also applied to the probe CLI's flags):
 - `timeout`: 1 s to 10 minutes (the whole measured request).
 - `max_tokens`: 1 to 65536.
 - Every number in `options` must be finite (NaN and infinities are not JSON).
+- `liveness.interval` and `confirm.interval`: 1 s to 1 hour; `confirm.failures`: 1 to 10.
+- `degraded_ttft`: 1 ms to 10 minutes. `input_tokens`: one of 100, 1000, 10000.
+- `retention.raw` and `retention.hourly`: 1 day to 10 years, hourly at least as long as raw.
+- `price`: USD per 1M tokens, 0 to 10,000. `budget_per_month`: USD, above 0.
+- `answer_ok_min`: a ratio in [0, 1].
 
 `options` is validated with the protocol's own model (`WireProtocol.options_model`): an unknown
 or misspelt option, or a value of the wrong kind, is reported with its path inside `options`.
@@ -18,6 +23,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
+from datetime import datetime, timezone
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
@@ -34,10 +40,20 @@ TIMEOUT_MAX_S = 600.0
 MAX_TOKENS_MIN = 1
 MAX_TOKENS_MAX = 65536
 
-_DURATION_PART = re.compile(r"(?P<number>\d+(?:\.\d+)?)(?P<unit>ms|h|m|s)")
-_DURATION_UNIT_S = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+_DURATION_PART = re.compile(r"(?P<number>\d+(?:\.\d+)?)(?P<unit>ms|d|h|m|s)")
+_DURATION_UNIT_S = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
 # How a bound is shown (in the file's own duration syntax).
-_SHOWN = {INTERVAL_MIN_S: "1s", INTERVAL_MAX_S: "168h (7 days)", TIMEOUT_MAX_S: "10m"}
+LIVENESS_MAX_S = 3600.0
+CONFIRM_FAILURES_MAX = 10
+DEGRADED_TTFT_MIN_S = 0.001
+RETENTION_MIN_S = 24 * 3600.0
+RETENTION_MAX_S = 3650 * 24 * 3600.0
+INPUT_TOKEN_PROFILES = (100, 1000, 10000)
+CHECKS = ("answer", "tool_call")
+PRICE_MAX_PER_MTOK = 10_000.0
+_SHOWN = {INTERVAL_MIN_S: "1s", INTERVAL_MAX_S: "168h (7 days)", TIMEOUT_MAX_S: "10m",
+          LIVENESS_MAX_S: "1h", DEGRADED_TTFT_MIN_S: "1ms", RETENTION_MIN_S: "1d",
+          RETENTION_MAX_S: "3650d (10 years)"}
 
 # Messages for pydantic error types, shared by the catalog and the probe CLI.
 PLAIN_MESSAGES = {
@@ -60,7 +76,7 @@ def show(value: object, limit: int = 40) -> str:
 
 
 def parse_duration(value: object) -> float:
-    """`"30m"`, `"60s"`, `"1h30m"`, `"500ms"`, or a plain number of seconds -> seconds (> 0)."""
+    """`"30m"`, `"60s"`, `"1h30m"`, `"500ms"`, `"90d"`, or a plain number of seconds -> seconds (> 0)."""
     if isinstance(value, bool) or value is None:
         raise ValueError(_duration_hint(value))
     if isinstance(value, (int, float)):
@@ -98,7 +114,7 @@ def bounded_duration(value: object, low: float, high: float) -> float:
 def _duration_hint(value: object) -> str:
     is_plain = isinstance(value, (str, int, float)) and not isinstance(value, bool)
     shown = show(value) if is_plain else type(value).__name__
-    return f"invalid duration {shown} (expected e.g. 30m, 60s, 1h30m, 500ms or a number of seconds)"
+    return f"invalid duration {shown} (expected e.g. 30m, 60s, 1h30m, 500ms, 90d or a number of seconds)"
 
 
 # --------------------------------------------------------------------------- options
@@ -171,30 +187,125 @@ def _timeout(value: object) -> float:
 
 
 _MaxTokens = Annotated[int, Field(ge=MAX_TOKENS_MIN, le=MAX_TOKENS_MAX)]
+_Ratio = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
+_Price = Annotated[float, Field(ge=0.0, le=PRICE_MAX_PER_MTOK, allow_inf_nan=False)]
 
 
-class DefaultsSpec(Spec):
+def _short_interval(value: object) -> float:
+    return bounded_duration(value, INTERVAL_MIN_S, LIVENESS_MAX_S)
+
+
+def _number(value: object) -> object:
+    # Strict mode refuses an int for a float field; a price of `1` is a number all the same.
+    return float(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+class LivenessSpec(Spec):
+    interval: float | None = None
+    # false: no liveness checks for this endpoint (the provider has no cheap request, or
+    # rate-limits it).
+    enabled: bool = True
+
+    _check_interval = field_validator("interval", mode="before")(_short_interval)
+
+
+class ConfirmSpec(Spec):
+    interval: float | None = None
+    failures: Annotated[int, Field(ge=1, le=CONFIRM_FAILURES_MAX)] | None = None
+
+    _check_interval = field_validator("interval", mode="before")(_short_interval)
+
+
+class PriceSpec(Spec):
+    input_per_mtok: _Price
+    output_per_mtok: _Price
+
+    _numbers = field_validator("input_per_mtok", "output_per_mtok", mode="before")(_number)
+
+
+class RetentionSpec(Spec):
+    raw: float | None = None
+    hourly: float | None = None
+
+    @field_validator("raw", "hourly", mode="before")
+    @classmethod
+    def _retention(cls, value: object) -> float:
+        return bounded_duration(value, RETENTION_MIN_S, RETENTION_MAX_S)
+
+    @field_validator("hourly")
+    @classmethod
+    def _not_shorter_than_raw(cls, value: float | None, info: ValidationInfo) -> float | None:
+        raw = info.data.get("raw")
+        if value is not None and raw is not None and value < raw:
+            raise ValueError("must be at least as long as retention.raw (roll-ups outlive raw probes)")
+        return value
+
+
+def _quorum(value: object) -> object:
+    if value == "majority" or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+        return value
+    raise ValueError(f"expected 'majority' or a whole number of locations >= 1 (got {show(value)})")
+
+
+def _input_tokens(value: object) -> object:
+    if isinstance(value, int) and not isinstance(value, bool) and value in INPUT_TOKEN_PROFILES:
+        return value
+    raise ValueError(f"expected one of {', '.join(map(str, INPUT_TOKEN_PROFILES))} (got {show(value)})")
+
+
+def _checks(value: object) -> object:
+    if not isinstance(value, list):
+        raise ValueError("expected a list")
+    for item in value:
+        if item not in CHECKS:
+            raise ValueError(f"unknown check {show(item)} (expected any of {', '.join(CHECKS)})")
+    if len(set(value)) != len(value):
+        raise ValueError("lists a check twice")
+    return value
+
+
+def _degraded_ttft(value: object) -> float:
+    return bounded_duration(value, DEGRADED_TTFT_MIN_S, TIMEOUT_MAX_S)
+
+
+class EndpointSettingsSpec(Spec):
+    """Settings allowed both in `defaults` and on each endpoint."""
+
     interval: float | None = None
     timeout: float | None = None
     max_tokens: _MaxTokens | None = None
+    liveness: LivenessSpec | None = None
+    confirm: ConfirmSpec | None = None
+    quorum: str | int | None = None
+    degraded_ttft: float | None = None
+    input_tokens: int | None = None
+    price: PriceSpec | None = None
+    checks: list[str] | None = None
+    # Below this share of ok probes whose answer checked out, the endpoint is `degraded`.
+    answer_ok_min: _Ratio | None = None
+    # Keep probes that paid a model load (`cold_start`) in the TTFT medians.
+    keep_cold_starts: bool | None = None
 
     _check_interval = field_validator("interval", mode="before")(_interval)
     _check_timeout = field_validator("timeout", mode="before")(_timeout)
+    _check_quorum = field_validator("quorum", mode="before")(_quorum)
+    _check_input_tokens = field_validator("input_tokens", mode="before")(_input_tokens)
+    _check_checks = field_validator("checks", mode="before")(_checks)
+    _check_degraded = field_validator("degraded_ttft", mode="before")(_degraded_ttft)
+    _check_ratio = field_validator("answer_ok_min", mode="before")(_number)
 
 
-class EndpointSpec(Spec):
+class DefaultsSpec(EndpointSettingsSpec):
+    retention: RetentionSpec | None = None
+
+
+class EndpointSpec(EndpointSettingsSpec):
     provider: str
     protocol: str
     base_url: str
     model: str
     api_key_env: str | None = None
-    interval: float | None = None
-    timeout: float | None = None
-    max_tokens: _MaxTokens | None = None
     options: dict[str, Any] = Field(default_factory=dict)
-
-    _check_interval = field_validator("interval", mode="before")(_interval)
-    _check_timeout = field_validator("timeout", mode="before")(_timeout)
 
     @field_validator("provider")
     @classmethod
@@ -282,9 +393,50 @@ class ModelSpec(Spec):
         return value
 
 
+def _moment(value: object) -> datetime:
+    """A timezone-aware moment: a YAML timestamp or an ISO 8601 string with an offset or Z."""
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value.strip())
+        except ValueError:
+            raise ValueError(f"invalid time {show(value)} (expected ISO 8601, e.g. 2026-12-24T00:00:00Z)") from None
+    if not isinstance(value, datetime):
+        raise ValueError("expected a time (ISO 8601, e.g. 2026-12-24T00:00:00Z)")
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError("needs a time zone (end it with Z for UTC)")
+    return value.astimezone(timezone.utc)
+
+
+class MaintenanceSpec(Spec):
+    """A planned window: its probes are excluded from uptime and SLOs, open no incident, page nobody.
+    Without `model`, it covers every model (of `provider`, when set)."""
+
+    start: datetime
+    end: datetime
+    model: str | None = None
+    provider: str | None = None
+    location: str | None = None
+    reason: str = ""
+
+    _check_moments = field_validator("start", "end", mode="before")(_moment)
+
+    @field_validator("end")
+    @classmethod
+    def _after_start(cls, value: datetime, info: ValidationInfo) -> datetime:
+        start = info.data.get("start")
+        if start is not None and value <= start:
+            raise ValueError("must be after start")
+        return value
+
+
 class CatalogSpec(Spec):
     defaults: DefaultsSpec = Field(default_factory=DefaultsSpec)
     models: list[ModelSpec]
+    maintenance: list[MaintenanceSpec] = Field(default_factory=list)
+    # USD: check-config warns when the projected monthly probe cost is above it.
+    budget_per_month: Annotated[float, Field(gt=0.0, allow_inf_nan=False)] | None = None
+
+    _check_budget = field_validator("budget_per_month", mode="before")(_number)
 
     @field_validator("models")
     @classmethod
@@ -300,6 +452,11 @@ def spec_at(loc: tuple[Any, ...]) -> type[Spec] | None:
         return CatalogSpec
     if loc == ("defaults",):
         return DefaultsSpec
+    nested = {"liveness": LivenessSpec, "confirm": ConfirmSpec, "price": PriceSpec, "retention": RetentionSpec}
+    if loc and loc[-1] in nested and (len(loc) == 2 and loc[0] == "defaults" or len(loc) == 5):
+        return nested[loc[-1]]
+    if len(loc) == 2 and loc[0] == "maintenance" and isinstance(loc[1], int):
+        return MaintenanceSpec
     if len(loc) == 2 and loc[0] == "models" and isinstance(loc[1], int):
         return ModelSpec
     if len(loc) == 4 and loc[0] == "models" and loc[2] == "endpoints" and isinstance(loc[3], int):

@@ -49,6 +49,28 @@ class ErrorKind(enum.StrEnum):
 NOT_PROVIDER_FAILURES = frozenset({ErrorKind.RATE_LIMITED, ErrorKind.CONFIG_ERROR})
 
 
+class Trigger(enum.StrEnum):
+    """Why a probe ran (the contract's `trigger`)."""
+
+    SCHEDULED = "scheduled"  # its interval slot; the only probes behind published medians and uptime
+    CONFIRM = "confirm"  # re-probe after a provider failure or a failed liveness check
+    MANUAL = "manual"  # the probe CLI or POST /admin/probe
+
+
+class ToolCallError(enum.StrEnum):
+    """Why a tool-call canary failed (OpenRouter's classification)."""
+
+    INVALID_JSON = "invalid_json"
+    UNKNOWN_TOOL = "unknown_tool"
+    SCHEMA_MISMATCH = "schema_mismatch"
+    NO_TOOL_CALL = "no_tool_call"  # the forced call was not made at all
+    REQUEST_FAILED = "request_failed"  # the canary request itself failed (see the probe's error)
+
+
+DEFAULT_LOCATION = "local"
+DEFAULT_INPUT_TOKENS = 100
+
+
 class TokenCountSource(enum.StrEnum):
     USAGE = "usage"
     ESTIMATE = "estimate"
@@ -185,6 +207,23 @@ class ProbeResult:
     stream_bytes: int = 0
     retry_after_s: float | None = None
     methodology: str = METHODOLOGY_VERSION
+    # --- where, why and how well (stored; also CLI JSON and history items) ---
+    location: str = DEFAULT_LOCATION  # the probing process's --location
+    trigger: Trigger = Trigger.SCHEDULED
+    answer_ok: bool | None = None  # answer canary verdict on an ok probe; None when not checked
+    tool_call_ok: bool | None = None  # tool-call canary (separate request); None when not checked
+    tool_call_error: ToolCallError | None = None
+    input_tokens: int = DEFAULT_INPUT_TOKENS  # workload profile the prompt was padded to
+    prompt_tokens: int | None = None  # provider-reported input tokens (usage), when sent
+    cost_usd: float | None = None  # from usage (or estimate) and the endpoint's price; None without one
+    cold_start: bool = False  # the provider paid a model load for this probe (e.g. Ollama load_duration)
+    # Provider-side timings where the provider reports them (Ollama), seconds.
+    server_load_s: float | None = None
+    server_prompt_eval_s: float | None = None
+    server_eval_s: float | None = None
+    server_eval_tokens: int | None = None
+    # Finished while the monitor's own self-test error exceeded its threshold (an overloaded host).
+    suspect: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict: contract fields first, enums as strings, ISO 8601 UTC timestamps."""

@@ -40,7 +40,7 @@ import math
 import re
 from typing import Any
 
-from monitor.probes.base import ProbeResult, TokenCountSource
+from monitor.probes.base import DEFAULT_LOCATION, ProbeResult, TokenCountSource
 from monitor.stats import decode_rate
 
 __all__ = [
@@ -66,10 +66,12 @@ _TEXT_LIMITS = {
     "http_version": 16,
     "protocol": 256,
     "model": 256,
+    "location": 32,
 }
 _REQUIRED_COUNTS = {"token_chunks": INT32_MAX, "first_read_tokens": INT32_MAX, "stream_bytes": INT64_MAX}
 _DURATIONS = ("ttft_s", "connect_s", "total_s", "first_answer_s", "first_reasoning_s", "last_token_s",
-              "headers_s", "dns_s", "tcp_s", "tls_s", "loop_lag_s", "cpu_s")
+              "headers_s", "dns_s", "tcp_s", "tls_s", "loop_lag_s", "cpu_s",
+              "server_load_s", "server_prompt_eval_s", "server_eval_s")
 _UNSAFE_CHARS = re.compile("[\x00\ud800-\udfff]")
 
 
@@ -84,6 +86,8 @@ def sanitize(result: ProbeResult, *, max_tokens: int | None = None) -> ProbeResu
         changes["protocol"] = ""
     if changes["model"] is None:
         changes["model"] = ""
+    if changes["location"] is None:
+        changes["location"] = DEFAULT_LOCATION
     changes["output_tokens"] = bounded_int(result.output_tokens, INT32_MAX)
     for name, maximum in _REQUIRED_COUNTS.items():
         value = as_int(getattr(result, name))
@@ -95,6 +99,10 @@ def sanitize(result: ProbeResult, *, max_tokens: int | None = None) -> ProbeResu
     retry_after = duration(result.retry_after_s)
     changes["retry_after_s"] = None if retry_after is None else min(retry_after, MAX_RETRY_AFTER_S)
     changes["tokens_per_second"] = finite(result.tokens_per_second)
+    changes["prompt_tokens"] = bounded_int(result.prompt_tokens, INT32_MAX)
+    changes["server_eval_tokens"] = bounded_int(result.server_eval_tokens, INT32_MAX)
+    cost = finite(result.cost_usd)
+    changes["cost_usd"] = None if cost is None or cost < 0 else cost
     clean = dataclasses.replace(result, **changes)
     return reconcile_usage(clean, as_int(result.usage_tokens), max_tokens=max_tokens)
 

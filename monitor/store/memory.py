@@ -18,7 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from monitor.probes.base import NOT_PROVIDER_FAILURES, ProbeResult
-from monitor.stats import ProbeSample
+from monitor.stats import SAMPLE_FIELDS, ProbeSample
 from monitor.store import StoreError, StoreUnavailableError
 from monitor.store.sql import FAILURE_LOOKBACK, result_to_row, row_to_result
 from monitor.store.tables import UTCDateTime, probe_table
@@ -182,7 +182,4 @@ class InMemoryStore:
 
 
 def _sample(row: dict[str, Any]) -> ProbeSample:
-    return ProbeSample(
-        started_at=row["started_at"], ok=row["ok"], error_kind=row["error_kind"],
-        ttft_s=row["ttft_s"], tokens_per_second=row["tokens_per_second"],
-    )
+    return ProbeSample(**{name: row[name] for name in SAMPLE_FIELDS})

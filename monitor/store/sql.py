@@ -38,8 +38,15 @@ from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from monitor.probes.base import NOT_PROVIDER_FAILURES, ErrorKind, ProbeResult, TokenCountSource
-from monitor.stats import ProbeSample
+from monitor.probes.base import (
+    NOT_PROVIDER_FAILURES,
+    ErrorKind,
+    ProbeResult,
+    TokenCountSource,
+    ToolCallError,
+    Trigger,
+)
+from monitor.stats import SAMPLE_FIELDS, ProbeSample
 from monitor.store import StoreUnavailableError
 from monitor.store.database import (
     SQLiteFileIdentity,
@@ -84,14 +91,18 @@ def row_to_result(row: sa.RowMapping) -> ProbeResult:
         values["error_kind"] = ErrorKind(values["error_kind"])
     if values["token_count_source"] is not None:
         values["token_count_source"] = TokenCountSource(values["token_count_source"])
+    values["trigger"] = Trigger(values["trigger"])
+    if values["tool_call_error"] is not None:
+        values["tool_call_error"] = ToolCallError(values["tool_call_error"])
     return ProbeResult(**values)
 
 
+# The columns behind a ProbeSample (same names).
+SAMPLE_COLUMNS = SAMPLE_FIELDS
+
+
 def _row_to_sample(row: Any) -> ProbeSample:
-    return ProbeSample(
-        started_at=row.started_at, ok=row.ok, error_kind=row.error_kind,
-        ttft_s=row.ttft_s, tokens_per_second=row.tokens_per_second,
-    )
+    return ProbeSample(**{name: getattr(row, name) for name in SAMPLE_COLUMNS})
 
 
 def _newest_first(table: sa.Table) -> tuple[sa.ColumnElement, sa.ColumnElement]:
@@ -118,10 +129,7 @@ def recent_results_statement(model_id: str, provider: str, limit: int) -> sa.Sel
 def window_samples_statement(model_id: str, provider: str, since: datetime) -> sa.Select:
     probe = probe_table()
     return (
-        sa.select(
-            probe.c.started_at, probe.c.ok, probe.c.error_kind, probe.c.ttft_s,
-            probe.c.tokens_per_second,
-        )
+        sa.select(*(probe.c[name] for name in SAMPLE_COLUMNS))
         .where(_same_endpoint(probe, model_id, provider), probe.c.started_at >= since)
         .order_by(*_newest_first(probe))
     )
@@ -130,10 +138,7 @@ def window_samples_statement(model_id: str, provider: str, since: datetime) -> s
 def samples_after_statement(after_id: int, limit: int) -> sa.Select:
     probe = probe_table()
     return (
-        sa.select(
-            probe.c.id, probe.c.model_id, probe.c.provider, probe.c.started_at, probe.c.ok,
-            probe.c.error_kind, probe.c.ttft_s, probe.c.tokens_per_second,
-        )
+        sa.select(probe.c.id, probe.c.model_id, probe.c.provider, *(probe.c[name] for name in SAMPLE_COLUMNS))
         .where(probe.c.id > after_id)
         .order_by(probe.c.id)
         .limit(limit)

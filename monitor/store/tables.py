@@ -96,6 +96,21 @@ class ProbeResultRow(SQLModel, table=True):
     stream_bytes: int = Field(sa_type=sa.BigInteger(), nullable=False)
     retry_after_s: float | None = Field(default=None, sa_type=sa.Double())
     methodology: str = Field(sa_type=sa.String(32), nullable=False)
+    # --- where, why and how well ---
+    location: str = Field(sa_type=sa.String(32), nullable=False)
+    trigger: str = Field(sa_type=sa.String(16), nullable=False)  # Trigger value
+    answer_ok: bool | None = Field(default=None, sa_type=sa.Boolean())
+    tool_call_ok: bool | None = Field(default=None, sa_type=sa.Boolean())
+    tool_call_error: str | None = Field(default=None, sa_type=sa.String(32))  # ToolCallError value
+    input_tokens: int = Field(sa_type=sa.Integer(), nullable=False)
+    prompt_tokens: int | None = Field(default=None, sa_type=sa.Integer())
+    cost_usd: float | None = Field(default=None, sa_type=sa.Double())
+    cold_start: bool = Field(sa_type=sa.Boolean(), nullable=False)
+    server_load_s: float | None = Field(default=None, sa_type=sa.Double())
+    server_prompt_eval_s: float | None = Field(default=None, sa_type=sa.Double())
+    server_eval_s: float | None = Field(default=None, sa_type=sa.Double())
+    server_eval_tokens: int | None = Field(default=None, sa_type=sa.Integer())
+    suspect: bool = Field(sa_type=sa.Boolean(), nullable=False)
 
     __table_args__ = (
         # History, live windows and the consecutive-failure look-back all read one endpoint's

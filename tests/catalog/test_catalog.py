@@ -54,7 +54,7 @@ BAD_FILE_EXPECTATIONS: dict[str, tuple[str, str]] = {
     "duplicate_model_id.yaml": ("models[1].id", "duplicate model id 'm' (first at models[0]) (line 9)"),
     "duplicate_provider.yaml": ("models[0].endpoints[1].provider", "duplicate provider 'groq' in this model (first at endpoints[0]) (line 9)"),
     "duplicate_yaml_key.yaml": (f"{E0}.protocol", "duplicate key (line 8)"),
-    "duration_bad_unit.yaml": (f"{E0}.interval", "invalid duration '30 minutes' (expected e.g. 30m, 60s, 1h30m, 500ms or a number of seconds) (line 9)"),
+    "duration_bad_unit.yaml": (f"{E0}.interval", "invalid duration '30 minutes' (expected e.g. 30m, 60s, 1h30m, 500ms, 90d or a number of seconds) (line 9)"),
     "duration_boolean.yaml": ("defaults.interval", "invalid duration bool"),
     "duration_negative.yaml": (f"{E0}.timeout", "invalid duration '-5s'"),
     "duration_zero.yaml": ("defaults.timeout", "duration must be greater than 0 (line 2)"),
@@ -89,10 +89,10 @@ BAD_FILE_EXPECTATIONS: dict[str, tuple[str, str]] = {
     "timeout_too_long.yaml": (f"{E0}.timeout", "must be at most 10m (line 9)"),
     "timeout_too_short.yaml": (f"{E0}.timeout", "must be at least 1s (line 9)"),
     "top_level_list.yaml": (FILE, "expected a mapping with the keys defaults, models at the top level"),
-    "unknown_defaults_key.yaml": ("defaults.max_token", "unknown key (expected one of interval, timeout, max_tokens) (line 2)"),
-    "unknown_endpoint_key.yaml": (f"{E0}.intervall", "unknown key (expected one of provider, protocol, base_url, model, api_key_env, interval, timeout, max_tokens, options) (line 9)"),
+    "unknown_defaults_key.yaml": ("defaults.max_token", "unknown key (expected one of interval, timeout, max_tokens, liveness, confirm, quorum, degraded_ttft, input_tokens, price, checks, answer_ok_min, keep_cold_starts, retention) (line 2)"),
+    "unknown_endpoint_key.yaml": (f"{E0}.intervall", "unknown key (expected one of interval, timeout, max_tokens, liveness, confirm, quorum, degraded_ttft, input_tokens, price, checks, answer_ok_min, keep_cold_starts, provider, protocol, base_url, model, api_key_env, options) (line 9)"),
     "unknown_protocol.yaml": ("models[0].endpoints[1].protocol", f"unknown protocol 'opnai' (expected one of {', '.join(PROTOCOLS)}) (line 12)"),
-    "unknown_top_key.yaml": ("model", "unknown key (expected one of defaults, models) (line 2)"),
+    "unknown_top_key.yaml": ("model", "unknown key (expected one of defaults, models, maintenance, budget_per_month) (line 2)"),
     "url_bad_port.yaml": (f"{E0}.base_url", "malformed URL"),
     "url_bad_scheme.yaml": (f"{E0}.base_url", "URL scheme must be http or https (got 'ftp://${HOST}/v1')"),
     "url_invalid_with_query_not_echoed.yaml": (f"{E0}.base_url", "URL scheme must be http or https (line 7)"),
@@ -165,7 +165,7 @@ models:
     with pytest.raises(CatalogError) as caught:
         parse_catalog(text, source="multi.yaml")
     assert str(caught.value).splitlines() == [
-        "defaults.interval: invalid duration 'soon' (expected e.g. 30m, 60s, 1h30m, 500ms or a number of seconds) (line 1)",
+        "defaults.interval: invalid duration 'soon' (expected e.g. 30m, 60s, 1h30m, 500ms, 90d or a number of seconds) (line 1)",
         f"models[0].endpoints[0].protocol: unknown protocol 'opnai' (expected one of {', '.join(PROTOCOLS)}) (line 6)",
         "models[0].endpoints[0].base_url: URL scheme must be http or https (got 'ftp://example.com') (line 7)",
         "models[0].endpoints[1].provider: duplicate provider 'X' in this model (first at endpoints[0]) (line 9)",
@@ -290,7 +290,7 @@ def test_durations(text: object, seconds: float) -> None:
     assert parse_duration(text) == seconds
 
 
-@pytest.mark.parametrize("text", ["", "m", "30 m", "30min", "1d", "-1s", "0s", "0", 0, -3, True, None, "nan", "inf", "1h-5m"])
+@pytest.mark.parametrize("text", ["", "m", "30 m", "30min", "1w", "-1s", "0s", "0", 0, -3, True, None, "nan", "inf", "1h-5m"])
 def test_bad_durations(text: object) -> None:
     with pytest.raises(ValueError):
         parse_duration(text)

@@ -135,7 +135,7 @@ def test_every_text_field_of_a_result_is_scrubbed_or_comes_from_the_config():
     from dataclasses import fields
 
     text_fields = {f.name for f in fields(ProbeResult) if "str" in str(f.type)}
-    assert text_fields - set(PROVIDER_TEXT_FIELDS) == {"protocol", "model", "methodology"}
+    assert text_fields - set(PROVIDER_TEXT_FIELDS) == {"protocol", "model", "methodology", "location"}
 
 
 def test_short_and_ordinary_text_is_left_alone():
