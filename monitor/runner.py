@@ -219,6 +219,12 @@ class Runner:
         self._lag_monitor = lag_monitor
         self._probe_fn = probe_fn
         self.location = location
+        # Called with (model, endpoint, result) after every probe this runner made is recorded
+        # (confirmation scheduling, canaries, cost): see `add_listener`.
+        self._listeners: list[Callable[[ModelConfig, EndpointConfig, ProbeResult], None]] = []
+
+    def add_listener(self, listener: Callable[[ModelConfig, EndpointConfig, ProbeResult], None]) -> None:
+        self._listeners.append(listener)
 
     def target_of(self, endpoint: EndpointConfig) -> ProbeTarget:
         return endpoint.to_target(self._environ)
@@ -240,6 +246,11 @@ class Runner:
                 self._metrics.probes_in_flight.dec()
         result = dataclasses.replace(result, location=self.location, trigger=trigger)
         self.record(model.id, endpoint.provider, result)
+        for listener in self._listeners:
+            try:
+                listener(model, endpoint, result)
+            except Exception:  # a listener's bug must not lose the probe (already recorded)
+                log.exception("probe listener failed for %s/%s", model.id, endpoint.provider)
         return result
 
     def record(self, model_id: str, provider: str, result: ProbeResult) -> None:

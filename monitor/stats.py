@@ -361,3 +361,10 @@ def wilson_interval(successes: int, trials: int, confidence: float = 0.95) -> tu
     low = 0.0 if successes == 0 else max(0.0, centre - half)
     high = 1.0 if successes == trials else min(1.0, centre + half)
     return low, high
+
+
+def answer_ok_ratio(samples: Iterable[ProbeSample]) -> float | None:
+    """Share of the ok probes whose answer canary was checked and passed; None when none was
+    checked (the check is off, or no ok probe in the window)."""
+    checked = [s.answer_ok for s in samples if s.ok and s.answer_ok is not None]
+    return sum(checked) / len(checked) if checked else None
