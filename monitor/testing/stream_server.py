@@ -134,8 +134,11 @@ class _BadRequest(Exception):
 class StreamServer:
     """Loopback HTTP/1.1 server with scripted responses, in its own thread and event loop."""
 
-    def __init__(self, *, host: str = "127.0.0.1", backlog: int = 1024) -> None:
+    def __init__(self, *, host: str = "127.0.0.1", backlog: int = 1024, keep_requests: int | None = None) -> None:
+        """`keep_requests`: remember only the newest this many requests (a long-running server);
+        None keeps all (tests count and inspect them)."""
         self.host = host
+        self._keep_requests = keep_requests
         self.port = 0
         self._backlog = backlog
         self._routes: dict[tuple[str, str], ScriptedResponse | Handler] = {}
@@ -256,6 +259,8 @@ class StreamServer:
                 if request is None:
                     break
                 self.requests.append(request)
+                if self._keep_requests is not None and len(self.requests) > self._keep_requests:
+                    del self.requests[: len(self.requests) - self._keep_requests]
                 response = self._respond_to(request)
                 keep_open = await self._send(conn, request, response)
                 if not keep_open or request.headers.get("connection", "").lower() == "close":
