@@ -380,6 +380,7 @@ class CostSelftestMetrics:
     probes_suspect_total: Counter
     selftest_ttft_error_seconds: Gauge
     selftest_max_error_seconds: Gauge
+    selftest_suspect: Gauge
     selftest_runs_total: Counter
 
     def init_endpoint(self, model: str, provider: str) -> None:
@@ -401,8 +402,9 @@ class CostSelftestMetrics:
         for metric in (self.probe_cost_usd_total, self.endpoint_cost_usd_per_month, self.probes_suspect_total):
             _remove_if_present(metric, (model, provider))
 
-    def record_selftest(self, error_s: float, *, ok: bool) -> None:
+    def record_selftest(self, error_s: float, *, ok: bool, suspect: bool) -> None:
         self.selftest_ttft_error_seconds.set(error_s)
+        self.selftest_suspect.set(1 if suspect else 0)
         self.selftest_runs_total.labels("ok" if ok else "failed").inc()
 
 
@@ -439,6 +441,12 @@ def build_cost_selftest_metrics(registry: CollectorRegistry) -> CostSelftestMetr
         selftest_max_error_seconds=Gauge(
             "llm_monitor_selftest_max_error_seconds",
             "Self-test error above which finished probes are flagged suspect (LLM_MONITOR_SELFTEST_MAX_ERROR_S).",
+            registry=registry,
+        ),
+        selftest_suspect=Gauge(
+            "llm_monitor_selftest_suspect",
+            "1 while the latest self-test's error is above its threshold or the self-test failed: "
+            "probes finishing now are flagged suspect; else 0.",
             registry=registry,
         ),
         selftest_runs_total=Counter(

@@ -12,8 +12,8 @@ or counted in any figure; only the error is exported.
   error is what the monitor adds: a blocked or starved event loop, a saturated CPU, GC pauses.
 - while the latest error exceeds `max_error_s` (or the self-test probe itself failed), the
   process is *suspect*: every probe the runner records meanwhile is flagged `suspect`
-  (`Runner(is_suspect=...)`), `llm_probes_suspect_total` counts them, and the alert
-  LLMMonitorSelfTestErrorHigh fires when it lasts. A suspect process re-checks every
+  (`Runner(is_suspect=...)`), `llm_probes_suspect_total` counts them, `llm_monitor_selftest_suspect` is 1, and
+  the alert LLMMonitorSelfTestErrorHigh fires when it lasts 10 minutes. A suspect process re-checks every
   RECHECK_S (or its interval when shorter), so the flag clears soon after the load does.
 - `llm_monitor_selftest_ttft_error_seconds` holds the latest error; a failed self-test sets the
   elapsed time of its attempt (a lower bound of the error).
@@ -157,7 +157,7 @@ class SelfTest:
 
     def _apply(self, reading: SelfTestReading, result: ProbeResult) -> None:
         if self._metrics is not None:
-            self._metrics.record_selftest(reading.error_s, ok=reading.ok)
+            self._metrics.record_selftest(reading.error_s, ok=reading.ok, suspect=reading.suspect)
         if reading.suspect and not self.suspect:
             if reading.ok:
                 log.warning(

@@ -274,6 +274,7 @@ def test_exposition_parses_with_one_help_line_per_family_and_base_unit_names(reg
         "llm_probes_suspect": "counter",
         "llm_monitor_selftest_ttft_error_seconds": "gauge",
         "llm_monitor_selftest_max_error_seconds": "gauge",
+        "llm_monitor_selftest_suspect": "gauge",
         "llm_monitor_selftest_runs": "counter",
     }
     assert {name: f.type for name, f in families.items()} == expected

@@ -94,6 +94,7 @@ async def test_a_blocked_event_loop_makes_the_process_suspect_and_probes_are_fla
     assert reading.error_s > MAX_ERROR_S  # the first token waited for the blocked loop
     assert registry.get_sample_value("llm_monitor_selftest_ttft_error_seconds") == reading.error_s
     assert registry.get_sample_value("llm_monitor_selftest_max_error_seconds") == MAX_ERROR_S
+    assert registry.get_sample_value("llm_monitor_selftest_suspect") == 1
     assert selftest.next_delay_s() == RECHECK_S  # re-checks soon while suspect
 
     during = await runner.probe_endpoint(model, endpoint)
@@ -102,6 +103,7 @@ async def test_a_blocked_event_loop_makes_the_process_suspect_and_probes_are_fla
     blocker.armed = False
     recovered = await selftest.run_once()
     assert recovered.ok and not selftest.suspect, recovered
+    assert registry.get_sample_value("llm_monitor_selftest_suspect") == 0
     after = await runner.probe_endpoint(model, endpoint)
     assert not after.suspect
 
