@@ -156,6 +156,9 @@ class SelfTest:
         return reading
 
     def _apply(self, reading: SelfTestReading, result: ProbeResult) -> None:
+        # Every reading at DEBUG (bench/selftest.py turns this logger on); state changes below.
+        log.debug("self-test reading: ok=%s error_s=%.6f measured_s=%s true_s=%s",
+                  reading.ok, reading.error_s, reading.measured_ttft_s, reading.true_ttft_s)
         if self._metrics is not None:
             self._metrics.record_selftest(reading.error_s, ok=reading.ok, suspect=reading.suspect)
         if reading.suspect and not self.suspect:
