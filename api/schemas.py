@@ -47,6 +47,14 @@ class EndpointLiveOut(_Out):
         ge=0, le=1, description="ok / (ok + failed) in the window; rate_limited probes count in neither."
     )
     samples: int = Field(ge=0, description="Probes in the window.")
+    cost_usd_per_probe: float | None = Field(
+        ge=0, description="Mean cost of the window's priced probes, USD (every trigger); null without a price."
+    )
+    cost_usd_per_month: float | None = Field(
+        ge=0,
+        description="Projected monthly probe cost, USD: cost_usd_per_probe x scheduled probes per month "
+        "(30 days / interval x locations) x (1 + the window's confirm probes / scheduled probes); null without a price.",
+    )
 
     @classmethod
     def of(cls, live: EndpointLive) -> EndpointLiveOut:
@@ -59,6 +67,8 @@ class EndpointLiveOut(_Out):
             throughput_tps_p50=live.throughput_tps_p50,
             uptime=live.uptime,
             samples=live.samples,
+            cost_usd_per_probe=live.cost_usd_per_probe,
+            cost_usd_per_month=live.cost_usd_per_month,
         )
 
 

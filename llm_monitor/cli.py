@@ -142,6 +142,12 @@ def check_config(path: Path, environ: Mapping[str, str]) -> int:
     for warning in catalog_warnings(catalog, environ):
         print(f"warning: {warning}", file=sys.stderr)
     print(f"{path}: OK ({len(catalog.models)} models, {endpoints} endpoints)")
+    from monitor.cost import catalog_projection, projection_lines
+
+    lines, over_budget = projection_lines(catalog_projection(catalog))
+    print("\n".join(lines))
+    if over_budget:  # a warning, as the contract says: the file is valid, the exit status stays 0
+        print(f"warning: {over_budget}", file=sys.stderr)
     return 0
 
 

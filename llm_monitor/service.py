@@ -29,6 +29,7 @@ from monitor.probes.meters import LoopLagMonitor
 from monitor.probes.transport import build_client
 from monitor.runner import ResultBuffer, Runner
 from monitor.scheduler import ProbeScheduler
+from monitor.selftest import SelfTest
 from monitor.settings import Settings
 from monitor.store import Store, open_store
 
@@ -76,6 +77,7 @@ class Service:
         self.store: Store | None = None
         self.buffer: ResultBuffer | None = None
         self.scheduler: ProbeScheduler | None = None
+        self.selftest: SelfTest | None = None
         self._reload_lock = asyncio.Lock()
         # Tasks started from callbacks (signal handlers): the loop keeps only weak references.
         self._callback_tasks: set[asyncio.Task[Any]] = set()
@@ -164,6 +166,12 @@ class Service:
                 lag_monitor.start()
                 self.buffer = ResultBuffer(self.store, self.metrics, capacity=settings.buffer_size)
                 background.append(asyncio.create_task(self.buffer.run(), name="result-writer"))
+                self.selftest = SelfTest(
+                    client=client, metrics=self.metrics.ops, lag_monitor=lag_monitor,
+                    max_error_s=settings.selftest_max_error_s, interval_s=settings.selftest_interval_s,
+                )
+                self.selftest.start()
+                background.append(asyncio.create_task(self.selftest.run(), name="self-test"))
                 runner = Runner(
                     client=client,
                     metrics=self.metrics,
@@ -173,6 +181,7 @@ class Service:
                     max_concurrent=settings.max_concurrent_probes,
                     lag_monitor=lag_monitor,
                     location=settings.location,
+                    is_suspect=self.selftest.is_suspect,
                 )
                 self.scheduler = ProbeScheduler(
                     runner, self.metrics, interval_of=self.interval_of,
@@ -223,6 +232,8 @@ class Service:
             await asyncio.gather(*pending, return_exceptions=True)
             if lag_monitor is not None:
                 await lag_monitor.stop()
+            if self.selftest is not None:
+                self.selftest.stop()
             if client is not None:
                 await client.aclose()
             await self.store.close()

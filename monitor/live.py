@@ -15,12 +15,14 @@ per window.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections import deque
 from contextlib import suppress
 from datetime import datetime, timedelta, timezone
 from typing import Callable
 
 from monitor.catalog import Catalog, EndpointConfig, ModelConfig
+from monitor.cost import endpoint_cost
 from monitor.probes.base import ProbeResult
 from monitor.stats import (
     ACTIVE_INTERVALS,
@@ -30,6 +32,7 @@ from monitor.stats import (
     ProbeSample,
     active_until,
     endpoint_live,
+    in_window,
     model_live,
 )
 from monitor.store import Store
@@ -196,15 +199,19 @@ class LiveFigures:
             horizon = now - timedelta(seconds=self._kept_s(endpoint))
             while samples and samples[-1].started_at < horizon:
                 samples.pop()  # the oldest stop mattering
-            lives.append(
-                endpoint_live(
-                    endpoint.provider,
-                    list(samples),
-                    now=now,
-                    interval_s=self._interval_of(endpoint),
-                    window_s=self._window_s,
-                )
+            figures = endpoint_live(
+                endpoint.provider,
+                list(samples),
+                now=now,
+                interval_s=self._interval_of(endpoint),
+                window_s=self._window_s,
             )
+            cost = endpoint_cost(
+                in_window(samples, now=now, window_s=self._window_s), interval_s=self._interval_of(endpoint)
+            )
+            lives.append(dataclasses.replace(
+                figures, cost_usd_per_probe=cost.cost_usd_per_probe, cost_usd_per_month=cost.cost_usd_per_month
+            ))
         live = model_live(
             model.id, [e.provider for e in model.endpoints], lives, window_s=self._window_s
         )

@@ -14,7 +14,7 @@ restart `restore()` puts them back from the database without touching counters o
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from importlib import metadata
 from typing import Mapping
@@ -110,6 +110,7 @@ class Metrics:
     buffered_results: Gauge
     dropped_results_total: Counter
     monitor_info: Gauge
+    ops: "CostSelftestMetrics | None" = field(default=None)  # cost and self-test (section at the end)
 
     # --- per probe (runner) ---
     def record_probe(self, model: str, provider: str, result: ProbeResult) -> None:
@@ -117,6 +118,8 @@ class Metrics:
         labels = (model, provider)
         outcome = OK_OUTCOME if result.ok else _outcome_of(result)
         self.probes_total.labels(model, provider, outcome).inc()
+        if self.ops is not None:
+            self.ops.record_probe(model, provider, result)
         self.endpoint_last_probe_timestamp_seconds.labels(*labels).set(_epoch_seconds(result.started_at))
         self._set_misconfigured(labels, result)
         if result.ok:
@@ -148,6 +151,8 @@ class Metrics:
         model = live.model
         for endpoint in live.endpoints:
             self.endpoint_up.labels(model, endpoint.provider).set(1 if endpoint.active else 0)
+            if self.ops is not None:
+                self.ops.set_endpoint_cost(model, endpoint)
         self.model_active_endpoints.labels(model).set(live.active_endpoints)
         self.model_endpoints.labels(model).set(live.total_endpoints)
         best_ttft_s = None if live.best_ttft_ms is None else live.best_ttft_ms / 1000.0
@@ -161,6 +166,8 @@ class Metrics:
         for outcome in OUTCOMES:
             self.probes_total.labels(model, provider, outcome)
         self.endpoint_consecutive_failures.labels(model, provider)
+        if self.ops is not None:
+            self.ops.init_endpoint(model, provider)
 
     # --- restart ---
     def restore(
@@ -200,6 +207,8 @@ class Metrics:
             _remove_if_present(self.probes_total, (*labels, outcome))
         for phase in PHASES:
             _remove_if_present(self.endpoint_probe_phase_seconds, (*labels, phase))
+        if self.ops is not None:
+            self.ops.remove_endpoint(model, provider)
 
     def remove_model(self, model: str) -> None:
         """Drop the model-level series of a model that left the config."""
@@ -352,4 +361,101 @@ def build_metrics(registry: CollectorRegistry, *, version: str | None = None) ->
     metrics.monitor_info.labels(version or installed_version(), METHODOLOGY_VERSION).set(1)
     for reason in SKIP_REASONS:
         metrics.skipped_runs_total.labels(reason)  # at 0 from the start, so increase() sees the first
+    metrics.ops = build_cost_selftest_metrics(registry)
+    return metrics
+
+
+# --------------------------------------------------------------------------- cost and self-test (ops)
+@dataclass
+class CostSelftestMetrics:
+    """Probe cost (monitor/cost.py) and the self-test (monitor/selftest.py).
+
+    `llm_probe_cost_usd_total` counts the `cost_usd` of every recorded probe (0 for an unpriced
+    endpoint); `llm_endpoint_cost_usd_per_month` is the live figures' projection (absent without
+    a price); `llm_probes_suspect_total` counts probes recorded while the self-test's error was
+    above its threshold; the self-test gauges carry no model/provider labels."""
+
+    probe_cost_usd_total: Counter
+    endpoint_cost_usd_per_month: Gauge
+    probes_suspect_total: Counter
+    selftest_ttft_error_seconds: Gauge
+    selftest_max_error_seconds: Gauge
+    selftest_suspect: Gauge
+    selftest_runs_total: Counter
+
+    def init_endpoint(self, model: str, provider: str) -> None:
+        self.probe_cost_usd_total.labels(model, provider)
+        self.probes_suspect_total.labels(model, provider)
+
+    def record_probe(self, model: str, provider: str, result: ProbeResult) -> None:
+        cost = result.cost_usd
+        if cost is not None and cost >= 0:
+            self.probe_cost_usd_total.labels(model, provider).inc(cost)
+        if result.suspect:
+            self.probes_suspect_total.labels(model, provider).inc()
+
+    def set_endpoint_cost(self, model: str, endpoint: object) -> None:
+        value = getattr(endpoint, "cost_usd_per_month", None)
+        _set_or_remove(self.endpoint_cost_usd_per_month, (model, getattr(endpoint, "provider")), value)
+
+    def remove_endpoint(self, model: str, provider: str) -> None:
+        for metric in (self.probe_cost_usd_total, self.endpoint_cost_usd_per_month, self.probes_suspect_total):
+            _remove_if_present(metric, (model, provider))
+
+    def record_selftest(self, error_s: float, *, ok: bool, suspect: bool) -> None:
+        self.selftest_ttft_error_seconds.set(error_s)
+        self.selftest_suspect.set(1 if suspect else 0)
+        self.selftest_runs_total.labels("ok" if ok else "failed").inc()
+
+
+def build_cost_selftest_metrics(registry: CollectorRegistry) -> CostSelftestMetrics:
+    metrics = CostSelftestMetrics(
+        probe_cost_usd_total=Counter(
+            "llm_probe_cost_usd",
+            "What the recorded probes cost, in USD, from their usage (or estimate) and the "
+            "endpoint's price; confirmation probes and merged canary requests included, warm-up "
+            "requests at zero; 0 for an endpoint without a price.",
+            ENDPOINT_LABELS,
+            registry=registry,
+        ),
+        endpoint_cost_usd_per_month=Gauge(
+            "llm_endpoint_cost_usd_per_month",
+            "Projected monthly probe cost of the endpoint, in USD: the window's mean cost per probe "
+            "x scheduled probes per month (all locations) x (1 + the window's confirm rate).",
+            ENDPOINT_LABELS,
+            registry=registry,
+        ),
+        probes_suspect_total=Counter(
+            "llm_probes_suspect",
+            "Probes recorded as suspect: finished while the monitor's self-test TTFT error was above "
+            "its threshold (an overloaded host).",
+            ENDPOINT_LABELS,
+            registry=registry,
+        ),
+        selftest_ttft_error_seconds=Gauge(
+            "llm_monitor_selftest_ttft_error_seconds",
+            "The monitor's own TTFT error on its loopback self-test: measured minus true TTFT (the "
+            "reference server's own clock), in seconds; a failed self-test sets its elapsed time.",
+            registry=registry,
+        ),
+        selftest_max_error_seconds=Gauge(
+            "llm_monitor_selftest_max_error_seconds",
+            "Self-test error above which finished probes are flagged suspect (LLM_MONITOR_SELFTEST_MAX_ERROR_S).",
+            registry=registry,
+        ),
+        selftest_suspect=Gauge(
+            "llm_monitor_selftest_suspect",
+            "1 while the latest self-test's error is above its threshold or the self-test failed: "
+            "probes finishing now are flagged suspect; else 0.",
+            registry=registry,
+        ),
+        selftest_runs_total=Counter(
+            "llm_monitor_selftest_runs",
+            "Self-test probes run, by outcome (ok, failed).",
+            ("outcome",),
+            registry=registry,
+        ),
+    )
+    for outcome in ("ok", "failed"):
+        metrics.selftest_runs_total.labels(outcome)
     return metrics

@@ -73,6 +73,10 @@ class EndpointLive:
     throughput_tps_p50: float | None
     uptime: float | None  # None when the window has no ok or failed probe
     samples: int
+    # Cost (monitor/cost.py, set by LiveFigures): mean cost_usd of the window's priced probes, and
+    # the monthly projection; None without a price.
+    cost_usd_per_probe: float | None = None
+    cost_usd_per_month: float | None = None
 
 
 @dataclass(frozen=True)
