@@ -21,6 +21,7 @@ from typing import Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from monitor.liveness_rules import OUTCOMES as LIVENESS_OUTCOMES
 from monitor.probes.base import METHODOLOGY_VERSION, NOT_PROVIDER_FAILURES, ErrorKind, ProbeResult
 from monitor.stats import ACTIVE_INTERVALS, ModelLive
 
@@ -110,6 +111,10 @@ class Metrics:
     buffered_results: Gauge
     dropped_results_total: Counter
     monitor_info: Gauge
+    # --- liveness checks and confirmation probes (monitor.liveness, monitor.confirm) ---
+    liveness_checks_total: Counter
+    liveness_up: Gauge
+    confirm_probes_total: Counter
 
     # --- per probe (runner) ---
     def record_probe(self, model: str, provider: str, result: ProbeResult) -> None:
@@ -200,6 +205,7 @@ class Metrics:
             _remove_if_present(self.probes_total, (*labels, outcome))
         for phase in PHASES:
             _remove_if_present(self.endpoint_probe_phase_seconds, (*labels, phase))
+        self.remove_liveness(model, provider)
 
     def remove_model(self, model: str) -> None:
         """Drop the model-level series of a model that left the config."""
@@ -228,6 +234,28 @@ class Metrics:
 
     def inc_dropped(self, count: int = 1) -> None:
         self.dropped_results_total.inc(count)
+
+    # --- liveness checks and confirmation probes ---
+    def count_liveness(self, model: str, provider: str, outcome: str) -> None:
+        """One liveness check; `outcome` is one of `liveness_rules.OUTCOMES`."""
+        self.liveness_checks_total.labels(model, provider, outcome).inc()
+
+    def set_liveness_up(self, model: str, provider: str, up: bool | None) -> None:
+        """1/0 when the latest telling check answered 2xx / failed hard; None drops the series
+        (liveness off for the endpoint)."""
+        _set_or_remove(self.liveness_up, (model, provider), None if up is None else float(up))
+
+    def count_confirm(self, model: str, provider: str, result: ProbeResult) -> None:
+        outcome = OK_OUTCOME if result.ok else _outcome_of(result)
+        self.confirm_probes_total.labels(model, provider, outcome).inc()
+
+    def remove_liveness(self, model: str, provider: str) -> None:
+        labels = (model, provider)
+        _remove_if_present(self.liveness_up, labels)
+        for outcome in LIVENESS_OUTCOMES:
+            _remove_if_present(self.liveness_checks_total, (*labels, outcome))
+        for outcome in OUTCOMES:
+            _remove_if_present(self.confirm_probes_total, (*labels, outcome))
 
 
 def _outcome_of(result: ProbeResult) -> str:
@@ -346,6 +374,25 @@ def build_metrics(registry: CollectorRegistry, *, version: str | None = None) ->
             "llm_monitor_info",
             "Build information: package version and probe methodology version (always 1).",
             ("version", "methodology"),
+            registry=registry,
+        ),
+        liveness_checks_total=Counter(
+            "llm_liveness_checks_total",
+            "Liveness checks (the cheap non-inference request between probes), by outcome: ok, "
+            "not_offered, rate_limited, dns_error, connect_error, tls_error, timeout, http_5xx, "
+            "auth_error, not_found, other. Not probes: they enter no figure.",
+            (*ENDPOINT_LABELS, "outcome"),
+            registry=registry,
+        ),
+        liveness_up=endpoint_gauge(
+            "llm_liveness_up",
+            "1 when the latest telling liveness check answered 2xx, 0 after a hard failure; absent "
+            "when liveness is off for the endpoint (not offered, rate-limited, refused).",
+        ),
+        confirm_probes_total=Counter(
+            "llm_confirm_probes_total",
+            "Confirmation probes (trigger=confirm) run, by outcome (ok or the error kind).",
+            (*ENDPOINT_LABELS, "outcome"),
             registry=registry,
         ),
     )
