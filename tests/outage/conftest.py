@@ -22,9 +22,9 @@ KEY = "sk-live-0123456789abcdef"
 
 
 def catalog_of(*endpoints: tuple[str, str], liveness: str = "1s", confirm: str = "1s",
-               failures: int = 2, key: bool = True) -> Catalog:
-    """One model, one openai endpoint per (provider, base_url)."""
-    key_line = ", api_key_env: TEST_KEY" if key else ""
+               failures: int = 2, key_env: str = "TEST_KEY") -> Catalog:
+    """One model, one openai endpoint per (provider, base_url), keyed by `key_env`."""
+    key_line = f", api_key_env: {key_env}"
     lines = "\n".join(
         f"      - {{provider: {name}, protocol: openai, base_url: '{url}', model: x{key_line}}}"
         for name, url in endpoints
