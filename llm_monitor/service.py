@@ -23,6 +23,9 @@ from api.app import create_app
 from api.server import build_server
 from llm_monitor.modes import ProcessMode
 from monitor.catalog import Catalog, CatalogError, EndpointConfig, catalog_warnings, load_catalog
+from monitor.confirm import ConfirmManager
+from monitor.coordination import LocalClaims
+from monitor.liveness import LivenessChecker
 from monitor.live import LiveFigures
 from monitor.metrics import Metrics, build_metrics
 from monitor.probes.meters import LoopLagMonitor
@@ -76,6 +79,8 @@ class Service:
         self.store: Store | None = None
         self.buffer: ResultBuffer | None = None
         self.scheduler: ProbeScheduler | None = None
+        self.liveness: LivenessChecker | None = None
+        self.confirm: ConfirmManager | None = None
         self._reload_lock = asyncio.Lock()
         # Tasks started from callbacks (signal handlers): the loop keeps only weak references.
         self._callback_tasks: set[asyncio.Task[Any]] = set()
@@ -134,6 +139,10 @@ class Service:
                 self.metrics.set_model_live(model_live)
             if self.scheduler is not None:
                 self.scheduler.apply(catalog, {})
+            if self.confirm is not None:
+                self.confirm.apply(catalog)
+            if self.liveness is not None:
+                self.liveness.apply(catalog)
             log.info("config reloaded: %d models, %d endpoints", len(catalog.models), len(new))
             return {"reloaded": True, "models": len(catalog.models), "endpoints": len(new)}
 
@@ -157,6 +166,9 @@ class Service:
             await restore_metrics(self.store, self.metrics, self.live, self.catalog)
         background: list[asyncio.Task] = []
         client = build_client() if probing else None
+        # Liveness checks get their own client: a connection they kept open would hide the
+        # probes' cold connection phases (and their own checks want a fresh connection anyway).
+        liveness_client = build_client(max_connections=64, pool_shards=1) if probing else None
         lag_monitor = LoopLagMonitor() if probing else None
         try:
             if probing:
@@ -180,6 +192,18 @@ class Service:
                 )
                 latest = await self.store.latest_results()
                 self.scheduler.start(self.catalog, {k: r.started_at for k, r in latest.items()})
+                # Confirmation probes and liveness checks (monitor.confirm, monitor.liveness).
+                # LocalClaims: one probing process per location until shared claims are wired.
+                self.confirm = ConfirmManager(runner.probe_endpoint, self.metrics, LocalClaims(),
+                                              location=settings.location)
+                runner.add_listener(self.confirm.on_result)
+                self.confirm.start(self.catalog, await self.store.consecutive_failures())
+                assert liveness_client is not None
+                self.liveness = LivenessChecker(
+                    liveness_client, self.metrics, environ=self.environ,
+                    on_failure=self.confirm.on_liveness_failure, on_recovered=self.confirm.on_liveness_recovered,
+                )
+                self.liveness.start(self.catalog)
             else:
                 background.append(asyncio.create_task(self._reload_from_db_loop(), name="live-refresh"))
             background.append(asyncio.create_task(self._recompute_loop(export=probing), name="live-recompute"))
@@ -212,6 +236,10 @@ class Service:
             log.info("shutting down")
             return 0
         finally:
+            if self.liveness is not None:
+                await self.liveness.shutdown()
+            if self.confirm is not None:
+                await self.confirm.shutdown()
             if self.scheduler is not None:
                 await self.scheduler.shutdown(settings.shutdown_grace_s)
             if self.buffer is not None and self.buffer.pending:
@@ -225,6 +253,8 @@ class Service:
                 await lag_monitor.stop()
             if client is not None:
                 await client.aclose()
+            if liveness_client is not None:
+                await liveness_client.aclose()
             await self.store.close()
 
     def _start_callback_task(self, work: Coroutine[Any, Any, Any], name: str) -> None:
