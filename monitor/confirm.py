@@ -220,6 +220,11 @@ class ConfirmManager:
                 finally:
                     self.in_flight -= 1
                     state.probing = False
+                    # Claims with leases (the shared PostgreSQL ones) are told the slot is served,
+                    # so no other process takes it over.
+                    finished = getattr(self._claims, "finished", None)
+                    if finished is not None:
+                        finished(model_id, provider, self._location, slot, kind="confirm")
         except asyncio.CancelledError:
             raise
         except Exception:
