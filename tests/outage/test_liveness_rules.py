@@ -140,3 +140,4 @@ def test_the_rules_module_is_pure():
     imported |= {node.module.split(".")[0] for node in ast.walk(tree)
                  if isinstance(node, ast.ImportFrom) and node.module}
     assert imported <= {"__future__", "enum", "dataclasses"}
+
