@@ -1,8 +1,8 @@
 """Time to detect an outage at the default cadence, with time scaled down but probes on real sockets.
 
 Default cadence: scheduled probes every 30 min, liveness checks every 1 min, confirmation probes
-1 min apart, 2 provider failures in a row = down. Time is scaled (default 1 minute -> 0.1 s), so
-probes run every 3 s and liveness every 0.1 s; everything else is the service's own code: the real
+1 min apart, 2 provider failures in a row = down. Time is scaled (default 1 minute -> 0.2 s), so
+probes run every 6 s and liveness every 0.2 s; everything else is the service's own code: the real
 `Runner` (the probe engine over loopback TCP to a `StreamServer`), `ConfirmManager` and
 `LivenessChecker`, one set per location. Only the scheduled probes' timing is driven here, so each
 outage can start at a uniformly random phase of the probe cycle (and of the liveness cycle).
@@ -18,7 +18,7 @@ alert firing, modelled as the quorum time plus a Prometheus scrape and a rule ev
 uniform in [0, 15 s], the shipped prometheus.yml; LLMEndpointDown has no `for:`).
 
     python -m bench.detection                 # 20 outages per case, writes bench/results/detection.*
-    python -m bench.detection --trials 5 --scale 0.2
+    python -m bench.detection --trials 5 --scale 0.1
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ from monitor.live import LiveFigures
 from monitor.liveness import LivenessChecker
 from monitor.metrics import build_metrics
 from monitor.probes.base import NOT_PROVIDER_FAILURES, ProbeResult
+from monitor.probes.meters import LoopLagMonitor
 from monitor.probes.transport import build_client
 from monitor.runner import ResultBuffer, Runner
 from monitor.store import InMemoryStore
@@ -93,6 +94,7 @@ class Trial:
     quorum_down_min: float | None
     alert_min: float | None
     probes: int  # probes of the failing run up to the quorum decision, all locations
+    worst_loop_lag_ms: float | None  # the benchmark's event loop, outage start to decision
     liveness_found: bool  # the first location's run began with a confirmation probe
 
 
@@ -105,7 +107,8 @@ def endpoint_of(provider: str, base_url: str, scale_s: float) -> EndpointConfig:
     )
 
 
-async def run_trial(kind: str, n_locations: int, index: int, scale_s: float, rng: random.Random) -> Trial:
+async def run_trial(kind: str, n_locations: int, index: int, scale_s: float, rng: random.Random,
+                    lag: LoopLagMonitor) -> Trial:
     provider = Provider()
     endpoint = endpoint_of(f"{kind}-{n_locations}-{index}", f"{provider.server.url}/v1", scale_s)
     model = ModelConfig(id=MODEL, name="Detection", endpoints=(endpoint,))
@@ -167,6 +170,7 @@ async def run_trial(kind: str, n_locations: int, index: int, scale_s: float, rng
         else:
             provider.chat_fails = True
         outage_at = loop.time()
+        outage_ns = time.perf_counter_ns()
         for i, location in enumerate(locations):
             tasks.append(asyncio.create_task(
                 scheduled(location, (i * endpoint.interval_s / n_locations - u) % endpoint.interval_s)))
@@ -175,6 +179,7 @@ async def run_trial(kind: str, n_locations: int, index: int, scale_s: float, rng
             if sum(location.down_at is not None for location in locations) >= quorum:
                 break
             await asyncio.sleep(0.002)
+        worst_lag = lag.worst_lag_s(outage_ns)
     finally:
         for task in tasks:
             task.cancel()
@@ -200,6 +205,7 @@ async def run_trial(kind: str, n_locations: int, index: int, scale_s: float, rng
         first_down_min=first, quorum_down_min=quorum_down, alert_min=alert,
         probes=sum(len(location.triggers) for location in locations),
         liveness_found=bool(earliest and earliest.triggers and earliest.triggers[0] == "confirm"),
+        worst_loop_lag_ms=None if worst_lag is None else round(worst_lag * 1000, 1),
     )
 
 
@@ -231,6 +237,7 @@ def summarize(trials: list[Trial]) -> dict[str, Any]:
         "alert_min": stats([t.alert_min for t in trials]),
         "probes_per_detection_mean": round(statistics.fmean(t.probes for t in trials), 2),
         "found_by_liveness": sum(t.liveness_found for t in trials),
+        "worst_loop_lag_ms": max((t.worst_loop_lag_ms or 0.0) for t in trials),
     }
 
 
@@ -251,7 +258,7 @@ def render(report: dict[str, Any]) -> str:
             s["quorum_down_min"]["p50"], s["quorum_down_min"]["p95"], s["quorum_down_min"]["max"],
             s["alert_min"]["p50"], s["alert_min"]["p95"],
             s["quorum_down_min"]["missed"], s["found_by_liveness"], s["probes_per_detection_mean"],
-            expected_min(case["kind"], case["locations"]),
+            s["worst_loop_lag_ms"], expected_min(case["kind"], case["locations"]),
         ])
     hard = next((c for c in report["cases"] if c["kind"] == "hard" and c["locations"] == 1), None)
     verdict = ""
@@ -272,7 +279,7 @@ def render(report: dict[str, Any]) -> str:
             ["outage", "locations", "trials", "first loc. down p50 min", "first loc. down p95 min",
              "down (quorum) p50 min", "down (quorum) p95 min", "down max min", "alert p50 min",
              "alert p95 min", "not detected", "found by liveness", "probes per detection",
-             "expected (first location)"],
+             "worst loop lag ms", "expected (first location)"],
             rows,
         ),
         verdict,
@@ -284,23 +291,28 @@ def render(report: dict[str, Any]) -> str:
         "do not share confirmations (each confirms on its own probes and liveness). Alert = quorum down + "
         f"scrape (U[0,{SCRAPE_S:g} s]) + rule evaluation (U[0,{EVALUATION_S:g} s]), LLMEndpointDown has no "
         "`for:`. Measured times include each probe's own duration on loopback, scaled up with the rest "
-        "(a few ms real = a few scaled seconds), so they err on the slow side.",
+        "(a few ms real = a few scaled seconds), so they err on the slow side; so does event-loop lag on a "
+        f"loaded machine: at {report['scale_s_per_min']:g} s per minute, 10 ms of lag is "
+        f"{0.01 / report['scale_s_per_min'] * 60:g} scaled seconds (worst lag per case in its column).",
     ])
 
 
 async def run(trials: int, scale_s: float, seed: int, cases: Sequence[tuple[str, int]]) -> dict[str, Any]:
     rng = random.Random(seed)
+    lag = LoopLagMonitor(interval_s=0.005, history_s=120)
+    lag.start()
     out = []
     for kind, n_locations in cases:
         results = []
         started = time.perf_counter()
         for index in range(trials):
-            results.append(await run_trial(kind, n_locations, index, scale_s, rng))
+            results.append(await run_trial(kind, n_locations, index, scale_s, rng, lag))
         summary = summarize(results)
         log(f"{kind} x{n_locations}: quorum down p50 {summary['quorum_down_min']['p50']} min, p95 "
             f"{summary['quorum_down_min']['p95']} min ({time.perf_counter() - started:.1f} s)")
         out.append({"kind": kind, "locations": n_locations, "summary": summary,
                     "trials": [t.__dict__ for t in results]})
+    await lag.stop()
     return {"scale_s_per_min": scale_s, "seed": seed, "cases": out}
 
 
@@ -317,7 +329,7 @@ def parse_cases(text: str) -> list[tuple[str, int]]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.detection", description=__doc__.split("\n")[0])
     parser.add_argument("--trials", type=int, default=20, help="outages per case (default 20)")
-    parser.add_argument("--scale", type=float, default=0.1, help="real seconds per scaled minute (default 0.1)")
+    parser.add_argument("--scale", type=float, default=0.2, help="real seconds per scaled minute (default 0.2)")
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--cases", type=parse_cases, default=list(CASES),
                         help="comma-separated kind:locations (default hard:1,hard:3,inference:1,inference:3)")
