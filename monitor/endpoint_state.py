@@ -193,14 +193,14 @@ def location_view(
     now: datetime,
     window_s: float,
     rules: StateRules,
-    in_maintenance: Callable[[datetime], bool] | None = None,
+    in_maintenance: Callable[[datetime, str], bool] | None = None,
 ) -> LocationView:
     """Figures of one location's probes (samples must all be of that location)."""
     samples = [s for s in samples if s.started_at <= now]
     window = in_window(samples, now=now, window_s=window_s)
     published = _published(window, rules.keep_cold_starts)
     ok = [s for s in published if s.ok]
-    counted = [s for s in published if in_maintenance is None or not in_maintenance(s.started_at)]
+    counted = [s for s in published if in_maintenance is None or not in_maintenance(s.started_at, location)]
     newest = max(samples, key=lambda s: s.started_at) if samples else None
     ttft_s = median(s.ttft_s for s in ok if s.ttft_s is not None)
     recent = newest is not None and now - newest.started_at <= timedelta(
@@ -266,7 +266,7 @@ def endpoint_state(
     window_s: float,
     rules: StateRules,
     impaired: frozenset[str] = frozenset(),
-    in_maintenance: Callable[[datetime], bool] | None = None,
+    in_maintenance: Callable[[datetime, str], bool] | None = None,
 ) -> EndpointState:
     """The endpoint's state from its probes of every location (definitions: module docstring)."""
     samples = [s for s in samples if s.started_at <= now]
