@@ -243,6 +243,7 @@ class Service:
         self.incidents = IncidentTracker(
             store, self.catalog, interval_of=self.interval_of, window_s=self.settings.window_s,
             writes=probing, metrics=self.incident_metrics, on_change=self._incidents_changed,
+            sweep_s=self.settings.incident_sweep_s,
         )
         self.live.annotate = self.incidents.annotate
         try:
