@@ -2,17 +2,20 @@
 short cadence (probes every 12 s, liveness every 1 s, confirmations 1 s apart, 2 failures = down).
 
 - Hard outage: the provider's port stops answering just after a scheduled probe. Liveness sees it
-  and confirmation probes declare it down: the failing run holds confirmation probes only, so it
-  was declared down before the next scheduled probe came due.
+  and confirmation probes declare it down: the incident (`/v1/incidents`) opens on a run of
+  confirmation probes only, so before the next scheduled probe came due.
 - Inference-only outage: `/models` still answers, chat fails. The next scheduled probe fails and
-  one confirmation declares it down: one scheduled failure, not two.
-- Both resolve at their first success: the hard outage at the confirmation probe that liveness
-  starts when the port answers again, the inference-only one at the next scheduled probe.
+  one confirmation opens the incident: one scheduled failure, not two.
+- Both incidents resolve at their first success (`resolved_at` is its start): the hard outage at
+  the confirmation probe that liveness starts when the port answers again, the inference-only one
+  at the next scheduled probe.
 
 No timing is asserted: what proves the detection path is which probes (trigger) made up the run.
 """
 
 from __future__ import annotations
+
+from datetime import datetime
 
 from monitor.scheduler import job_id, spread_offset
 from monitor.testing.stream_server import (
@@ -83,6 +86,28 @@ def metric(service, name: str, **labels: str) -> float | None:
     return None
 
 
+def at(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def incidents(service, provider: str) -> list[dict]:
+    response = service.get(f"/v1/incidents?model={MODEL}&provider={provider}")
+    response.raise_for_status()
+    return response.json()["data"]
+
+
+def opened_incident(service, provider: str) -> dict:
+    return wait_until(lambda: next(iter(incidents(service, provider)), None), timeout_s=30,
+                      what="an incident to open")
+
+
+def resolved_incident(service, provider: str) -> dict:
+    return wait_until(
+        lambda: next((i for i in incidents(service, provider) if i["resolved_at"] is not None), None),
+        timeout_s=30, what="the incident to resolve",
+    )
+
+
 def first_scheduled_ok(service, provider: str) -> dict:
     return wait_until(
         lambda: next((p for p in probes(service, provider) if p["trigger"] == "scheduled" and p["ok"]), None),
@@ -118,7 +143,15 @@ def test_hard_outage_is_declared_down_by_liveness_and_confirmations(start_servic
         assert [(p["trigger"], p["ok"], p["error_kind"]) for p in run] == [
             ("confirm", False, "connect_error"), ("confirm", False, "connect_error"),
         ]
-        # Declared down without any failed scheduled probe: before the next one came due.
+        # The incident opens on the confirmations alone: no scheduled probe ran between the
+        # outage and its detection, so it did not wait for the next one.
+        incident = opened_incident(service, name)
+        assert at(incident["started_at"]) == at(run[0]["started_at"])  # the first failed probe
+        assert at(incident["detected_at"]) >= at(run[1]["started_at"])
+        before_detection = [p for p in after(probes(service, name), scheduled)
+                            if at(p["started_at"]) <= at(incident["detected_at"])]
+        assert {p["trigger"] for p in before_detection} == {"confirm"}
+        assert incident["error_kinds"] == {"connect_error": 2}
         assert metric(service, "llm_endpoint_consecutive_failures", model=MODEL, provider=name) >= 2
         assert metric(service, "llm_liveness_up", model=MODEL, provider=name) == 0
         assert metric(service, "llm_liveness_checks_total", model=MODEL, provider=name, outcome="connect_error") >= 1
@@ -131,6 +164,9 @@ def test_hard_outage_is_declared_down_by_liveness_and_confirmations(start_servic
         # Resolved at the first success: the confirmation that liveness started on recovery.
         assert recovered["trigger"] == "confirm"
         assert all(not p["ok"] for p in between)
+        resolved = resolved_incident(service, name)
+        assert resolved["id"] == incident["id"]
+        assert at(resolved["resolved_at"]) == at(recovered["started_at"])
         wait_until(lambda: metric(service, "llm_endpoint_consecutive_failures", model=MODEL, provider=name) == 0,
                    timeout_s=10, what="the failure run to end")
     finally:
@@ -152,6 +188,13 @@ def test_inference_only_outage_is_declared_down_after_the_next_scheduled_probe(s
         ]
         assert metric(service, "llm_liveness_up", model=MODEL, provider=name) == 1
         assert metric(service, "llm_endpoint_consecutive_failures", model=MODEL, provider=name) == 2
+        # Open after one scheduled failure and one confirmation, not after two scheduled probes.
+        incident = opened_incident(service, name)
+        assert at(incident["started_at"]) == at(run[0]["started_at"])
+        before_detection = [p for p in after(probes(service, name), scheduled)
+                            if at(p["started_at"]) <= at(incident["detected_at"])]
+        assert [p["trigger"] for p in before_detection] == ["scheduled", "confirm"]
+        assert incident["error_kinds"] == {"http_error": 2}
 
         provider.chat_fails = False
         recovered = first_ok_after(service, name, run[-1])
@@ -159,6 +202,9 @@ def test_inference_only_outage_is_declared_down_after_the_next_scheduled_probe(s
         # Down means no more confirmations: the endpoint waits for its next scheduled probe,
         # and that first success ends the run.
         assert later[0] == recovered and recovered["trigger"] == "scheduled"
+        resolved = resolved_incident(service, name)
+        assert resolved["id"] == incident["id"]
+        assert at(resolved["resolved_at"]) == at(recovered["started_at"])
         wait_until(lambda: metric(service, "llm_endpoint_consecutive_failures", model=MODEL, provider=name) == 0,
                    timeout_s=10, what="the failure run to end")
     finally:
