@@ -43,6 +43,11 @@ NEVER = datetime.max.replace(tzinfo=timezone.utc)
 DUE_MARGIN = timedelta(milliseconds=2)
 
 
+# (model_id, endpoint, figures, the endpoint's kept samples newest first, now) -> figures with the
+# endpoint state set (`IncidentTracker.annotate`): sets `active` to "up by quorum" as well.
+Annotator = Callable[[str, EndpointConfig, EndpointLive, list[ProbeSample], datetime], EndpointLive]
+
+
 def _utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -64,8 +69,10 @@ class LiveFigures:
         window_s: float,
         interval_of: Callable[[EndpointConfig], float],
         clock: Callable[[], datetime] = _utcnow,
+        annotate: Annotator | None = None,
     ) -> None:
         self._window_s = window_s
+        self.annotate = annotate  # endpoint state, locations, incident, maintenance (monitor.incidents)
         self._interval_of = interval_of
         self._clock = clock
         self._samples: dict[tuple[str, str], deque[ProbeSample]] = {}
@@ -209,9 +216,12 @@ class LiveFigures:
             cost = endpoint_cost(
                 in_window(samples, now=now, window_s=self._window_s), interval_s=self._interval_of(endpoint)
             )
-            lives.append(dataclasses.replace(
+            figures = dataclasses.replace(
                 figures, cost_usd_per_probe=cost.cost_usd_per_probe, cost_usd_per_month=cost.cost_usd_per_month
-            ))
+            )
+            if self.annotate is not None:
+                figures = self.annotate(model.id, endpoint, figures, list(samples), now)
+            lives.append(figures)
         live = model_live(
             model.id, [e.provider for e in model.endpoints], lives, window_s=self._window_s
         )

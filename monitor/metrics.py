@@ -21,6 +21,7 @@ from typing import Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from monitor.liveness_rules import OUTCOMES as LIVENESS_OUTCOMES
 from monitor.probes.base import METHODOLOGY_VERSION, NOT_PROVIDER_FAILURES, ErrorKind, ProbeResult
 from monitor.stats import ACTIVE_INTERVALS, ModelLive
 
@@ -110,6 +111,10 @@ class Metrics:
     buffered_results: Gauge
     dropped_results_total: Counter
     monitor_info: Gauge
+    # --- liveness checks and confirmation probes (monitor.liveness, monitor.confirm) ---
+    liveness_checks_total: Counter
+    liveness_up: Gauge
+    confirm_probes_total: Counter
     ops: "CostSelftestMetrics | None" = field(default=None)  # cost and self-test (section at the end)
 
     # --- per probe (runner) ---
@@ -207,6 +212,7 @@ class Metrics:
             _remove_if_present(self.probes_total, (*labels, outcome))
         for phase in PHASES:
             _remove_if_present(self.endpoint_probe_phase_seconds, (*labels, phase))
+        self.remove_liveness(model, provider)
         if self.ops is not None:
             self.ops.remove_endpoint(model, provider)
 
@@ -237,6 +243,28 @@ class Metrics:
 
     def inc_dropped(self, count: int = 1) -> None:
         self.dropped_results_total.inc(count)
+
+    # --- liveness checks and confirmation probes ---
+    def count_liveness(self, model: str, provider: str, outcome: str) -> None:
+        """One liveness check; `outcome` is one of `liveness_rules.OUTCOMES`."""
+        self.liveness_checks_total.labels(model, provider, outcome).inc()
+
+    def set_liveness_up(self, model: str, provider: str, up: bool | None) -> None:
+        """1/0 when the latest telling check answered 2xx / failed hard; None drops the series
+        (liveness off for the endpoint)."""
+        _set_or_remove(self.liveness_up, (model, provider), None if up is None else float(up))
+
+    def count_confirm(self, model: str, provider: str, result: ProbeResult) -> None:
+        outcome = OK_OUTCOME if result.ok else _outcome_of(result)
+        self.confirm_probes_total.labels(model, provider, outcome).inc()
+
+    def remove_liveness(self, model: str, provider: str) -> None:
+        labels = (model, provider)
+        _remove_if_present(self.liveness_up, labels)
+        for outcome in LIVENESS_OUTCOMES:
+            _remove_if_present(self.liveness_checks_total, (*labels, outcome))
+        for outcome in OUTCOMES:
+            _remove_if_present(self.confirm_probes_total, (*labels, outcome))
 
 
 def _outcome_of(result: ProbeResult) -> str:
@@ -357,6 +385,25 @@ def build_metrics(registry: CollectorRegistry, *, version: str | None = None) ->
             ("version", "methodology"),
             registry=registry,
         ),
+        liveness_checks_total=Counter(
+            "llm_liveness_checks_total",
+            "Liveness checks (the cheap non-inference request between probes), by outcome: ok, "
+            "not_offered, rate_limited, dns_error, connect_error, tls_error, timeout, http_5xx, "
+            "auth_error, not_found, other. Not probes: they enter no figure.",
+            (*ENDPOINT_LABELS, "outcome"),
+            registry=registry,
+        ),
+        liveness_up=endpoint_gauge(
+            "llm_liveness_up",
+            "1 when the latest telling liveness check answered 2xx, 0 after a hard failure; absent "
+            "when liveness is off for the endpoint (not offered, rate-limited, refused).",
+        ),
+        confirm_probes_total=Counter(
+            "llm_confirm_probes_total",
+            "Confirmation probes (trigger=confirm) run, by outcome (ok or the error kind).",
+            (*ENDPOINT_LABELS, "outcome"),
+            registry=registry,
+        ),
     )
     metrics.monitor_info.labels(version or installed_version(), METHODOLOGY_VERSION).set(1)
     for reason in SKIP_REASONS:
@@ -459,3 +506,111 @@ def build_cost_selftest_metrics(registry: CollectorRegistry) -> CostSelftestMetr
     for outcome in ("ok", "failed"):
         metrics.selftest_runs_total.labels(outcome)
     return metrics
+
+
+# ------------------------------------------------------------------------------------ incidents
+# Endpoint state, incidents, per-location health and maintenance. Every value is derived from the
+# shared database by `monitor.incidents.IncidentTracker` (never from this process's own probes
+# only), so N probing processes in M locations export the same values: the alert rules take
+# `max by (model, provider)` over instances, and nothing flaps when another process probes next.
+
+# Time from an outage's first failed probe to its incident opening: a minute or two with
+# confirmation probes, up to an interval or two without them.
+DETECT_BUCKETS_S: tuple[float, ...] = (15, 30, 60, 90, 120, 180, 300, 600, 1200, 1800, 3600, 7200)
+
+
+@dataclass
+class IncidentMetrics:
+    endpoint_state: Gauge
+    endpoint_incident_open: Gauge
+    location_endpoint_up: Gauge
+    location_impaired: Gauge
+    endpoint_in_maintenance: Gauge
+    incident_time_to_detect_seconds: Histogram
+
+    def set_state(self, model: str, provider: str, state: str, states: tuple[str, ...]) -> None:
+        for name in states:
+            self.endpoint_state.labels(model, provider, name).set(1 if name == state else 0)
+
+    def set_incident_open(self, model: str, provider: str, is_open: bool) -> None:
+        self.endpoint_incident_open.labels(model, provider).set(1 if is_open else 0)
+
+    def set_in_maintenance(self, model: str, provider: str, covered: bool) -> None:
+        self.endpoint_in_maintenance.labels(model, provider).set(1 if covered else 0)
+
+    def set_location_up(self, model: str, provider: str, location_up: Mapping[str, bool]) -> None:
+        """Export the locations given; drop the endpoint's series of any other location."""
+        for location, up in location_up.items():
+            self.location_endpoint_up.labels(model, provider, location).set(1 if up else 0)
+        for labels in _label_sets(self.location_endpoint_up):
+            if labels[:2] == (model, provider) and labels[2] not in location_up:
+                _remove_if_present(self.location_endpoint_up, labels)
+
+    def set_impaired(self, impaired: Mapping[str, bool]) -> None:
+        for location, value in impaired.items():
+            self.location_impaired.labels(location).set(1 if value else 0)
+        for labels in _label_sets(self.location_impaired):
+            if labels[0] not in impaired:
+                _remove_if_present(self.location_impaired, labels)
+
+    def observe_time_to_detect(self, model: str, provider: str, seconds: float) -> None:
+        self.incident_time_to_detect_seconds.labels(model, provider).observe(max(0.0, seconds))
+
+    def remove_endpoint(self, model: str, provider: str, states: tuple[str, ...]) -> None:
+        for name in states:
+            _remove_if_present(self.endpoint_state, (model, provider, name))
+        for gauge in (self.endpoint_incident_open, self.endpoint_in_maintenance):
+            _remove_if_present(gauge, (model, provider))
+        self.set_location_up(model, provider, {})
+        _remove_if_present(self.incident_time_to_detect_seconds, (model, provider))
+
+
+def _label_sets(metric: Gauge) -> list[tuple[str, ...]]:
+    """The label values of every series a labelled metric currently holds."""
+    return [tuple(labels) for labels in list(metric._metrics)]  # prometheus_client keeps them there
+
+
+def build_incident_metrics(registry: CollectorRegistry) -> IncidentMetrics:
+    return IncidentMetrics(
+        endpoint_state=Gauge(
+            "llm_endpoint_state",
+            "1 for the endpoint's current state (up, degraded, regional, down, misconfigured, unknown), "
+            "0 for the others; from every location's probes in the database.",
+            (*ENDPOINT_LABELS, "state"),
+            registry=registry,
+        ),
+        endpoint_incident_open=Gauge(
+            "llm_endpoint_incident_open",
+            "1 while the endpoint has an open incident (declared down by quorum, not yet recovered).",
+            ENDPOINT_LABELS,
+            registry=registry,
+        ),
+        location_endpoint_up=Gauge(
+            "llm_location_endpoint_up",
+            "1 when the endpoint is active as seen from this location (its latest non-rate-limited "
+            "probe there ok, within 2 intervals), else 0.",
+            (*ENDPOINT_LABELS, "location"),
+            registry=registry,
+        ),
+        location_impaired=Gauge(
+            "llm_location_impaired",
+            "1 when the location's probes fail for every endpoint it probes (at least 2 endpoints "
+            "of 2 providers): the monitor's own trouble there. Its failures count towards no quorum.",
+            ("location",),
+            registry=registry,
+        ),
+        endpoint_in_maintenance=Gauge(
+            "llm_endpoint_in_maintenance",
+            "1 while a configured maintenance window covers the endpoint (no incident opens, no page).",
+            ENDPOINT_LABELS,
+            registry=registry,
+        ),
+        incident_time_to_detect_seconds=Histogram(
+            "llm_incident_time_to_detect_seconds",
+            "From an outage's first failed probe to its incident opening, in seconds (observed once, "
+            "by the process that opened the incident).",
+            ENDPOINT_LABELS,
+            buckets=DETECT_BUCKETS_S,
+            registry=registry,
+        ),
+    )

@@ -276,6 +276,9 @@ class WireProtocol:
       StreamDataError on malformed data. Pure: no I/O, no clocks.
     - `error_message(doc)` -> the provider's message in a decoded non-2xx JSON error body, or
       None to fall back to the generic reading (`outcomes.json_error_message`).
+    - `liveness_url(target)` / `liveness_headers(target)` -> the cheap, token-free GET that the
+      liveness checks send between probes (monitor.liveness; docs/liveness.md), or None when the
+      protocol has none (liveness is then off for its endpoints). Usually the warm-up request.
 
     Registered by name in `monitor.probes.registry`.
     """
@@ -296,4 +299,7 @@ class WireProtocol:
     # The pydantic model of the endpoint's `options` (the catalog validates them with it).
     options_model: type[ProtocolOptions] = ProtocolOptions
     error_message: Callable[[object], str | None] | None = None
+    # The liveness request (a GET); None: the protocol declares none, so liveness stays off.
+    liveness_url: Callable[[ProbeTarget], str | None] | None = None
+    liveness_headers: Callable[[ProbeTarget], Mapping[str, str]] | None = None
 

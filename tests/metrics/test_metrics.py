@@ -276,6 +276,9 @@ def test_exposition_parses_with_one_help_line_per_family_and_base_unit_names(reg
         "llm_monitor_selftest_max_error_seconds": "gauge",
         "llm_monitor_selftest_suspect": "gauge",
         "llm_monitor_selftest_runs": "counter",
+        "llm_liveness_checks": "counter",
+        "llm_liveness_up": "gauge",
+        "llm_confirm_probes": "counter",
     }
     assert {name: f.type for name, f in families.items()} == expected
     for family in families.values():
