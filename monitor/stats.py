@@ -294,6 +294,89 @@ def _scaled(pair: tuple[float, float] | None, factor: float) -> tuple[float, flo
     return None if pair is None else (pair[0] * factor, pair[1] * factor)
 
 
+@dataclass
+class FigureInputs:
+    """What a window's published figures are computed from: counts and the values behind the
+    medians. Built from ProbeSamples (`figure_inputs`) or from the store's figure rows
+    (`inputs_from_rows`), so the in-memory and the database paths share `figures_of`."""
+
+    samples: int = 0
+    ok_samples: int = 0
+    up: int = 0  # ok, outside maintenance
+    down: int = 0  # failed (not rate_limited), outside maintenance
+    ttfts_s: list[float] = dataclasses.field(default_factory=list)
+    rates: list[float] = dataclasses.field(default_factory=list)
+    answers_checked: int = 0
+    answers_passed: int = 0
+
+    def add(
+        self, ok: bool, error_kind: str | None, ttft_s: float | None, tokens_per_second: float | None,
+        cold_start: bool, answer_ok: bool | None, in_maintenance: bool, *, keep_cold_starts: bool,
+    ) -> None:
+        """Account one published probe (scheduled, of the profile)."""
+        self.samples += 1
+        if ok:
+            self.ok_samples += 1
+            if not in_maintenance:
+                self.up += 1
+            if ttft_s is not None and (keep_cold_starts or not cold_start):
+                self.ttfts_s.append(ttft_s)
+            if tokens_per_second is not None:
+                self.rates.append(tokens_per_second)
+            if answer_ok is not None:
+                self.answers_checked += 1
+                self.answers_passed += bool(answer_ok)
+        elif error_kind != ErrorKind.RATE_LIMITED and not in_maintenance:
+            self.down += 1
+
+
+def figure_inputs(
+    counted: Iterable[ProbeSample],
+    *,
+    keep_cold_starts: bool = False,
+    in_maintenance: Callable[[ProbeSample], bool] | None = None,
+) -> FigureInputs:
+    """FigureInputs of already `published` probes."""
+    inputs = FigureInputs()
+    for s in counted:
+        inputs.add(
+            s.ok, s.error_kind, s.ttft_s, s.tokens_per_second, s.cold_start, s.answer_ok,
+            in_maintenance is not None and in_maintenance(s), keep_cold_starts=keep_cold_starts,
+        )
+    return inputs
+
+
+def inputs_from_rows(rows: Iterable[Sequence[object]], *, keep_cold_starts: bool = False) -> FigureInputs:
+    """FigureInputs from figure rows `(ok, error_kind, ttft_s, tokens_per_second, cold_start,
+    answer_ok, in_maintenance)` of published probes, as `Store.window_figure_rows` returns them."""
+    inputs = FigureInputs()
+    add = inputs.add
+    for ok, error_kind, ttft_s, rate, cold_start, answer_ok, maintenance in rows:
+        add(bool(ok), error_kind, ttft_s, rate, bool(cold_start), answer_ok, bool(maintenance),  # type: ignore[arg-type]
+            keep_cold_starts=keep_cold_starts)
+    return inputs
+
+
+def figures_of(inputs: FigureInputs) -> dict[str, object]:
+    """The WINDOW_FIELDS other than the latest probe's, from FigureInputs."""
+    ttft_s = median(inputs.ttfts_s)
+    ttft_p5, ttft_p95 = quantile(inputs.ttfts_s, 0.05), quantile(inputs.ttfts_s, 0.95)
+    up, down = inputs.up, inputs.down
+    return {
+        "ttft_ms_p50": None if ttft_s is None else ttft_s * 1000.0,
+        "throughput_tps_p50": median(inputs.rates),
+        "uptime": up / (up + down) if up + down else None,
+        "samples": inputs.samples,
+        "ok_samples": inputs.ok_samples,
+        "ttft_ms_p5": None if ttft_p5 is None else ttft_p5 * 1000.0,
+        "ttft_ms_p95": None if ttft_p95 is None else ttft_p95 * 1000.0,
+        "ttft_ms_p50_ci": _scaled(median_ci(inputs.ttfts_s), 1000.0),
+        "throughput_tps_p50_ci": median_ci(inputs.rates),
+        "uptime_ci": wilson_interval(up, up + down),
+        "answer_ok_ratio": inputs.answers_passed / inputs.answers_checked if inputs.answers_checked else None,
+    }
+
+
 def window_figures(
     window: Sequence[ProbeSample],
     *,
@@ -311,30 +394,17 @@ def window_figures(
     - throughput median and CI over the ok ones with a decode rate (a cold start loads the model
       before the first token, so it does not change the decode rate: cold starts stay in);
     - `uptime` and its Wilson interval from `uptime_counts` (maintenance and rate_limited out);
-    - `answer_ok_ratio` over the ok ones whose answer was checked.
+    - `answer_ok_ratio` over the ok ones whose answer was checked (`answer_ok_ratio`).
     """
     newest = window[-1] if window else None
-    counted = published(window, input_tokens=input_tokens)
-    ok = [s for s in counted if s.ok]
-    ttfts = [s.ttft_s for s in ok if s.ttft_s is not None and (keep_cold_starts or not s.cold_start)]
-    rates = [s.tokens_per_second for s in ok if s.tokens_per_second is not None]
-    ttft_s = median(ttfts)
-    ttft_p5, ttft_p95 = quantile(ttfts, 0.05), quantile(ttfts, 0.95)
-    up, down = uptime_counts(counted, in_maintenance=in_maintenance)
+    inputs = figure_inputs(
+        published(window, input_tokens=input_tokens), keep_cold_starts=keep_cold_starts,
+        in_maintenance=in_maintenance,
+    )
     return {
         "last_probe_at": newest.started_at if newest else None,
         "last_error_kind": None if newest is None or newest.ok else newest.error_kind,
-        "ttft_ms_p50": None if ttft_s is None else ttft_s * 1000.0,
-        "throughput_tps_p50": median(rates),
-        "uptime": up / (up + down) if up + down else None,
-        "samples": len(counted),
-        "ok_samples": len(ok),
-        "ttft_ms_p5": None if ttft_p5 is None else ttft_p5 * 1000.0,
-        "ttft_ms_p95": None if ttft_p95 is None else ttft_p95 * 1000.0,
-        "ttft_ms_p50_ci": _scaled(median_ci(ttfts), 1000.0),
-        "throughput_tps_p50_ci": median_ci(rates),
-        "uptime_ci": wilson_interval(up, up + down),
-        "answer_ok_ratio": answer_ok_ratio(ok),
+        **figures_of(inputs),
     }
 
 
