@@ -114,6 +114,20 @@ def decode_rate(output_tokens: int, token_chunks: int, first_token_s: float, las
     return (output_tokens - first_chunk_tokens) / (last_token_s - first_token_s)
 
 
+# The figure windows the API accepts (`?window=`) and the metrics label (`window`), by name.
+WINDOWS: dict[str, float] = {
+    "24h": 24 * 3600.0,
+    "7d": 7 * 24 * 3600.0,
+    "30d": 30 * 24 * 3600.0,
+    "90d": 90 * 24 * 3600.0,
+}
+
+
+def window_name(window_s: float) -> str | None:
+    """The name of a window length ("24h", ...), None when it is not one of WINDOWS."""
+    return next((name for name, seconds in WINDOWS.items() if seconds == window_s), None)
+
+
 # An endpoint stays active up to and INCLUDING this many intervals after its latest usable ok
 # probe: one late or missed probe (scheduler jitter, a slow previous probe) must not flap it.
 ACTIVE_INTERVALS = 2

@@ -27,8 +27,10 @@ from datetime import timedelta
 from typing import Callable
 
 from monitor.catalog import ModelConfig
+from monitor.catalog.schema import INPUT_TOKEN_PROFILES
 from monitor.live import LiveFigures
 from monitor.stats import (
+    WINDOWS,
     EndpointLive,
     ModelLive,
     best_figures,
@@ -36,25 +38,16 @@ from monitor.stats import (
     in_window,
     inputs_from_rows,
     window_figures,
+    window_name,
 )
+
+__all__ = ["PROFILES", "WINDOWS", "WindowFigures", "window_name"]
 from monitor.store import Store
 
-# The windows the API accepts, by name (as in `?window=` and the metrics' `window` label).
-WINDOWS: dict[str, float] = {
-    "24h": 24 * 3600.0,
-    "7d": 7 * 24 * 3600.0,
-    "30d": 30 * 24 * 3600.0,
-    "90d": 90 * 24 * 3600.0,
-}
-# The workload profiles the API accepts (`?input_tokens=`), as the catalog does.
-PROFILES: tuple[int, ...] = (100, 1000, 10000)
+# The workload profiles the API accepts (`?input_tokens=`): the catalog's.
+PROFILES: tuple[int, ...] = INPUT_TOKEN_PROFILES
 
 Key = tuple[str, float, "int | None"]
-
-
-def window_name(window_s: float) -> str | None:
-    """The name of a window length ("24h", ...), None when it is not one of WINDOWS."""
-    return next((name for name, seconds in WINDOWS.items() if seconds == window_s), None)
 
 
 class WindowFigures:
