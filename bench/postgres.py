@@ -25,9 +25,9 @@ async def _pg_admin(sql: str) -> None:
 
 
 @contextlib.contextmanager
-def scratch_postgres() -> Iterator[str]:
-    """A fresh database `bench_<random>` on the local PostgreSQL (dropped afterwards); yields its URL."""
-    name = f"bench_{uuid.uuid4().hex[:10]}"
+def scratch_postgres(prefix: str = "bench") -> Iterator[str]:
+    """A fresh database `<prefix>_<random>` on the local PostgreSQL (dropped afterwards); yields its URL."""
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     asyncio.run(_pg_admin(f'CREATE DATABASE "{name}"'))
     try:
         yield f"postgresql://{POSTGRES_ADMIN_URL['user']}@{POSTGRES_ADMIN_URL['host']}:{POSTGRES_ADMIN_URL['port']}/{name}"

@@ -35,7 +35,8 @@ from monitor.runner import ResultBuffer, Runner
 from monitor.scheduler import ProbeScheduler
 from monitor.selftest import SelfTest
 from monitor.settings import Settings
-from monitor.store import Store, open_store
+from monitor.store import Store, StoreUnavailableError, open_store
+from monitor.windows import WINDOWS, WindowFigures
 
 log = logging.getLogger(__name__)
 
@@ -229,6 +230,9 @@ class Service:
             loop = asyncio.get_running_loop()
             with suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(signal.SIGHUP, lambda: self._start_callback_task(self.reload(), "reload"))
+            windows = WindowFigures(self.live, self.store, cache_s=settings.window_cache_s)
+            if probing:
+                background.append(asyncio.create_task(self._window_metrics_loop(windows), name="window-metrics"))
             app = create_app(
                 settings=settings,
                 store=self.store,
@@ -236,6 +240,7 @@ class Service:
                 registry=self.registry,
                 readiness=self.readiness,
                 admin=self if probing else None,
+                windows=windows,
             )
             server = build_server(app, settings)
             # Everything loaded so far (catalog, live windows, restored state) lives for the whole
@@ -311,6 +316,24 @@ class Service:
             for model_live in self.live.recompute():
                 if export:
                     self.metrics.set_model_live(model_live)
+
+    async def _window_metrics_loop(self, windows: WindowFigures) -> None:
+        """Long-range metrics (`llm_endpoint_uptime_ratio{window}`, ...) for the windows longer
+        than the live one, refreshed every `window_metrics_s`, one model at a time (the live
+        window's are exported with every figures change)."""
+        while True:
+            for name, window_s in WINDOWS.items():
+                if window_s == self.live.window_s:
+                    continue
+                for model, _ in self.live.models():
+                    try:
+                        figures = await windows.model(model.id, window_s)
+                    except StoreUnavailableError as exc:
+                        log.warning("window %s metrics not refreshed: %s", name, exc)
+                        break
+                    if figures is not None:
+                        self.metrics.set_window_figures(figures)
+            await asyncio.sleep(self.settings.window_metrics_s)
 
     async def _reload_from_db_loop(self) -> None:
         assert self.store is not None

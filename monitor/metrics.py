@@ -5,7 +5,7 @@ are the only way the rest of the process touches them. Nothing is registered at 
 tests (and several app instances in one process) each use a fresh `CollectorRegistry`.
 
 Label sets are fixed: `model`, `provider` (catalog values), `outcome` (``ok`` or an `ErrorKind`
-value) and `phase` (a fixed tuple below). Error text never becomes a label. Values are in base
+value), `phase` (a fixed tuple below) and `window` (`stats.WINDOWS`: 24h, 7d, 30d, 90d). Error text never becomes a label. Values are in base
 units (seconds, tokens per second, Unix seconds).
 
 Gauges keep their value between probes, so every scrape re-exposes the latest figures; after a
@@ -23,7 +23,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from monitor.liveness_rules import OUTCOMES as LIVENESS_OUTCOMES
 from monitor.probes.base import METHODOLOGY_VERSION, NOT_PROVIDER_FAILURES, ErrorKind, ProbeResult
-from monitor.stats import ACTIVE_INTERVALS, ModelLive
+from monitor.stats import ACTIVE_INTERVALS, WINDOWS, ModelLive, window_name
 
 OK_OUTCOME = "ok"
 OUTCOMES: tuple[str, ...] = (OK_OUTCOME, *(kind.value for kind in ErrorKind))
@@ -115,6 +115,9 @@ class Metrics:
     liveness_checks_total: Counter
     liveness_up: Gauge
     confirm_probes_total: Counter
+    # --- figures: long-range figures per window (24h, 7d, 30d, 90d) for Grafana ---
+    endpoint_uptime_ratio: Gauge
+    endpoint_ttft_p50_seconds: Gauge
     ops: "CostSelftestMetrics | None" = field(default=None)  # cost and self-test (section at the end)
 
     # --- per probe (runner) ---
@@ -163,6 +166,19 @@ class Metrics:
         best_ttft_s = None if live.best_ttft_ms is None else live.best_ttft_ms / 1000.0
         _set_or_remove(self.model_best_ttft_seconds, (model,), best_ttft_s)
         _set_or_remove(self.model_best_output_tokens_per_second, (model,), live.best_throughput_tps)
+        self.set_window_figures(live)
+
+    def set_window_figures(self, live: ModelLive) -> None:
+        """Export uptime and TTFT median of the figures' window (`window` label = its name; a
+        window that is not one of WINDOWS is not exported). No figure: the series is dropped."""
+        window = window_name(live.window_s)
+        if window is None:
+            return
+        for endpoint in live.endpoints:
+            labels = (live.model, endpoint.provider, window)
+            _set_or_remove(self.endpoint_uptime_ratio, labels, endpoint.uptime)
+            ttft_s = None if endpoint.ttft_ms_p50 is None else endpoint.ttft_ms_p50 / 1000.0
+            _set_or_remove(self.endpoint_ttft_p50_seconds, labels, ttft_s)
 
     def set_endpoint_interval(self, model: str, provider: str, seconds: float) -> None:
         """Set the probe cadence; also creates the endpoint's counter series at 0 so the first
@@ -215,6 +231,9 @@ class Metrics:
         self.remove_liveness(model, provider)
         if self.ops is not None:
             self.ops.remove_endpoint(model, provider)
+        for window in WINDOWS:
+            _remove_if_present(self.endpoint_uptime_ratio, (*labels, window))
+            _remove_if_present(self.endpoint_ttft_p50_seconds, (*labels, window))
 
     def remove_model(self, model: str) -> None:
         """Drop the model-level series of a model that left the config."""
@@ -402,6 +421,20 @@ def build_metrics(registry: CollectorRegistry, *, version: str | None = None) ->
             "llm_confirm_probes_total",
             "Confirmation probes (trigger=confirm) run, by outcome (ok or the error kind).",
             (*ENDPOINT_LABELS, "outcome"),
+            registry=registry,
+        ),
+        endpoint_uptime_ratio=Gauge(
+            "llm_endpoint_uptime_ratio",
+            "Uptime over the trailing window (label window: 24h, 7d, 30d, 90d): ok / (ok + failed) of "
+            "scheduled probes, rate_limited and maintenance in neither.",
+            (*ENDPOINT_LABELS, "window"),
+            registry=registry,
+        ),
+        endpoint_ttft_p50_seconds=Gauge(
+            "llm_endpoint_ttft_p50_seconds",
+            "Median time to first token of ok scheduled probes over the trailing window (label window: "
+            "24h, 7d, 30d, 90d), cold starts out unless kept, in seconds.",
+            (*ENDPOINT_LABELS, "window"),
             registry=registry,
         ),
     )

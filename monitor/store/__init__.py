@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from monitor.endpoint_state import Incident
 from monitor.probes.base import ProbeResult
@@ -87,6 +87,15 @@ class Store(Protocol):
         self, model_id: str, provider: str, since: datetime
     ) -> tuple[dict[str, int], tuple[str, ...]]:
         """Provider failures since `since`: counts per error kind, and the locations that saw them."""
+    # --- figures ---
+    async def window_figure_rows(
+        self, model_id: str, provider: str, since: datetime, until: datetime, *,
+        input_tokens: int, maintenance: Sequence[tuple[datetime, datetime, str | None]] = (),
+    ) -> list[tuple[Any, ...]]:
+        """Figure rows `(ok, error_kind, ttft_s, tokens_per_second, cold_start, answer_ok,
+        in_maintenance)` of the endpoint's scheduled probes of profile `input_tokens` with
+        since <= started_at <= until, any order; `in_maintenance` is whether one of the
+        `(start, end, location or None)` spans covers the probe (start <= t < end)."""
 
 
 class StoreError(Exception):

@@ -279,6 +279,8 @@ def test_exposition_parses_with_one_help_line_per_family_and_base_unit_names(reg
         "llm_liveness_checks": "counter",
         "llm_liveness_up": "gauge",
         "llm_confirm_probes": "counter",
+        "llm_endpoint_uptime_ratio": "gauge",
+        "llm_endpoint_ttft_p50_seconds": "gauge",
     }
     assert {name: f.type for name, f in families.items()} == expected
     for family in families.values():
@@ -296,7 +298,7 @@ def test_exposition_parses_with_one_help_line_per_family_and_base_unit_names(reg
     buckets = [s for s in families["llm_probe_ttft_seconds"].samples if s.name.endswith("_bucket")]
     assert [float(s.labels["le"]) for s in buckets] == [*TTFT_BUCKETS_S, float("inf")]
     # Labels stay within the fixed sets.
-    allowed = {"model", "provider", "outcome", "phase", "le", "version", "methodology", "reason"}
+    allowed = {"model", "provider", "outcome", "phase", "le", "version", "methodology", "reason", "window"}
     for family in families.values():
         for sample in family.samples:
             assert set(sample.labels) <= allowed

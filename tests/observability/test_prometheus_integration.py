@@ -80,9 +80,7 @@ MAY_BE_EMPTY = {
 # be empty. The test checks that the monitor really does not expose them yet, so each name leaves
 # this list as soon as its exporter is merged, and its panels must then show data.
 NOT_EXPORTED_YET = {
-    "llm_endpoint_state", "llm_location_endpoint_up", "llm_endpoint_incident_open",
-    "llm_incident_time_to_detect_seconds", "llm_endpoint_answer_ok_ratio", "llm_tool_call_checks_total",
-    "llm_endpoint_uptime_ratio", "llm_endpoint_ttft_p50_seconds",
+    "llm_endpoint_answer_ok_ratio", "llm_tool_call_checks_total",
 }
 
 # Grafana variables: the overview uses multi-select (=~) with "All" = ".*"; the endpoint detail
@@ -216,6 +214,7 @@ def monitor(tmp_path: Path, provider_server: StreamServer) -> Iterator[tuple[str
         if not k.startswith(("LLM_MONITOR_", UNSET_KEY_ENV)) and k != "DATABASE_URL"
     }
     env["LLM_MONITOR_SHUTDOWN_GRACE_S"] = "2"
+    env["LLM_MONITOR_WINDOW_METRICS_S"] = "1"  # the long-range series exist once probes are stored
     proc = _start(
         [
             sys.executable, "-m", "monitor", "run",
