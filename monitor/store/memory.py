@@ -212,6 +212,8 @@ class InMemoryStore:
                 pointed.add(ok["id"])
         if self._rollups.raw_complete_since is None or self._rollups.raw_complete_since < cutoff:
             self._rollups.raw_complete_since = cutoff
+        if self._rows:
+            pointed.add(self._rows[-1]["id"])  # the newest row stays, as in the SQL store
         victims = sorted(
             (row for row in self._rows
              if row["started_at"] < cutoff and row["id"] <= self._rollups.absorbed_id and row["id"] not in pointed),

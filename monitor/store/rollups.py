@@ -381,7 +381,8 @@ async def sum_counts(
 
 async def prune_raw_batch(engine: AsyncEngine, cutoff: datetime, *, batch: int = PRUNE_BATCH) -> int:
     """Delete up to `batch` of the oldest probes started before `cutoff` that the roll-ups have
-    absorbed (id <= watermark, not a gap) and that no endpoint_latest row points to. Moves
+    absorbed (id <= watermark, not a gap), that no endpoint_latest row points to, and that are
+    not the newest row. Moves
     `raw_complete_since` to `cutoff` first (in the same transaction), so a later rebuild leaves
     the buckets before it alone. Returns rows deleted."""
     probe, latest = probe_table(), endpoint_latest_table()
@@ -394,10 +395,14 @@ async def prune_raw_batch(engine: AsyncEngine, cutoff: datetime, *, batch: int =
             sa.select(latest.c.latest_probe_id.label("pid")),
             sa.select(latest.c.latest_ok_probe_id.label("pid")).where(latest.c.latest_ok_probe_id.is_not(None)),
         ).subquery()
+        newest = sa.select(sa.func.max(probe.c.id)).scalar_subquery()
         conditions = [
             probe.c.started_at < cutoff,
             probe.c.id <= state.absorbed_id,
             probe.c.id.not_in(sa.select(pointed.c.pid)),
+            # SQLite gives a new row max(id) + 1: deleting the newest id would hand it out again,
+            # to a probe the watermark already passed. The newest row is never deleted.
+            probe.c.id < newest,
         ]
         if state.gaps:
             conditions.append(probe.c.id.not_in(sorted(state.gaps)))
