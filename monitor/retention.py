@@ -97,10 +97,10 @@ async def prune(
         if removed < batch:
             break
         await asyncio.sleep(pause_s)
-    while True:
+    while True:  # a batch may stop at a bucket-start boundary: go on until nothing is left
         removed = await store.prune_hourly(hourly_at, batch=batch)
         hourly_removed += removed
-        if removed < batch:
+        if removed == 0:
             break
         await asyncio.sleep(pause_s)
     return PruneReport(absorbed, raw_removed, hourly_removed, raw_at, hourly_at)

@@ -93,19 +93,30 @@ def merge_bins(into: dict[int, int], other: Mapping[int, int]) -> dict[int, int]
 def bins_quantile(bins: Mapping[int, int], q: float) -> float | None:
     """DDSketch's quantile over {key: count}: the value of the key at rank q * (n - 1), taking
     the first key whose running count exceeds the rank. None when empty."""
-    if not 0 <= q <= 1:
+    return bins_quantiles(bins, (q,))[0]
+
+
+def bins_quantiles(bins: Mapping[int, int], qs: Iterable[float]) -> list[float | None]:
+    """`bins_quantile` for several q at once (one sort)."""
+    qs = list(qs)
+    if any(not 0 <= q <= 1 for q in qs):
         raise ValueError("q must be within [0, 1]")
     total = sum(bins.values())
     if total == 0:
-        return None
-    rank = q * (total - 1)
-    running = 0
+        return [None] * len(qs)
     ordered = sorted(bins)
-    for key in ordered:
-        running += bins[key]
-        if running > rank:
-            return MAPPING.value(key)
-    return MAPPING.value(ordered[-1])
+    values: list[float | None] = []
+    for q in qs:
+        rank = q * (total - 1)
+        running = 0
+        chosen = ordered[-1]
+        for key in ordered:
+            running += bins[key]
+            if running > rank:
+                chosen = key
+                break
+        values.append(MAPPING.value(chosen))
+    return values
 
 
 def _varint(value: int, out: bytearray) -> None:
@@ -206,6 +217,37 @@ class RollupProbe:
 ROLLUP_PROBE_FIELDS = tuple(f.name for f in dataclasses.fields(RollupProbe))
 
 
+# What one probe adds to a bucket: the counts it increments, its TTFT key and throughput key.
+Contribution = tuple[tuple[str, ...], int | None, int | None]
+_STREAM_ERROR = ErrorKind.STREAM_ERROR.value
+_KNOWN_KINDS = frozenset(ERROR_KINDS)
+
+
+def contribution(probe: RollupProbe, *, in_maintenance: bool, keep_cold_starts: bool) -> Contribution:
+    """The rules of the module docstring, for one probe."""
+    names: list[str] = []
+    if probe.cold_start:
+        names.append("cold_starts")
+    if probe.suspect:
+        names.append("suspect")
+    if probe.trigger != "scheduled":
+        names.append("unscheduled")
+        return tuple(names), None, None
+    if in_maintenance:
+        names.append("maintenance")
+        return tuple(names), None, None
+    if not probe.ok:
+        # a failure without a known kind is counted as a stream error
+        names.append(probe.error_kind if probe.error_kind in _KNOWN_KINDS else _STREAM_ERROR)
+        return tuple(names), None, None
+    names.append("ok")
+    if probe.suspect or (probe.cold_start and not keep_cold_starts):
+        return tuple(names), None, None
+    ttft = key_of(probe.ttft_s * 1000.0) if probe.ttft_s is not None else None
+    tps = key_of(probe.tokens_per_second) if probe.tokens_per_second is not None else None
+    return tuple(names), ttft, tps
+
+
 def _empty_counts() -> dict[str, int]:
     return dict.fromkeys(COUNT_FIELDS, 0)
 
@@ -217,38 +259,26 @@ class BucketAggregate:
     counts: dict[str, int] = field(default_factory=_empty_counts)
     ttft_bins: dict[int, int] = field(default_factory=dict)
     tps_bins: dict[int, int] = field(default_factory=dict)
+    # The stored quantile columns of a bucket read back unchanged ({"ttft_ms_p50": ..., ...}),
+    # so reading history needs no sketch walk; dropped as soon as the bucket changes.
+    stored_quantiles: dict[str, float | None] | None = field(default=None, compare=False, repr=False)
 
     def add(self, probe: RollupProbe, *, in_maintenance: bool, keep_cold_starts: bool) -> None:
         """Count one raw probe under the rules in the module docstring."""
+        self.apply(contribution(probe, in_maintenance=in_maintenance, keep_cold_starts=keep_cold_starts))
+
+    def apply(self, change: Contribution) -> None:
+        self.stored_quantiles = None
         counts = self.counts
-        if probe.cold_start:
-            counts["cold_starts"] += 1
-        if probe.suspect:
-            counts["suspect"] += 1
-        if probe.trigger != "scheduled":
-            counts["unscheduled"] += 1
-            return
-        if in_maintenance:
-            counts["maintenance"] += 1
-            return
-        if probe.ok:
-            counts["ok"] += 1
-        else:
-            kind = probe.error_kind if probe.error_kind in counts else ErrorKind.STREAM_ERROR.value
-            counts[kind] += 1  # a failure without a known kind is counted as a stream error
-            return
-        if probe.suspect or (probe.cold_start and not keep_cold_starts):
-            return
-        if probe.ttft_s is not None:
-            key = key_of(probe.ttft_s * 1000.0)
-            if key is not None:
-                self.ttft_bins[key] = self.ttft_bins.get(key, 0) + 1
-        if probe.tokens_per_second is not None:
-            key = key_of(probe.tokens_per_second)
-            if key is not None:
-                self.tps_bins[key] = self.tps_bins.get(key, 0) + 1
+        for name in change[0]:
+            counts[name] += 1
+        if change[1] is not None:
+            self.ttft_bins[change[1]] = self.ttft_bins.get(change[1], 0) + 1
+        if change[2] is not None:
+            self.tps_bins[change[2]] = self.tps_bins.get(change[2], 0) + 1
 
     def merge(self, other: BucketAggregate) -> BucketAggregate:
+        self.stored_quantiles = None
         for name, value in other.counts.items():
             self.counts[name] += value
         merge_bins(self.ttft_bins, other.ttft_bins)
@@ -271,10 +301,24 @@ class BucketAggregate:
         return self.counts["ok"] / judged if judged else None
 
     def ttft_ms(self, q: float) -> float | None:
+        name = _QUANTILE_NAMES.get(q)
+        if self.stored_quantiles is not None and name is not None:
+            return self.stored_quantiles[f"ttft_ms_{name}"]
         return bins_quantile(self.ttft_bins, q)
 
     def throughput_tps(self, q: float) -> float | None:
+        name = _QUANTILE_NAMES.get(q)
+        if self.stored_quantiles is not None and name is not None:
+            return self.stored_quantiles[f"tps_{name}"]
         return bins_quantile(self.tps_bins, q)
+
+    @property
+    def ttft_count(self) -> int:
+        return sum(self.ttft_bins.values())
+
+    @property
+    def tps_count(self) -> int:
+        return sum(self.tps_bins.values())
 
     def row_values(self) -> dict[str, object]:
         """The stored columns (counts, sketches, precomputed quantiles)."""
@@ -283,9 +327,11 @@ class BucketAggregate:
         values["tps_count"] = sum(self.tps_bins.values())
         values["ttft_sketch"] = encode_bins(self.ttft_bins) or None
         values["tps_sketch"] = encode_bins(self.tps_bins) or None
-        for name, q in QUANTILES.items():
-            values[f"ttft_ms_{name}"] = self.ttft_ms(q)
-            values[f"tps_{name}"] = self.throughput_tps(q)
+        ttft = bins_quantiles(self.ttft_bins, QUANTILES.values())
+        tps = bins_quantiles(self.tps_bins, QUANTILES.values())
+        for index, name in enumerate(QUANTILES):
+            values[f"ttft_ms_{name}"] = ttft[index]
+            values[f"tps_{name}"] = tps[index]
         return values
 
     @classmethod
@@ -294,10 +340,13 @@ class BucketAggregate:
             counts={name: int(row[name] or 0) for name in COUNT_FIELDS},  # type: ignore[call-overload]
             ttft_bins=decode_bins(row["ttft_sketch"]),  # type: ignore[arg-type]
             tps_bins=decode_bins(row["tps_sketch"]),  # type: ignore[arg-type]
+            stored_quantiles={name: row[name] for name in _QUANTILE_COLUMNS},  # type: ignore[misc]
         )
 
 
 QUANTILES = {"p5": 0.05, "p50": 0.5, "p95": 0.95}
+_QUANTILE_NAMES = {q: name for name, q in QUANTILES.items()}
+_QUANTILE_COLUMNS = tuple(f"{metric}_{name}" for metric in ("ttft_ms", "tps") for name in QUANTILES)
 
 
 def _never(*_: object) -> bool:
@@ -336,18 +385,44 @@ def aggregate(
     keep_cold_starts: Callable[[str, str], bool],
 ) -> dict[tuple[tuple[str, str, str, int], datetime], BucketAggregate]:
     """Bucket probes by (series, bucket start), with the catalog's answers as callables."""
-    buckets: dict[tuple[tuple[str, str, str, int], datetime], BucketAggregate] = {}
+    return aggregate_steps(probes, (step_s,), in_maintenance=in_maintenance, keep_cold_starts=keep_cold_starts)[step_s]
+
+
+def aggregate_steps(
+    probes: Iterable[RollupProbe],
+    steps: Iterable[int],
+    *,
+    in_maintenance: Callable[[str, str, datetime, str], bool],
+    keep_cold_starts: Callable[[str, str], bool],
+) -> dict[int, dict[tuple[tuple[str, str, str, int], datetime], BucketAggregate]]:
+    """`aggregate` for several steps at once (each probe judged once)."""
+    steps = tuple(steps)
+    result: dict[int, dict[tuple[tuple[str, str, str, int], datetime], BucketAggregate]] = {s: {} for s in steps}
+    starts: dict[int, datetime] = {}
+    keeps: dict[tuple[str, str], bool] = {}
     for probe in probes:
-        key = (probe.series, bucket_start(probe.started_at, step_s))
-        bucket = buckets.get(key)
-        if bucket is None:
-            bucket = buckets[key] = BucketAggregate()
-        bucket.add(
+        endpoint = (probe.model_id, probe.provider)
+        keep = keeps.get(endpoint)
+        if keep is None:
+            keep = keeps[endpoint] = bool(keep_cold_starts(*endpoint))
+        change = contribution(
             probe,
             in_maintenance=bool(in_maintenance(probe.model_id, probe.provider, probe.started_at, probe.location)),
-            keep_cold_starts=bool(keep_cold_starts(probe.model_id, probe.provider)),
+            keep_cold_starts=keep,
         )
-    return buckets
+        seconds = math.floor(probe.started_at.timestamp())
+        for step_s in steps:
+            first = seconds - seconds % step_s
+            start = starts.get(first)
+            if start is None:
+                start = starts[first] = _EPOCH + timedelta(seconds=first)
+            buckets = result[step_s]
+            key = (probe.series, start)
+            bucket = buckets.get(key)
+            if bucket is None:
+                bucket = buckets[key] = BucketAggregate()
+            bucket.apply(change)
+    return result
 
 
 # ------------------------------------------------------------------------------ SLO

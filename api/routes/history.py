@@ -71,9 +71,9 @@ class HistoryBucketOut(_Out):
             t=t, samples=bucket.samples, ok=counts["ok"], failed=bucket.failed,
             rate_limited=counts["rate_limited"], maintenance=counts["maintenance"], uptime=bucket.uptime,
             ttft_ms_p5=bucket.ttft_ms(0.05), ttft_ms_p50=bucket.ttft_ms(0.5), ttft_ms_p95=bucket.ttft_ms(0.95),
-            ttft_samples=sum(bucket.ttft_bins.values()),
+            ttft_samples=bucket.ttft_count,
             throughput_tps_p5=bucket.throughput_tps(0.05), throughput_tps_p50=bucket.throughput_tps(0.5),
-            throughput_tps_p95=bucket.throughput_tps(0.95), throughput_samples=sum(bucket.tps_bins.values()),
+            throughput_tps_p95=bucket.throughput_tps(0.95), throughput_samples=bucket.tps_count,
         )
 
 

@@ -84,7 +84,8 @@ class Store(Protocol):
         endpoint_latest pointer needs); returns how many."""
 
     async def prune_hourly(self, cutoff: datetime, *, batch: int = 2000) -> int:
-        """Delete up to `batch` hourly roll-ups starting before `cutoff`; returns how many."""
+        """Delete up to `batch` hourly roll-ups starting before `cutoff`; returns how many (0 only
+        when none is left; fewer than `batch` does not mean done)."""
 
 
 class StoreError(Exception):

@@ -43,7 +43,7 @@ from monitor.rollups import (
     BucketAggregate,
     RollupProbe,
     RollupRules,
-    aggregate,
+    aggregate_steps,
 )
 from monitor.store.database import writing
 from monitor.store.tables import (
@@ -62,7 +62,7 @@ GAP_TTL_S = 3600.0
 MAX_GAPS = 10_000
 GAP_SPAN = 50_000
 PRUNE_BATCH = 2000
-_PAIRS_PER_LOOKUP = 2000
+_IDS_PER_LOOKUP = 5000
 STEP_TABLES = {HOUR: rollup_hourly, DAY: rollup_daily}
 SeriesKey = tuple[str, str, str, int]
 
@@ -84,7 +84,7 @@ def _probe_columns() -> list[sa.Column]:
 
 
 def _to_probe(row: Any) -> RollupProbe:
-    return RollupProbe(**{name: getattr(row, name) for name in ROLLUP_PROBE_FIELDS})
+    return RollupProbe(*row)  # the columns are selected in field order
 
 
 # ------------------------------------------------------------------------------ state
@@ -125,24 +125,15 @@ async def read_state(engine: AsyncEngine) -> RollupState:
 # ------------------------------------------------------------------------------ series and buckets
 
 
-async def _series_ids(connection: AsyncConnection, keys: Iterable[SeriesKey]) -> dict[SeriesKey, int]:
+async def _series_ids(
+    connection: AsyncConnection, keys: Iterable[SeriesKey], cache: dict[SeriesKey, int] | None = None
+) -> dict[SeriesKey, int]:
+    """Ids of the series, created when missing. `cache`: ids known from earlier calls (series
+    rows are never deleted, so a known id stays right)."""
     series = rollup_series_table()
+    cache = {} if cache is None else cache
     wanted = sorted(set(keys))
-    if not wanted:
-        return {}
-    columns = (series.c.model_id, series.c.provider, series.c.location, series.c.input_tokens)
-    found: dict[SeriesKey, int] = {}
-
-    async def lookup(chunk: Sequence[SeriesKey]) -> None:
-        rows = await connection.execute(
-            sa.select(series.c.id, *columns).where(sa.tuple_(*columns).in_(chunk))
-        )
-        for row in rows:
-            found[(row.model_id, row.provider, row.location, row.input_tokens)] = int(row.id)
-
-    for start in range(0, len(wanted), _PAIRS_PER_LOOKUP):
-        await lookup(wanted[start : start + _PAIRS_PER_LOOKUP])
-    missing = [key for key in wanted if key not in found]
+    missing = [key for key in wanted if key not in cache]
     if missing:
         insert = _insert(connection.dialect.name, series).on_conflict_do_nothing(
             index_elements=[series.c.model_id, series.c.provider, series.c.location, series.c.input_tokens]
@@ -150,18 +141,22 @@ async def _series_ids(connection: AsyncConnection, keys: Iterable[SeriesKey]) ->
         await connection.execute(
             insert, [dict(model_id=m, provider=p, location=loc, input_tokens=tokens) for m, p, loc, tokens in missing]
         )
-        for start in range(0, len(missing), _PAIRS_PER_LOOKUP):
-            await lookup(missing[start : start + _PAIRS_PER_LOOKUP])
-    return found
-
-
-def _upsert(dialect: str, table: sa.Table) -> Any:
-    insert = _insert(dialect, table)
-    values = [c.name for c in table.columns if c.name not in ("series_id", "bucket_start")]
-    return insert.on_conflict_do_update(
-        index_elements=[table.c.series_id, table.c.bucket_start],
-        set_={name: insert.excluded[name] for name in values},
-    )
+        by_endpoint: dict[tuple[str, str], list[SeriesKey]] = {}
+        for key in missing:
+            by_endpoint.setdefault((key[0], key[1]), []).append(key)
+        # One small read per model (the unique index's prefix), not a row-value IN list, which
+        # SQLite cannot always serve from the index.
+        by_model: dict[str, set[str]] = {}
+        for model_id, provider in by_endpoint:
+            by_model.setdefault(model_id, set()).add(provider)
+        for model_id, providers in by_model.items():
+            rows = await connection.execute(
+                sa.select(series.c.id, series.c.model_id, series.c.provider, series.c.location, series.c.input_tokens)
+                .where(series.c.model_id == model_id, series.c.provider.in_(sorted(providers)))
+            )
+            for row in rows:
+                cache[(row.model_id, row.provider, row.location, row.input_tokens)] = int(row.id)
+    return {key: cache[key] for key in wanted}
 
 
 async def _merge_into(
@@ -172,35 +167,67 @@ async def _merge_into(
     """Add increments to the stored buckets (read, merge, upsert)."""
     if not increments:
         return
-    keys = sorted(increments)
-    for start in range(0, len(keys), _PAIRS_PER_LOOKUP):
-        chunk = keys[start : start + _PAIRS_PER_LOOKUP]
-        rows = await connection.execute(
-            sa.select(table).where(sa.tuple_(table.c.series_id, table.c.bucket_start).in_(chunk))
-        )
-        for row in rows.mappings():
-            key = (int(row["series_id"]), row["bucket_start"])
-            if key in increments:
+    by_start: dict[datetime, list[int]] = {}
+    for series_id, bucket in increments:
+        by_start.setdefault(bucket, []).append(series_id)
+    # Per bucket start, the primary key's point lookups (series_id IN (...), bucket_start = t).
+    for bucket, series_ids in by_start.items():
+        series_ids.sort()
+        for start in range(0, len(series_ids), _IDS_PER_LOOKUP):
+            rows = await connection.execute(
+                sa.select(table).where(
+                    table.c.series_id.in_(series_ids[start : start + _IDS_PER_LOOKUP]), table.c.bucket_start == bucket
+                )
+            )
+            for row in rows.mappings():
+                key = (int(row["series_id"]), bucket)
                 increments[key] = BucketAggregate.from_row(row).merge(increments[key])
-    await connection.execute(
-        _upsert(connection.dialect.name, table),
-        [
-            {"series_id": series_id, "bucket_start": bucket, **aggregate_.row_values()}
-            for (series_id, bucket), aggregate_ in sorted(increments.items())
-        ],
+    await _upsert_rows(connection, table, [
+        {"series_id": series_id, "bucket_start": bucket, **aggregate_.row_values()}
+        for (series_id, bucket), aggregate_ in sorted(increments.items())
+    ])
+
+
+_SQLITE_TIME = "%Y-%m-%d %H:%M:%S.%f"  # how SQLAlchemy stores DateTime on SQLite (UTCDateTime: UTC)
+
+
+async def _upsert_rows(connection: AsyncConnection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
+    """INSERT ... ON CONFLICT DO UPDATE of whole rows, through the driver's executemany: for
+    10,000 buckets SQLAlchemy's per-row parameter processing costs more than the database."""
+    if not rows:
+        return
+    names = [column.name for column in table.columns]
+    postgres = connection.dialect.name == "postgresql"
+    marks = [f"${index + 1}" if postgres else "?" for index in range(len(names))]
+    updates = ", ".join(f"{name} = excluded.{name}" for name in names if name not in ("series_id", "bucket_start"))
+    sql = (
+        f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({', '.join(marks)}) "
+        f"ON CONFLICT (series_id, bucket_start) DO UPDATE SET {updates}"
     )
+    if postgres:
+        values = [tuple(row[name] for name in names) for row in rows]
+    else:
+        values = [
+            tuple(row[name].astimezone(UTC).strftime(_SQLITE_TIME) if name == "bucket_start" else row[name]
+                  for name in names)
+            for row in rows
+        ]
+    await connection.exec_driver_sql(sql, values)
 
 
-async def _absorb_rows(connection: AsyncConnection, probes: list[RollupProbe], rules: RollupRules) -> int:
+async def _absorb_rows(
+    connection: AsyncConnection, probes: list[RollupProbe], rules: RollupRules, cache: dict[SeriesKey, int] | None
+) -> int:
     """Add raw probes to their hourly and daily buckets. Returns how many buckets changed."""
     if not probes:
         return 0
-    ids = await _series_ids(connection, (probe.series for probe in probes))
+    ids = await _series_ids(connection, (probe.series for probe in probes), cache)
     changed = 0
+    by_step = aggregate_steps(
+        probes, STEP_TABLES, in_maintenance=rules.in_maintenance, keep_cold_starts=rules.keep_cold_starts
+    )
     for step_s, table in STEP_TABLES.items():
-        buckets = aggregate(
-            probes, step_s, in_maintenance=rules.in_maintenance, keep_cold_starts=rules.keep_cold_starts
-        )
+        buckets = by_step[step_s]
         increments = {(ids[series], bucket): value for (series, bucket), value in buckets.items()}
         await _merge_into(connection, table, increments)
         changed += len(increments)
@@ -215,6 +242,7 @@ async def _absorb_batch(
     batch: int,
     skip_before: datetime | None = None,
     now_s: float | None = None,
+    cache: dict[SeriesKey, int] | None = None,
 ) -> tuple[RollupState, int, int]:
     """One batch: the next probes by id (and any gap ids now visible). Returns the new state,
     probes absorbed and ids read (0: nothing new)."""
@@ -252,21 +280,25 @@ async def _absorb_batch(
             previous = row.id
         absorbed_id = new_max
     probes = [p for p in (*rows, *filled) if skip_before is None or p.started_at >= skip_before]
-    await _absorb_rows(connection, probes, rules)
+    await _absorb_rows(connection, probes, rules, cache)
     new_state = RollupState(absorbed_id, gaps, state.raw_complete_since)
     await _save_state(connection, new_state)
     return new_state, len(probes), len(rows) + len(filled)
 
 
 async def absorb(engine: AsyncEngine, rules: RollupRules, *, batch: int = ABSORB_BATCH,
-                 max_batches: int | None = None) -> int:
+                 max_batches: int | None = None, cache: dict[SeriesKey, int] | None = None) -> int:
     """Run the roll-up job until no probe is left (or `max_batches`). Returns probes absorbed.
-    Each batch is its own short transaction."""
+    Each batch is its own short transaction. `cache`: series ids known to the caller (kept
+    across calls; only filled after a commit, so a rolled-back series is never remembered)."""
     total = batches = 0
     while max_batches is None or batches < max_batches:
         async with writing(engine) as connection:
             state = await _lock_state(connection)
-            _, absorbed, read = await _absorb_batch(connection, state, rules, batch=batch)
+            learned = dict(cache or {})
+            _, absorbed, read = await _absorb_batch(connection, state, rules, batch=batch, cache=learned)
+        if cache is not None:
+            cache.update(learned)
         total += absorbed
         batches += 1
         if read < batch:
@@ -309,7 +341,7 @@ async def write_buckets(
             for (series, bucket), value in buckets.items()
         ]
         for start in range(0, len(rows), 5000):
-            await connection.execute(_upsert(connection.dialect.name, table), rows[start : start + 5000])
+            await _upsert_rows(connection, table, rows[start : start + 5000])
 
 
 # ------------------------------------------------------------------------------ reads
@@ -415,22 +447,19 @@ async def prune_raw_batch(engine: AsyncEngine, cutoff: datetime, *, batch: int =
 
 
 async def prune_hourly_batch(engine: AsyncEngine, cutoff: datetime, *, batch: int = PRUNE_BATCH) -> int:
-    """Delete up to `batch` hourly buckets that start before `cutoff` (daily ones stay)."""
+    """Delete up to `batch` hourly buckets that start before `cutoff` (daily ones stay): of the
+    oldest bucket start, the first `batch` series (both lookups on an index)."""
     table = rollup_hourly
     async with writing(engine) as connection:
-        keys = list(
-            await connection.execute(
-                sa.select(table.c.series_id, table.c.bucket_start)
-                .where(table.c.bucket_start < cutoff)
-                .order_by(table.c.bucket_start)
-                .limit(batch)
-            )
-        )
-        if not keys:
+        oldest = (await connection.execute(
+            sa.select(sa.func.min(table.c.bucket_start)).where(table.c.bucket_start < cutoff)
+        )).scalar()
+        if oldest is None:
             return 0
+        series_ids = list((await connection.execute(
+            sa.select(table.c.series_id).where(table.c.bucket_start == oldest).order_by(table.c.series_id).limit(batch)
+        )).scalars())
         await connection.execute(
-            sa.delete(table).where(
-                sa.tuple_(table.c.series_id, table.c.bucket_start).in_([tuple(key) for key in keys])
-            )
+            sa.delete(table).where(table.c.bucket_start == oldest, table.c.series_id.in_(series_ids))
         )
-        return len(keys)
+        return len(series_ids)

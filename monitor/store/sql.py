@@ -256,6 +256,8 @@ class SQLStore:
         self._check_file("open_store")
         # Why the latest write failed for the database's sake (None: it succeeded).
         self._write_failure: StoreUnavailableError | None = None
+        # Roll-up series ids seen so far (rows of rollup_series are never deleted).
+        self._series_ids: dict[tuple[str, str, str, int], int] = {}
 
     @property
     def engine(self) -> AsyncEngine:
@@ -390,7 +392,7 @@ class SQLStore:
     async def rollup(self, rules: RollupRules, *, batch: int = rollup_sql.ABSORB_BATCH) -> int:
         self._check_file("rollup")
         with database_errors("rollup"):
-            return await rollup_sql.absorb(self._engine, rules, batch=batch)
+            return await rollup_sql.absorb(self._engine, rules, batch=batch, cache=self._series_ids)
 
     async def rebuild_rollups(self, rules: RollupRules) -> int:
         self._check_file("rebuild_rollups")
