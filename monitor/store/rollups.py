@@ -447,15 +447,22 @@ async def prune_raw_batch(engine: AsyncEngine, cutoff: datetime, *, batch: int =
 
 
 async def prune_hourly_batch(engine: AsyncEngine, cutoff: datetime, *, batch: int = PRUNE_BATCH) -> int:
-    """Delete up to `batch` hourly buckets that start before `cutoff` (daily ones stay): of the
-    oldest bucket start, the first `batch` series (both lookups on an index)."""
+    """Delete up to `batch` hourly buckets that start before `cutoff` (daily ones stay): every
+    bucket older than the `batch`-th oldest one's start, or, when the oldest start alone holds
+    more, the first `batch` series of it (each lookup on an index)."""
     table = rollup_hourly
     async with writing(engine) as connection:
-        oldest = (await connection.execute(
-            sa.select(sa.func.min(table.c.bucket_start)).where(table.c.bucket_start < cutoff)
-        )).scalar()
+        old = table.c.bucket_start < cutoff
+        oldest = (await connection.execute(sa.select(sa.func.min(table.c.bucket_start)).where(old))).scalar()
         if oldest is None:
             return 0
+        upper = (await connection.execute(
+            sa.select(table.c.bucket_start).where(old).order_by(table.c.bucket_start).offset(batch).limit(1)
+        )).scalar()
+        if upper is None or upper > oldest:
+            bound = cutoff if upper is None else upper
+            result = await connection.execute(sa.delete(table).where(table.c.bucket_start < bound))
+            return int(result.rowcount)
         series_ids = list((await connection.execute(
             sa.select(table.c.series_id).where(table.c.bucket_start == oldest).order_by(table.c.series_id).limit(batch)
         )).scalars())

@@ -156,7 +156,7 @@ async def _get(store: Store, query: str) -> httpx.Response:
 
 
 async def test_history_is_continuous_across_the_retention_boundary(store: Store) -> None:
-    await store.insert_results(history(days=125, every_h=3, seed=2))
+    await store.insert_results(history(days=125, every_h=6, seed=2))
     await store.rollup(RollupRules())
     queries = (
         "history?step=1d&from=2026-07-01T00:00:00Z&to=2026-12-02T00:00:00Z",
