@@ -114,11 +114,13 @@ async def maintain(
     rollup_interval_s: float = ROLLUP_INTERVAL_S,
     clock: Callable[[], float] = time.monotonic,
 ) -> None:
-    """Run for ever: roll-ups every `rollup_interval_s`, retention every `prune_interval_s`
-    (first prune one roll-up interval after start). Failures are logged and retried next time."""
-    next_prune = clock() + rollup_interval_s
+    """Run for ever: roll-ups every `rollup_interval_s` (or `prune_interval_s` when shorter),
+    retention (which rolls up first) every `prune_interval_s`, the first one a round after start.
+    Failures are logged and retried next time."""
+    tick_s = min(rollup_interval_s, prune_interval_s)
+    next_prune = clock() + tick_s
     while True:
-        await asyncio.sleep(rollup_interval_s)
+        await asyncio.sleep(tick_s)
         try:
             if clock() >= next_prune:
                 next_prune = clock() + prune_interval_s
