@@ -10,8 +10,8 @@
 The raw cutoff is the UTC midnight at or before now - max(`retention.raw`, `LIVE_WINDOW_MAX_S`,
 2 x the longest probe interval): live figures (windows up to 90 days, `active` judged on the last
 2 intervals) never lose a probe they show. It moves further back to the start of the oldest open
-incident when the store can tell (`oldest_open_incident_start()`, the incidents work's verb;
-retention asks for it when the store has it). Independently of the cutoff, the store never deletes
+incident when the store can tell (the incidents work's `list_incidents(open=True)`; retention asks
+for it when the store has it). Independently of the cutoff, the store never deletes
 a probe the roll-ups have not absorbed (above the watermark, or a gap) nor the latest / latest-ok
 probe of an endpoint (`endpoint_latest`, used to restore metrics after a restart).
 
@@ -72,10 +72,13 @@ def hourly_cutoff(catalog: Catalog, now: datetime) -> datetime:
 
 
 async def _open_incidents_since(store: Store) -> datetime | None:
-    verb = getattr(store, "oldest_open_incident_start", None)
+    """Start of the oldest open incident, from the incidents work's store verbs when the store
+    has them (`list_incidents(open=True)`), else None."""
+    verb = getattr(store, "list_incidents", None)
     if verb is None:
         return None
-    return await verb()
+    incidents = await verb(open=True, limit=100_000)
+    return min((incident.started_at for incident in incidents), default=None)
 
 
 async def prune(

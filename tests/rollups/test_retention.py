@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import random
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 
 import httpx
 from prometheus_client import CollectorRegistry
@@ -17,7 +18,7 @@ from monitor.probes.base import ErrorKind
 from monitor.retention import LIVE_WINDOW_MAX_S, hourly_cutoff, prune, raw_cutoff
 from monitor.rollups import DAY, HOUR, RollupRules
 from monitor.settings import Settings
-from monitor.store import Store
+from monitor.store import InMemoryStore, Store
 from tests.rollups.conftest import MODEL, direct, merged_by_bucket, probe
 
 NOW = datetime(2026, 12, 1, 13, 17, tzinfo=UTC)
@@ -170,3 +171,18 @@ async def test_history_is_continuous_across_the_retention_boundary(store: Store)
     assert [(await _get(store, q)).json() for q in queries] == before
     await store.rebuild_rollups(RollupRules())  # rebuilds what raw probes remain, keeps the rest
     assert [(await _get(store, q)).json() for q in queries] == before
+
+
+class _StoreWithAnOpenIncident(InMemoryStore):
+    async def list_incidents(self, *, open: bool | None = None, limit: int = 1000, **_: object):
+        assert open is True
+        return [SimpleNamespace(started_at=NOW - timedelta(days=100, hours=5))]
+
+
+async def test_an_open_incident_keeps_its_probes() -> None:
+    store = _StoreWithAnOpenIncident()
+    rows = [(MODEL, "Groq", probe(NOW - timedelta(days=day))) for day in (110, 101, 100, 99, 0)]
+    await store.insert_results(rows)
+    report = await prune(store, CATALOG, now=NOW, pause_s=0)
+    assert report.raw_cutoff == datetime(2026, 8, 23, tzinfo=UTC)  # the incident's day
+    assert report.raw_removed == 2  # 110 and 101 days old; the incident's day onwards stays
