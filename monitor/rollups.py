@@ -252,23 +252,63 @@ def _empty_counts() -> dict[str, int]:
     return dict.fromkeys(COUNT_FIELDS, 0)
 
 
-@dataclass
 class BucketAggregate:
-    """Counts and sketches of one bucket (any step). Mutable while being built."""
+    """Counts and sketches of one bucket (any step). Mutable while being built. A bucket read
+    from the database keeps its sketch bytes and stored quantiles and decodes the bins only when
+    they are needed (merging, comparing): reading a year of history decodes nothing."""
 
-    counts: dict[str, int] = field(default_factory=_empty_counts)
-    ttft_bins: dict[int, int] = field(default_factory=dict)
-    tps_bins: dict[int, int] = field(default_factory=dict)
-    # The stored quantile columns of a bucket read back unchanged ({"ttft_ms_p50": ..., ...}),
-    # so reading history needs no sketch walk; dropped as soon as the bucket changes.
-    stored_quantiles: dict[str, float | None] | None = field(default=None, compare=False, repr=False)
+    __slots__ = ("counts", "_ttft_bins", "_tps_bins", "_ttft_blob", "_tps_blob", "stored_quantiles", "_stored_counts")
+
+    def __init__(
+        self,
+        counts: dict[str, int] | None = None,
+        ttft_bins: dict[int, int] | None = None,
+        tps_bins: dict[int, int] | None = None,
+    ) -> None:
+        self.counts = _empty_counts() if counts is None else counts
+        self._ttft_bins: dict[int, int] | None = {} if ttft_bins is None else ttft_bins
+        self._tps_bins: dict[int, int] | None = {} if tps_bins is None else tps_bins
+        self._ttft_blob: bytes | None = None
+        self._tps_blob: bytes | None = None
+        # The stored quantile columns ({"ttft_ms_p50": ..., ...}) and counts behind them of a
+        # bucket read back unchanged; dropped as soon as the bucket changes.
+        self.stored_quantiles: dict[str, float | None] | None = None
+        self._stored_counts: tuple[int, int] | None = None
+
+    @property
+    def ttft_bins(self) -> dict[int, int]:
+        if self._ttft_bins is None:
+            self._ttft_bins = decode_bins(self._ttft_blob)
+        return self._ttft_bins
+
+    @property
+    def tps_bins(self) -> dict[int, int]:
+        if self._tps_bins is None:
+            self._tps_bins = decode_bins(self._tps_blob)
+        return self._tps_bins
+
+    def _changing(self) -> None:
+        self.ttft_bins, self.tps_bins  # noqa: B018  (decode before changing)
+        self.stored_quantiles = None
+        self._stored_counts = None
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, BucketAggregate):
+            return NotImplemented
+        return (self.counts, self.ttft_bins, self.tps_bins) == (other.counts, other.ttft_bins, other.tps_bins)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"BucketAggregate(counts={self.counts!r}, ttft_bins={self.ttft_bins!r}, tps_bins={self.tps_bins!r})"
 
     def add(self, probe: RollupProbe, *, in_maintenance: bool, keep_cold_starts: bool) -> None:
         """Count one raw probe under the rules in the module docstring."""
         self.apply(contribution(probe, in_maintenance=in_maintenance, keep_cold_starts=keep_cold_starts))
 
     def apply(self, change: Contribution) -> None:
-        self.stored_quantiles = None
+        if self.stored_quantiles is not None or self._ttft_bins is None:
+            self._changing()
         counts = self.counts
         for name in change[0]:
             counts[name] += 1
@@ -278,7 +318,7 @@ class BucketAggregate:
             self.tps_bins[change[2]] = self.tps_bins.get(change[2], 0) + 1
 
     def merge(self, other: BucketAggregate) -> BucketAggregate:
-        self.stored_quantiles = None
+        self._changing()
         for name, value in other.counts.items():
             self.counts[name] += value
         merge_bins(self.ttft_bins, other.ttft_bins)
@@ -314,10 +354,14 @@ class BucketAggregate:
 
     @property
     def ttft_count(self) -> int:
+        if self._stored_counts is not None:
+            return self._stored_counts[0]
         return sum(self.ttft_bins.values())
 
     @property
     def tps_count(self) -> int:
+        if self._stored_counts is not None:
+            return self._stored_counts[1]
         return sum(self.tps_bins.values())
 
     def row_values(self) -> dict[str, object]:
@@ -335,13 +379,13 @@ class BucketAggregate:
         return values
 
     @classmethod
-    def from_row(cls, row: Mapping[str, object]) -> BucketAggregate:
-        return cls(
-            counts={name: int(row[name] or 0) for name in COUNT_FIELDS},  # type: ignore[call-overload]
-            ttft_bins=decode_bins(row["ttft_sketch"]),  # type: ignore[arg-type]
-            tps_bins=decode_bins(row["tps_sketch"]),  # type: ignore[arg-type]
-            stored_quantiles={name: row[name] for name in _QUANTILE_COLUMNS},  # type: ignore[misc]
-        )
+    def from_row(cls, row: Mapping[str, Any]) -> BucketAggregate:
+        bucket = cls(counts={name: int(row[name] or 0) for name in COUNT_FIELDS})
+        bucket._ttft_bins = bucket._tps_bins = None
+        bucket._ttft_blob, bucket._tps_blob = row["ttft_sketch"], row["tps_sketch"]
+        bucket.stored_quantiles = {name: row[name] for name in _QUANTILE_COLUMNS}
+        bucket._stored_counts = (int(row["ttft_count"]), int(row["tps_count"]))
+        return bucket
 
 
 QUANTILES = {"p5": 0.05, "p50": 0.5, "p95": 0.95}
