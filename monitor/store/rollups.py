@@ -141,18 +141,13 @@ async def _series_ids(
         await connection.execute(
             insert, [dict(model_id=m, provider=p, location=loc, input_tokens=tokens) for m, p, loc, tokens in missing]
         )
-        by_endpoint: dict[tuple[str, str], list[SeriesKey]] = {}
-        for key in missing:
-            by_endpoint.setdefault((key[0], key[1]), []).append(key)
-        # One small read per model (the unique index's prefix), not a row-value IN list, which
-        # SQLite cannot always serve from the index.
-        by_model: dict[str, set[str]] = {}
-        for model_id, provider in by_endpoint:
-            by_model.setdefault(model_id, set()).add(provider)
-        for model_id, providers in by_model.items():
+        # Read back by model id (the unique index's first column; a row-value IN list is not
+        # always served from the index by SQLite), 1,000 models per query.
+        models = sorted({key[0] for key in missing})
+        for start in range(0, len(models), 1000):
             rows = await connection.execute(
                 sa.select(series.c.id, series.c.model_id, series.c.provider, series.c.location, series.c.input_tokens)
-                .where(series.c.model_id == model_id, series.c.provider.in_(sorted(providers)))
+                .where(series.c.model_id.in_(models[start : start + 1000]))
             )
             for row in rows:
                 cache[(row.model_id, row.provider, row.location, row.input_tokens)] = int(row.id)
