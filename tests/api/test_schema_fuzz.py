@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
+from schemathesis.checks import positive_data_acceptance
 
 from tests.api.conftest import ADMIN_TOKEN
 
@@ -28,4 +29,8 @@ schema = schemathesis.pytest.from_fixture("api_schema")
     max_examples=MAX_EXAMPLES, deadline=None, database=None, suppress_health_check=list(HealthCheck)
 )
 def test_api_conforms_to_its_openapi_schema(case):
-    case.call_and_validate(headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+    # /history and /slo also refuse what OpenAPI cannot express (`from` after `to`, a range longer
+    # than the step allows, a period outside 1 h..3660 d) with a 422: schema-valid data may be
+    # rejected there. Every other check still applies to them.
+    excluded = [positive_data_acceptance] if case.path.endswith(("/history", "/slo")) else []
+    case.call_and_validate(headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, excluded_checks=excluded)

@@ -74,7 +74,9 @@ def test_location_specific_failure_is_regional_and_warns_without_a_page(start_se
 
     def api_regional():
         live = api.get(f"/v1/models/{MODEL}/live").json()
-        return all(e["state"] == "regional" for e in live["endpoints"]) and live
+        # b counts as impaired once its newest probes of both endpoints have failed.
+        return all(e["state"] == "regional" and "(impaired)" in (e["state_reason"] or "")
+                   for e in live["endpoints"]) and live
 
     live = wait_until(api_regional, timeout_s=30, what="the API replica to show the endpoints regional")
     for endpoint in live["endpoints"]:

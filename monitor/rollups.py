@@ -1,0 +1,507 @@
+"""Roll-ups as pure functions: UTC bucket math, what each probe adds to a bucket, mergeable
+quantile sketches and their byte form, and the SLO accounting. No I/O, no clocks.
+
+A roll-up bucket is (model_id, provider, location, input_tokens, bucket_start) for one step
+(`HOUR` or `DAY`, boundaries in UTC). What a probe adds (`BucketAggregate.add`, the one place the
+rules live):
+
+- only scheduled probes (trigger == scheduled) enter the outcome counts and the quantiles; confirm
+  and manual probes are counted in `unscheduled` alone (they are triggered by failures, so they
+  would bias uptime and medians);
+- a scheduled probe inside a maintenance window is counted in `maintenance` alone;
+- every other scheduled probe is counted once by outcome: `ok` or its error kind
+  (`rate_limited` among them);
+- the TTFT (in ms) and throughput sketches take the ok probes above that are neither cold starts
+  (unless the endpoint keeps them, `keep_cold_starts`) nor `suspect` (the monitor's own timing was
+  off); `cold_starts` and `suspect` count those probes, whatever their outcome.
+
+Quantiles are kept in a DDSketch-compatible sketch: the `ddsketch` package's logarithmic mapping
+(relative accuracy `RELATIVE_ACCURACY`, 1 %) maps a value to an integer key, and a bucket keeps
+{key: count}. Merging adds counts, so it is exact and order-free: a day merged from its hours, or
+all locations merged from each one, holds exactly the bins a direct computation over the raw
+probes would, and a quantile read from it is the same number. The quantile rule is DDSketch's
+own (`DDSketch.get_quantile_value`: rank q * (n - 1), lower key), so any value is within 1 % of
+the raw value at that rank. The byte form (`encode_bins`) is ours, compact and protobuf-free.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from ddsketch.mapping import LogarithmicMapping
+
+from monitor.probes.base import ErrorKind
+
+HOUR = 3600
+DAY = 86400
+STEPS = {"1h": HOUR, "1d": DAY}
+RELATIVE_ACCURACY = 0.01
+MAPPING = LogarithmicMapping(RELATIVE_ACCURACY)
+ENCODING_VERSION = 1
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+ERROR_KINDS: tuple[str, ...] = tuple(kind.value for kind in ErrorKind)
+# The count columns of a roll-up row, in a fixed order.
+COUNT_FIELDS: tuple[str, ...] = ("ok", *ERROR_KINDS, "maintenance", "unscheduled", "cold_starts", "suspect")
+# Outcomes that are neither ok nor failed: excluded from uptime and SLOs (see `slo_report`).
+RATE_LIMITED = ErrorKind.RATE_LIMITED.value
+CONFIG_ERROR = ErrorKind.CONFIG_ERROR.value
+
+
+# ------------------------------------------------------------------------------ bucket math
+
+
+def bucket_start(moment: datetime, step_s: int) -> datetime:
+    """Start of the UTC bucket of length `step_s` (HOUR or DAY) holding `moment`."""
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError("moment must be timezone-aware (UTC)")
+    seconds = math.floor((moment - _EPOCH).total_seconds())
+    return _EPOCH + timedelta(seconds=seconds - seconds % step_s)
+
+
+def bucket_starts(start: datetime, end: datetime, step_s: int) -> list[datetime]:
+    """Every bucket start t with bucket_start(start) <= t < end, oldest first."""
+    first = bucket_start(start, step_s)
+    count = max(0, math.ceil((end - first).total_seconds() / step_s))
+    return [first + timedelta(seconds=step_s * index) for index in range(count)]
+
+
+# ------------------------------------------------------------------------------ sketches
+
+
+def key_of(value: float) -> int | None:
+    """The sketch key of a positive value; None for values the sketch does not take (<= 0,
+    NaN, infinite or beyond the mapping's range)."""
+    if not (isinstance(value, (int, float)) and math.isfinite(value)):
+        return None
+    if value < MAPPING.min_possible or value > MAPPING.max_possible:
+        return None
+    return MAPPING.key(value)
+
+
+def merge_bins(into: dict[int, int], other: Mapping[int, int]) -> dict[int, int]:
+    for key, count in other.items():
+        into[key] = into.get(key, 0) + count
+    return into
+
+
+def bins_quantile(bins: Mapping[int, int], q: float) -> float | None:
+    """DDSketch's quantile over {key: count}: the value of the key at rank q * (n - 1), taking
+    the first key whose running count exceeds the rank. None when empty."""
+    return bins_quantiles(bins, (q,))[0]
+
+
+def bins_quantiles(bins: Mapping[int, int], qs: Iterable[float]) -> list[float | None]:
+    """`bins_quantile` for several q at once (one sort)."""
+    qs = list(qs)
+    if any(not 0 <= q <= 1 for q in qs):
+        raise ValueError("q must be within [0, 1]")
+    total = sum(bins.values())
+    if total == 0:
+        return [None] * len(qs)
+    ordered = sorted(bins)
+    values: list[float | None] = []
+    for q in qs:
+        rank = q * (total - 1)
+        running = 0
+        chosen = ordered[-1]
+        for key in ordered:
+            running += bins[key]
+            if running > rank:
+                chosen = key
+                break
+        values.append(MAPPING.value(chosen))
+    return values
+
+
+def _varint(value: int, out: bytearray) -> None:
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return
+
+
+def _read_varint(data: bytes, position: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        if position >= len(data) or shift > 63:
+            raise ValueError("truncated or oversized varint in sketch")
+        byte = data[position]
+        position += 1
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value, position
+        shift += 7
+
+
+def _zigzag(value: int) -> int:
+    return value * 2 if value >= 0 else -value * 2 - 1
+
+
+def _unzigzag(value: int) -> int:
+    return value // 2 if value % 2 == 0 else -(value + 1) // 2
+
+
+def encode_bins(bins: Mapping[int, int]) -> bytes:
+    """Byte form of a sketch: version, bin count, then per bin (keys ascending) the key's delta
+    from the previous key (zigzag varint) and its count (varint). Deterministic: equal bins give
+    equal bytes. Empty bins encode to b"" (stored as NULL)."""
+    items = sorted((key, count) for key, count in bins.items() if count)
+    if not items:
+        return b""
+    out = bytearray([ENCODING_VERSION])
+    _varint(len(items), out)
+    previous = 0
+    for key, count in items:
+        if count < 0:
+            raise ValueError("negative bin count")
+        _varint(_zigzag(key - previous), out)
+        _varint(count, out)
+        previous = key
+    return bytes(out)
+
+
+def decode_bins(data: bytes | None) -> dict[int, int]:
+    if not data:
+        return {}
+    if data[0] != ENCODING_VERSION:
+        raise ValueError(f"unknown sketch encoding version {data[0]}")
+    length, position = _read_varint(data, 1)
+    bins: dict[int, int] = {}
+    key = 0
+    for _ in range(length):
+        delta, position = _read_varint(data, position)
+        count, position = _read_varint(data, position)
+        key += _unzigzag(delta)
+        bins[key] = count
+    if position != len(data):
+        raise ValueError("trailing bytes after sketch")
+    return bins
+
+
+# ------------------------------------------------------------------------------ one bucket
+
+
+@dataclass(frozen=True)
+class RollupProbe:
+    """The columns of one raw probe a roll-up needs."""
+
+    id: int
+    model_id: str
+    provider: str
+    location: str
+    input_tokens: int
+    started_at: datetime
+    ok: bool
+    error_kind: str | None
+    ttft_s: float | None
+    tokens_per_second: float | None
+    trigger: str = "scheduled"
+    cold_start: bool = False
+    suspect: bool = False
+
+    @property
+    def series(self) -> tuple[str, str, str, int]:
+        return (self.model_id, self.provider, self.location, self.input_tokens)
+
+
+ROLLUP_PROBE_FIELDS = tuple(f.name for f in dataclasses.fields(RollupProbe))
+
+
+# What one probe adds to a bucket: the counts it increments, its TTFT key and throughput key.
+Contribution = tuple[tuple[str, ...], int | None, int | None]
+_STREAM_ERROR = ErrorKind.STREAM_ERROR.value
+_KNOWN_KINDS = frozenset(ERROR_KINDS)
+
+
+def contribution(probe: RollupProbe, *, in_maintenance: bool, keep_cold_starts: bool) -> Contribution:
+    """The rules of the module docstring, for one probe."""
+    names: list[str] = []
+    if probe.cold_start:
+        names.append("cold_starts")
+    if probe.suspect:
+        names.append("suspect")
+    if probe.trigger != "scheduled":
+        names.append("unscheduled")
+        return tuple(names), None, None
+    if in_maintenance:
+        names.append("maintenance")
+        return tuple(names), None, None
+    if not probe.ok:
+        # a failure without a known kind is counted as a stream error
+        names.append(probe.error_kind if probe.error_kind in _KNOWN_KINDS else _STREAM_ERROR)
+        return tuple(names), None, None
+    names.append("ok")
+    if probe.suspect or (probe.cold_start and not keep_cold_starts):
+        return tuple(names), None, None
+    ttft = key_of(probe.ttft_s * 1000.0) if probe.ttft_s is not None else None
+    tps = key_of(probe.tokens_per_second) if probe.tokens_per_second is not None else None
+    return tuple(names), ttft, tps
+
+
+def _empty_counts() -> dict[str, int]:
+    return dict.fromkeys(COUNT_FIELDS, 0)
+
+
+class BucketAggregate:
+    """Counts and sketches of one bucket (any step). Mutable while being built. A bucket read
+    from the database keeps its sketch bytes and stored quantiles and decodes the bins only when
+    they are needed (merging, comparing): reading a year of history decodes nothing."""
+
+    __slots__ = ("counts", "_ttft_bins", "_tps_bins", "_ttft_blob", "_tps_blob", "stored_quantiles", "_stored_counts")
+
+    def __init__(
+        self,
+        counts: dict[str, int] | None = None,
+        ttft_bins: dict[int, int] | None = None,
+        tps_bins: dict[int, int] | None = None,
+    ) -> None:
+        self.counts = _empty_counts() if counts is None else counts
+        self._ttft_bins: dict[int, int] | None = {} if ttft_bins is None else ttft_bins
+        self._tps_bins: dict[int, int] | None = {} if tps_bins is None else tps_bins
+        self._ttft_blob: bytes | None = None
+        self._tps_blob: bytes | None = None
+        # The stored quantile columns ({"ttft_ms_p50": ..., ...}) and counts behind them of a
+        # bucket read back unchanged; dropped as soon as the bucket changes.
+        self.stored_quantiles: dict[str, float | None] | None = None
+        self._stored_counts: tuple[int, int] | None = None
+
+    @property
+    def ttft_bins(self) -> dict[int, int]:
+        if self._ttft_bins is None:
+            self._ttft_bins = decode_bins(self._ttft_blob)
+        return self._ttft_bins
+
+    @property
+    def tps_bins(self) -> dict[int, int]:
+        if self._tps_bins is None:
+            self._tps_bins = decode_bins(self._tps_blob)
+        return self._tps_bins
+
+    def _changing(self) -> None:
+        self.ttft_bins, self.tps_bins  # noqa: B018  (decode before changing)
+        self.stored_quantiles = None
+        self._stored_counts = None
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, BucketAggregate):
+            return NotImplemented
+        return (self.counts, self.ttft_bins, self.tps_bins) == (other.counts, other.ttft_bins, other.tps_bins)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"BucketAggregate(counts={self.counts!r}, ttft_bins={self.ttft_bins!r}, tps_bins={self.tps_bins!r})"
+
+    def add(self, probe: RollupProbe, *, in_maintenance: bool, keep_cold_starts: bool) -> None:
+        """Count one raw probe under the rules in the module docstring."""
+        self.apply(contribution(probe, in_maintenance=in_maintenance, keep_cold_starts=keep_cold_starts))
+
+    def apply(self, change: Contribution) -> None:
+        if self.stored_quantiles is not None or self._ttft_bins is None:
+            self._changing()
+        counts = self.counts
+        for name in change[0]:
+            counts[name] += 1
+        if change[1] is not None:
+            self.ttft_bins[change[1]] = self.ttft_bins.get(change[1], 0) + 1
+        if change[2] is not None:
+            self.tps_bins[change[2]] = self.tps_bins.get(change[2], 0) + 1
+
+    def merge(self, other: BucketAggregate) -> BucketAggregate:
+        self._changing()
+        for name, value in other.counts.items():
+            self.counts[name] += value
+        merge_bins(self.ttft_bins, other.ttft_bins)
+        merge_bins(self.tps_bins, other.tps_bins)
+        return self
+
+    # --- published figures ---
+    @property
+    def failed(self) -> int:
+        return sum(self.counts[kind] for kind in ERROR_KINDS if kind != RATE_LIMITED)
+
+    @property
+    def samples(self) -> int:
+        """Scheduled probes of the bucket, whatever their outcome (maintenance included)."""
+        return self.counts["ok"] + sum(self.counts[kind] for kind in ERROR_KINDS) + self.counts["maintenance"]
+
+    @property
+    def uptime(self) -> float | None:
+        judged = self.counts["ok"] + self.failed
+        return self.counts["ok"] / judged if judged else None
+
+    def ttft_ms(self, q: float) -> float | None:
+        name = _QUANTILE_NAMES.get(q)
+        if self.stored_quantiles is not None and name is not None:
+            return self.stored_quantiles[f"ttft_ms_{name}"]
+        return bins_quantile(self.ttft_bins, q)
+
+    def throughput_tps(self, q: float) -> float | None:
+        name = _QUANTILE_NAMES.get(q)
+        if self.stored_quantiles is not None and name is not None:
+            return self.stored_quantiles[f"tps_{name}"]
+        return bins_quantile(self.tps_bins, q)
+
+    @property
+    def ttft_count(self) -> int:
+        if self._stored_counts is not None:
+            return self._stored_counts[0]
+        return sum(self.ttft_bins.values())
+
+    @property
+    def tps_count(self) -> int:
+        if self._stored_counts is not None:
+            return self._stored_counts[1]
+        return sum(self.tps_bins.values())
+
+    def row_values(self) -> dict[str, object]:
+        """The stored columns (counts, sketches, precomputed quantiles)."""
+        values: dict[str, object] = dict(self.counts)
+        values["ttft_count"] = sum(self.ttft_bins.values())
+        values["tps_count"] = sum(self.tps_bins.values())
+        values["ttft_sketch"] = encode_bins(self.ttft_bins) or None
+        values["tps_sketch"] = encode_bins(self.tps_bins) or None
+        ttft = bins_quantiles(self.ttft_bins, QUANTILES.values())
+        tps = bins_quantiles(self.tps_bins, QUANTILES.values())
+        for index, name in enumerate(QUANTILES):
+            values[f"ttft_ms_{name}"] = ttft[index]
+            values[f"tps_{name}"] = tps[index]
+        return values
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> BucketAggregate:
+        bucket = cls(counts={name: int(row[name] or 0) for name in COUNT_FIELDS})
+        bucket._ttft_bins = bucket._tps_bins = None
+        bucket._ttft_blob, bucket._tps_blob = row["ttft_sketch"], row["tps_sketch"]
+        bucket.stored_quantiles = {name: row[name] for name in _QUANTILE_COLUMNS}
+        bucket._stored_counts = (int(row["ttft_count"]), int(row["tps_count"]))
+        return bucket
+
+
+QUANTILES = {"p5": 0.05, "p50": 0.5, "p95": 0.95}
+_QUANTILE_NAMES = {q: name for name, q in QUANTILES.items()}
+_QUANTILE_COLUMNS = tuple(f"{metric}_{name}" for metric in ("ttft_ms", "tps") for name in QUANTILES)
+
+
+def _never(*_: object) -> bool:
+    return False
+
+
+@dataclass(frozen=True)
+class RollupRules:
+    """What a roll-up needs from the catalog: maintenance windows and each endpoint's
+    `keep_cold_starts`. Judged when a probe is absorbed (a rebuild judges again, with the catalog
+    then in force)."""
+
+    in_maintenance: Callable[[str, str, datetime, str], bool] = _never
+    keep_cold_starts: Callable[[str, str], bool] = _never
+
+    @classmethod
+    def of(cls, catalog: Any) -> RollupRules:
+        """From a `monitor.catalog.Catalog`. Endpoints no longer configured keep the defaults."""
+
+        def in_maintenance(model_id: str, provider: str, at: datetime, location: str) -> bool:
+            return catalog.in_maintenance(model_id, provider, at, location) is not None
+
+        def keep_cold_starts(model_id: str, provider: str) -> bool:
+            model = catalog.find(model_id)
+            endpoint = model.endpoint(provider) if model is not None else None
+            return bool(endpoint.keep_cold_starts) if endpoint is not None else bool(catalog.defaults.keep_cold_starts)
+
+        return cls(in_maintenance, keep_cold_starts)
+
+
+def aggregate(
+    probes: Iterable[RollupProbe],
+    step_s: int,
+    *,
+    in_maintenance: Callable[[str, str, datetime, str], bool],
+    keep_cold_starts: Callable[[str, str], bool],
+) -> dict[tuple[tuple[str, str, str, int], datetime], BucketAggregate]:
+    """Bucket probes by (series, bucket start), with the catalog's answers as callables."""
+    return aggregate_steps(probes, (step_s,), in_maintenance=in_maintenance, keep_cold_starts=keep_cold_starts)[step_s]
+
+
+def aggregate_steps(
+    probes: Iterable[RollupProbe],
+    steps: Iterable[int],
+    *,
+    in_maintenance: Callable[[str, str, datetime, str], bool],
+    keep_cold_starts: Callable[[str, str], bool],
+) -> dict[int, dict[tuple[tuple[str, str, str, int], datetime], BucketAggregate]]:
+    """`aggregate` for several steps at once (each probe judged once)."""
+    steps = tuple(steps)
+    result: dict[int, dict[tuple[tuple[str, str, str, int], datetime], BucketAggregate]] = {s: {} for s in steps}
+    starts: dict[int, datetime] = {}
+    keeps: dict[tuple[str, str], bool] = {}
+    for probe in probes:
+        endpoint = (probe.model_id, probe.provider)
+        keep = keeps.get(endpoint)
+        if keep is None:
+            keep = keeps[endpoint] = bool(keep_cold_starts(*endpoint))
+        change = contribution(
+            probe,
+            in_maintenance=bool(in_maintenance(probe.model_id, probe.provider, probe.started_at, probe.location)),
+            keep_cold_starts=keep,
+        )
+        seconds = math.floor(probe.started_at.timestamp())
+        for step_s in steps:
+            first = seconds - seconds % step_s
+            start = starts.get(first)
+            if start is None:
+                start = starts[first] = _EPOCH + timedelta(seconds=first)
+            buckets = result[step_s]
+            key = (probe.series, start)
+            bucket = buckets.get(key)
+            if bucket is None:
+                bucket = buckets[key] = BucketAggregate()
+            bucket.apply(change)
+    return result
+
+
+# ------------------------------------------------------------------------------ SLO
+
+
+@dataclass(frozen=True)
+class SLOReport:
+    objective: float
+    period_s: float
+    availability: float | None
+    good: int
+    bad: int
+    excluded: dict[str, int]
+    error_budget_remaining: float | None
+
+
+def slo_report(counts: Mapping[str, int], *, objective: float, period_s: float) -> SLOReport:
+    """SLO accounting over summed roll-up counts (scheduled probes only; see module docstring).
+
+    good = ok probes; bad = failed probes except `config_error` (the operator's fault, not the
+    provider's); excluded: `rate_limited` (throttling says nothing about availability),
+    `maintenance` (planned), `config_error`. availability = good / (good + bad), None without
+    any. error budget: the failures the objective allows, (1 - objective) * (good + bad);
+    remaining = 1 - bad / allowed (1.0 = untouched, 0 = spent, negative = overspent), None
+    without any judged probe."""
+    if not 0 < objective < 1:
+        raise ValueError("objective must be in (0, 1)")
+    good = int(counts.get("ok", 0))
+    bad = sum(int(counts.get(kind, 0)) for kind in ERROR_KINDS if kind not in (RATE_LIMITED, CONFIG_ERROR))
+    excluded = {
+        "rate_limited": int(counts.get(RATE_LIMITED, 0)),
+        "maintenance": int(counts.get("maintenance", 0)),
+        "config_error": int(counts.get(CONFIG_ERROR, 0)),
+    }
+    judged = good + bad
+    availability = good / judged if judged else None
+    remaining = None if judged == 0 else 1 - bad / ((1 - objective) * judged)
+    return SLOReport(objective, period_s, availability, good, bad, excluded, remaining)
