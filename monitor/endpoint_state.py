@@ -12,7 +12,8 @@ Definitions (README "Endpoint state"):
   Impaired locations are left out of the quorum (never counted as failing nor as voting).
 - quorum q = `EndpointConfig.quorum_of(n)` over the n recent, non-impaired locations.
 - `state`, first match wins:
-  `unknown` (no probe at all, no location probed recently, or every recent one is impaired);
+  `unknown` (no probe at all, no location probed recently, every recent one is impaired, or
+  they have only rate_limited probes);
   `misconfigured` (every voting location's newest probe failed with config_error);
   `down` (at least q voting locations failing); `regional` (some location failing, impaired
   ones included, but fewer than q voting ones); `degraded` (the window's TTFT median of scheduled
@@ -310,10 +311,10 @@ def endpoint_state(
     if not voting:
         names = ", ".join(v.location for v in recent)
         return EndpointState("unknown", f"every location that probed it is impaired ({names})", **common)
-    latest_kinds = [
-        (latest.error_kind if (latest := latest_judged(grouped[v.location])) is not None else None)
-        for v in voting
-    ]
+    judged = [latest_judged(grouped[v.location]) for v in voting]
+    if all(latest is None for latest in judged):
+        return EndpointState("unknown", "only rate-limited probes", **common)
+    latest_kinds = [latest.error_kind for latest in judged if latest is not None]
     if all(kind == ErrorKind.CONFIG_ERROR.value for kind in latest_kinds):
         return EndpointState("misconfigured", "config_error: an API key or URL variable is unset", **common)
     if len(failing) >= quorum:
