@@ -251,8 +251,8 @@ class Service:
         except Exception as exc:  # the database may come back later: the task retries
             log.warning("first incident evaluation failed: %s", type(exc).__name__)
 
-    def _incidents_changed(self) -> None:
-        for model_live in self.live.recompute(force=True):
+    def _incidents_changed(self, model_ids: set[str] | None) -> None:
+        for model_live in self.live.recompute_models(model_ids):
             if self.mode.probes:
                 self.metrics.set_model_live(model_live)
 

@@ -54,6 +54,12 @@ Key = tuple[str, str]
 DEFAULT_SWEEP_S = 15.0
 # After a wake, wait this long so that probes finishing together are evaluated in one round.
 DEBOUNCE_S = 0.2
+# Each round re-reads the newest OVERLAP_IDS stored ids (deduplicated): a row whose transaction
+# commits after a higher id was read is still seen. Every HEAL_S every endpoint re-reads its
+# recent probes by time as well, whatever the ids did.
+OVERLAP_IDS = 1000
+HEAL_S = 300.0
+READ_PAGE = 5000
 
 
 def _utcnow() -> datetime:
@@ -72,7 +78,7 @@ class IncidentTracker:
         metrics: IncidentMetrics | None = None,
         clock: Callable[[], datetime] = _utcnow,
         sweep_s: float = DEFAULT_SWEEP_S,
-        on_change: Callable[[], None] | None = None,
+        on_change: Callable[[set[str] | None], None] | None = None,
     ) -> None:
         self._store = store
         self._interval_of = interval_of
@@ -91,6 +97,8 @@ class IncidentTracker:
         self._dirty: set[Key] = set()
         self._wake = asyncio.Event()
         self._last_sweep: datetime | None = None
+        self._cursor: int | None = None  # newest probe id read
+        self._last_heal: datetime | None = None
         self.set_catalog(catalog)
 
     # ------------------------------------------------------------------ configuration and reads
@@ -157,35 +165,76 @@ class IncidentTracker:
         return max(self._window_s, (ACTIVE_INTERVALS + 1) * self._interval_of(endpoint))
 
     def _recheck_s(self, endpoint: EndpointConfig) -> float:
-        """How far back each refresh re-reads: probes of other processes can land this late
+        """How far back a healing re-read goes: probes of other processes can land this late
         (a probe is stored after it ends, up to its timeout, then a buffer flush)."""
         return min(
             self._kept_s(endpoint),
             ACTIVE_INTERVALS * self._interval_of(endpoint) + endpoint.timeout_s + 60.0,
         )
 
-    async def _refresh(self, model_id: str, endpoint: EndpointConfig, now: datetime) -> None:
+    async def _load(self, model_id: str, endpoint: EndpointConfig, now: datetime, *, heal: bool) -> None:
+        """Read one endpoint's window (`heal`: only its last `recheck_s`, replacing that part)."""
         key = (model_id, endpoint.provider)
         horizon = now - timedelta(seconds=self._kept_s(endpoint))
-        if key in self._loaded:
-            since = now - timedelta(seconds=self._recheck_s(endpoint))
-        else:
-            since = horizon
+        since = now - timedelta(seconds=self._recheck_s(endpoint)) if heal else horizon
         rows = await self._store.window_samples(model_id, endpoint.provider, since)
         older = [s for s in self._samples.get(key, []) if horizon <= s.started_at < since]
         self._samples[key] = sorted(rows, key=lambda s: s.started_at, reverse=True) + older
         self._loaded.add(key)
 
+    async def _refresh(self, endpoints: dict[Key, tuple[ModelConfig, EndpointConfig]], now: datetime) -> set[Key]:
+        """Bring every endpoint's probes up to date; returns the endpoints that got new probes.
+
+        Cheap on purpose: one primary-key range read of the rows stored since the last round
+        (re-reading the newest OVERLAP_IDS ids again, deduplicated, for rows whose transaction
+        committed after a higher id was read). Endpoints never loaded read their whole window;
+        every HEAL_S each endpoint re-reads its last `recheck_s` as well, which also heals any
+        row that missed the overlap."""
+        touched: set[Key] = set()
+        if self._cursor is None:
+            self._cursor = await self._store.max_result_id()  # before the loads: overlap deduplicated
+        heal = self._last_heal is None or (now - self._last_heal).total_seconds() >= HEAL_S
+        for key, (model, endpoint) in endpoints.items():
+            if key not in self._loaded or heal:
+                await self._load(model.id, endpoint, now, heal=key in self._loaded)
+                touched.add(key)
+        if heal:
+            self._last_heal = now
+        after = max(0, self._cursor - OVERLAP_IDS)
+        while True:
+            rows = await self._store.samples_after(after, READ_PAGE)
+            for row_id, model_id, provider, sample in rows:
+                key = (model_id, provider)
+                after = row_id
+                self._cursor = max(self._cursor, row_id)
+                current = self._samples.get(key)
+                if current is None or key not in self._loaded:
+                    continue
+                identity = (sample.started_at, sample.location, sample.trigger)
+                if any((s.started_at, s.location, s.trigger) == identity for s in current if s.started_at == sample.started_at):
+                    continue
+                current.append(sample)
+                touched.add(key)
+            if len(rows) < READ_PAGE:
+                break
+        for key in touched:
+            model, endpoint = endpoints[key]
+            horizon = now - timedelta(seconds=self._kept_s(endpoint))
+            self._samples[key] = sorted(
+                (s for s in self._samples[key] if s.started_at >= horizon), key=lambda s: s.started_at, reverse=True
+            )
+        return touched
+
     async def evaluate(self, keys: Iterable[Key] | None = None) -> None:
-        """Refresh the given endpoints (all when None) from the database, recompute states and
-        impaired locations, and bring incidents and metrics in line."""
+        """Read what the database got since the last round, recompute states (of `keys` and of
+        every endpoint with new probes; all when None) and impaired locations, and bring
+        incidents and metrics in line."""
         now = self._clock()
         endpoints = {(m.id, e.provider): (m, e) for m, e in self._catalog.endpoints()}
-        chosen = list(endpoints) if keys is None else [k for k in keys if k in endpoints]
-        for key in chosen:
-            model, endpoint = endpoints[key]
-            await self._refresh(model.id, endpoint, now)
+        touched = await self._refresh(endpoints, now)
+        chosen = list(endpoints) if keys is None else sorted({k for k in keys if k in endpoints} | touched)
         self._open = {(i.model, i.provider): i for i in await self._store.list_incidents(open=True)}
+        chosen = sorted(set(chosen) | {k for k in self._open if k in endpoints})
 
         impaired = impaired_locations(self._failing_by_endpoint(endpoints, now))
         before_impaired, self._impaired = self._impaired, impaired
@@ -196,28 +245,33 @@ class IncidentTracker:
             for location in before_impaired - impaired:
                 log.info("location %s is no longer impaired", location)
 
-        changed = impaired != before_impaired
+        changed: set[str] | None = None if impaired != before_impaired else set()
         for key in chosen:
             model, endpoint = endpoints[key]
             state = self._state(model.id, endpoint, self._samples[key], now)
             previous = self._states.get(key)
             self._states[key] = state
-            if previous is None or (previous.state, previous.active) != (state.state, state.active):
-                changed = True
             maintenance = self._maintenance_ref(*key, now)
-            if self._maintenance.get(key) != maintenance:
-                changed = True
+            moved = (
+                previous is None
+                or (previous.state, previous.active, previous.failing) != (state.state, state.active, state.failing)
+                or self._maintenance.get(key) != maintenance
+            )
             self._maintenance[key] = maintenance
             if self._writes:
-                changed |= await self._apply(key, state, now, in_maintenance=maintenance is not None)
+                moved |= await self._apply(
+                    key, state, now, in_maintenance=maintenance is not None, new_probes=key in touched
+                )
+            if moved and changed is not None:
+                changed.add(key[0])
             self._export(key, state, maintenance is not None)
         if self._metrics is not None:
             seen = {view.location for state in self._states.values() for view in state.locations if view.recent}
             self._metrics.set_impaired({location: location in impaired for location in seen | impaired})
         if keys is None:
             self._last_sweep = now
-        if changed and self.on_change is not None:
-            self.on_change()
+        if (changed is None or changed) and self.on_change is not None:
+            self.on_change(changed)  # the models whose figures to recompute (None: all)
 
     def _failing_by_endpoint(self, endpoints: dict[Key, Any], now: datetime) -> dict[Key, dict[str, bool]]:
         verdicts: dict[Key, dict[str, bool]] = {}
@@ -231,8 +285,11 @@ class IncidentTracker:
             }
         return verdicts
 
-    async def _apply(self, key: Key, state: EndpointState, now: datetime, *, in_maintenance: bool) -> bool:
-        """Open / refresh / resolve the endpoint's incident; True when its open state changed."""
+    async def _apply(
+        self, key: Key, state: EndpointState, now: datetime, *, in_maintenance: bool, new_probes: bool
+    ) -> bool:
+        """Open / refresh (after new probes) / resolve the endpoint's incident; True when its open
+        state changed."""
         model_id, provider = key
         incident = self._open.get(key)
         action = incident_action(state, incident, in_maintenance=in_maintenance)
@@ -260,7 +317,7 @@ class IncidentTracker:
                 log.info("incident %d resolved: %s/%s up again", incident.id, model_id, provider)
             self._open.pop(key, None)
             return True
-        if action == UPDATE and incident is not None:
+        if action == UPDATE and incident is not None and new_probes:
             kinds, locations = await self._store.failure_summary(model_id, provider, incident.started_at)
             if kinds and (kinds != dict(incident.error_kinds) or locations != incident.locations):
                 await self._store.update_incident(incident.id, error_kinds=kinds, locations=locations)
