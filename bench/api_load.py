@@ -59,7 +59,7 @@ LIVE_KEYS = {
 }
 ENDPOINT_KEYS = {
     "provider", "active", "last_probe_at", "last_error_kind", "ttft_ms_p50", "throughput_tps_p50",
-    "uptime", "samples",
+    "uptime", "samples", "state", "state_reason", "locations", "open_incident", "maintenance",
 }
 
 
