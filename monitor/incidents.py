@@ -40,7 +40,7 @@ from monitor.endpoint_state import (
     endpoint_state,
     impaired_locations,
     incident_action,
-    location_view,
+    is_failing,
     rules_of,
 )
 from monitor.metrics import IncidentMetrics
@@ -60,6 +60,8 @@ DEBOUNCE_S = 0.2
 OVERLAP_IDS = 1000
 HEAL_S = 300.0
 READ_PAGE = 5000
+# Sweeps hand the event loop back this often (endpoints), so probes keep their timings.
+YIELD_EVERY = 200
 
 
 def _utcnow() -> datetime:
@@ -98,6 +100,7 @@ class IncidentTracker:
         self._wake = asyncio.Event()
         self._last_sweep: datetime | None = None
         self._cursor: int | None = None  # newest probe id read
+        self._verdicts: dict[Key, dict[str, bool]] = {}  # location -> failing, per endpoint
         self._last_heal: datetime | None = None
         self.set_catalog(catalog)
 
@@ -156,6 +159,13 @@ class IncidentTracker:
         )
 
     # ---------------------------------------------------------------------------- evaluation
+    async def load_open(self) -> None:
+        """Read the open incidents (at start, before the first evaluation)."""
+        self._open = {(i.model, i.provider): i for i in await self._store.list_incidents(open=True)}
+        if self._metrics is not None:
+            for model, endpoint in self._catalog.endpoints():
+                self._metrics.set_incident_open(model.id, endpoint.provider, (model.id, endpoint.provider) in self._open)
+
     def touch(self, model: ModelConfig, endpoint: EndpointConfig, result: ProbeResult) -> None:
         """Runner listener: this process just recorded a probe of the endpoint."""
         self._dirty.add((model.id, endpoint.provider))
@@ -233,10 +243,18 @@ class IncidentTracker:
         endpoints = {(m.id, e.provider): (m, e) for m, e in self._catalog.endpoints()}
         touched = await self._refresh(endpoints, now)
         chosen = list(endpoints) if keys is None else sorted({k for k in keys if k in endpoints} | touched)
+        before_open = set(self._open)
         self._open = {(i.model, i.provider): i for i in await self._store.list_incidents(open=True)}
-        chosen = sorted(set(chosen) | {k for k in self._open if k in endpoints})
+        # incidents another process opened or resolved since: their endpoints' figures change
+        chosen = sorted(set(chosen) | ((before_open ^ set(self._open)) & set(endpoints)))
 
-        impaired = impaired_locations(self._failing_by_endpoint(endpoints, now))
+        for position, key in enumerate(chosen if keys is not None else endpoints):
+            self._verdicts[key] = self._failing_of(endpoints[key][1], self._samples.get(key, []), now)
+            if position % YIELD_EVERY == YIELD_EVERY - 1:
+                await asyncio.sleep(0)  # a sweep of thousands of endpoints must not stall probes
+        for key in set(self._verdicts) - set(endpoints):
+            del self._verdicts[key]
+        impaired = impaired_locations(self._verdicts)
         before_impaired, self._impaired = self._impaired, impaired
         if impaired != before_impaired:
             chosen = list(endpoints)  # every endpoint's quorum changes
@@ -246,7 +264,9 @@ class IncidentTracker:
                 log.info("location %s is no longer impaired", location)
 
         changed: set[str] | None = None if impaired != before_impaired else set()
-        for key in chosen:
+        for position, key in enumerate(chosen):
+            if position % YIELD_EVERY == YIELD_EVERY - 1:
+                await asyncio.sleep(0)
             model, endpoint = endpoints[key]
             state = self._state(model.id, endpoint, self._samples[key], now)
             previous = self._states.get(key)
@@ -273,17 +293,15 @@ class IncidentTracker:
         if (changed is None or changed) and self.on_change is not None:
             self.on_change(changed)  # the models whose figures to recompute (None: all)
 
-    def _failing_by_endpoint(self, endpoints: dict[Key, Any], now: datetime) -> dict[Key, dict[str, bool]]:
-        verdicts: dict[Key, dict[str, bool]] = {}
-        for key, (model, endpoint) in endpoints.items():
-            rules = rules_of(endpoint, self._interval_of(endpoint))
-            recent_since = now - timedelta(seconds=ACTIVE_INTERVALS * rules.interval_s)
-            recent = [s for s in self._samples.get(key, []) if recent_since <= s.started_at <= now]
-            verdicts[key] = {
-                location: location_view(location, group, now=now, window_s=0.0, rules=rules).failing
-                for location, group in by_location(recent).items()
-            }
-        return verdicts
+    def _failing_of(self, endpoint: EndpointConfig, samples: list[ProbeSample], now: datetime) -> dict[str, bool]:
+        """Whether each location that probed the endpoint recently is failing (for impairment).
+        Kept per endpoint between rounds; recomputed for the endpoints a round looks at."""
+        rules = rules_of(endpoint, self._interval_of(endpoint))
+        recent_since = now - timedelta(seconds=ACTIVE_INTERVALS * rules.interval_s)
+        recent = [s for s in samples if recent_since <= s.started_at <= now]
+        return {
+            location: is_failing(group, rules.confirm_failures) for location, group in by_location(recent).items()
+        }
 
     async def _apply(
         self, key: Key, state: EndpointState, now: datetime, *, in_maintenance: bool, new_probes: bool
@@ -340,7 +358,7 @@ class IncidentTracker:
         """Evaluate after this process's probes are stored, and sweep every endpoint every
         `sweep_s`. Errors (database down) are logged and retried at the next round."""
         while True:
-            due = self._sweep_s
+            due = 0.0  # the first round at once
             if self._last_sweep is not None:
                 due = max(0.0, self._sweep_s - (self._clock() - self._last_sweep).total_seconds())
             try:
