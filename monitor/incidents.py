@@ -192,12 +192,14 @@ class IncidentTracker:
         self._samples[key] = sorted(rows, key=lambda s: s.started_at, reverse=True) + older
         self._loaded.add(key)
 
-    async def _refresh(self, endpoints: dict[Key, tuple[ModelConfig, EndpointConfig]], now: datetime) -> set[Key]:
+    async def _refresh(
+        self, endpoints: dict[Key, tuple[ModelConfig, EndpointConfig]], now: datetime, *, overlap: bool
+    ) -> set[Key]:
         """Bring every endpoint's probes up to date; returns the endpoints that got new probes.
 
         Cheap on purpose: one primary-key range read of the rows stored since the last round
-        (re-reading the newest OVERLAP_IDS ids again, deduplicated, for rows whose transaction
-        committed after a higher id was read). Endpoints never loaded read their whole window;
+        (on sweeps, `overlap`, re-reading the newest OVERLAP_IDS ids again, deduplicated, for
+        rows whose transaction committed after a higher id was read). Endpoints never loaded read their whole window;
         every HEAL_S each endpoint re-reads its last `recheck_s` as well, which also heals any
         row that missed the overlap."""
         touched: set[Key] = set()
@@ -210,7 +212,7 @@ class IncidentTracker:
                 touched.add(key)
         if heal:
             self._last_heal = now
-        after = max(0, self._cursor - OVERLAP_IDS)
+        after = max(0, self._cursor - OVERLAP_IDS) if overlap else self._cursor
         while True:
             rows = await self._store.samples_after(after, READ_PAGE)
             for row_id, model_id, provider, sample in rows:
@@ -241,7 +243,7 @@ class IncidentTracker:
         incidents and metrics in line."""
         now = self._clock()
         endpoints = {(m.id, e.provider): (m, e) for m, e in self._catalog.endpoints()}
-        touched = await self._refresh(endpoints, now)
+        touched = await self._refresh(endpoints, now, overlap=keys is None)
         chosen = list(endpoints) if keys is None else sorted({k for k in keys if k in endpoints} | touched)
         before_open = set(self._open)
         self._open = {(i.model, i.provider): i for i in await self._store.list_incidents(open=True)}
