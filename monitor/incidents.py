@@ -40,7 +40,7 @@ from monitor.endpoint_state import (
     endpoint_state,
     impaired_locations,
     incident_action,
-    is_failing,
+    latest_failed,
     rules_of,
 )
 from monitor.metrics import IncidentMetrics
@@ -296,14 +296,13 @@ class IncidentTracker:
             self.on_change(changed)  # the models whose figures to recompute (None: all)
 
     def _failing_of(self, endpoint: EndpointConfig, samples: list[ProbeSample], now: datetime) -> dict[str, bool]:
-        """Whether each location that probed the endpoint recently is failing (for impairment).
-        Kept per endpoint between rounds; recomputed for the endpoints a round looks at."""
+        """For impairment: whether each location that probed the endpoint recently has a
+        provider failure as its newest judged probe (`endpoint_state.latest_failed`). Kept per
+        endpoint between rounds; recomputed for the endpoints a round looks at."""
         rules = rules_of(endpoint, self._interval_of(endpoint))
         recent_since = now - timedelta(seconds=ACTIVE_INTERVALS * rules.interval_s)
         recent = [s for s in samples if recent_since <= s.started_at <= now]
-        return {
-            location: is_failing(group, rules.confirm_failures) for location, group in by_location(recent).items()
-        }
+        return {location: latest_failed(group) for location, group in by_location(recent).items()}
 
     async def _apply(
         self, key: Key, state: EndpointState, now: datetime, *, in_maintenance: bool, new_probes: bool

@@ -146,3 +146,12 @@ def test_incident_actions() -> None:
     assert incident_action(up, None, in_maintenance=False) == NOTHING
     regional = state_of(*oks("a", 29), *fails("b", 28, 29))
     assert incident_action(regional, None, in_maintenance=False) == NOTHING
+
+
+def test_latest_failed_skips_rate_limits_and_config_errors() -> None:
+    from monitor.endpoint_state import latest_failed
+
+    assert latest_failed(fails("a", 29))
+    assert not latest_failed(oks("a", 28) + fails("a", 29, kind="rate_limited"))
+    assert latest_failed(fails("a", 28) + fails("a", 29, kind="config_error"))
+    assert not latest_failed([])
