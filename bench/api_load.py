@@ -61,6 +61,7 @@ ENDPOINT_KEYS = {
     "provider", "active", "last_probe_at", "last_error_kind", "ttft_ms_p50", "throughput_tps_p50",
     "uptime", "samples", "ok_samples", "ttft_ms_p5", "ttft_ms_p95", "ttft_ms_p50_ci", "throughput_tps_p50_ci",
     "uptime_ci", "answer_ok_ratio",
+    "cost_usd_per_probe", "cost_usd_per_month", "state", "state_reason", "locations", "open_incident", "maintenance",
 }
 
 

@@ -296,13 +296,16 @@ class Service:
             sweep_s=self.settings.incident_sweep_s,
         )
         self.live.annotate = self.incidents.annotate
+        # The first evaluation (every endpoint's window, like the live figures' load) runs before
+        # probing starts: its one-off CPU (query compilation, the windows) would otherwise land
+        # in the middle of the first probes and distort their timings.
         try:
             await self.incidents.evaluate()
         except Exception as exc:  # the database may come back later: the task retries
             log.warning("first incident evaluation failed: %s", type(exc).__name__)
 
-    def _incidents_changed(self) -> None:
-        for model_live in self.live.recompute(force=True):
+    def _incidents_changed(self, model_ids: set[str] | None) -> None:
+        for model_live in self.live.recompute_models(model_ids):
             if self.mode.probes:
                 self.metrics.set_model_live(model_live)
 

@@ -8,11 +8,15 @@ Definitions (README "Endpoint state"):
   probe except `NOT_PROVIDER_FAILURES`: rate_limited, config_error, which are skipped) have no ok
   probe after them. Every trigger counts (scheduled, confirm, manual).
 - A location is *impaired* when it probed at least two endpoints of at least two providers
-  recently and is failing for every one of them: the monitor's own network, not the providers.
-  Impaired locations are left out of the quorum (never counted as failing nor as voting).
+  recently and its newest probe (rate_limited and config_error skipped) failed for every one of
+  them: the monitor's own network, not the providers. Impaired locations are left out of the
+  quorum (never counted as failing nor as voting). The newest probe, not a confirmed run, so
+  that a location whose network just broke is recognised before its first endpoint's failure is
+  confirmed (which would otherwise open an incident when it is the only location probing).
 - quorum q = `EndpointConfig.quorum_of(n)` over the n recent, non-impaired locations.
 - `state`, first match wins:
-  `unknown` (no probe at all, no location probed recently, or every recent one is impaired);
+  `unknown` (no probe at all, no location probed recently, every recent one is impaired, or
+  they have only rate_limited probes);
   `misconfigured` (every voting location's newest probe failed with config_error);
   `down` (at least q voting locations failing); `regional` (some location failing, impaired
   ones included, but fewer than q voting ones); `degraded` (the window's TTFT median of scheduled
@@ -161,6 +165,16 @@ def failure_run(samples: Iterable[ProbeSample]) -> list[ProbeSample]:
     return run
 
 
+def latest_failed(samples: Iterable[ProbeSample]) -> bool:
+    """The newest probe that was neither rate_limited nor config_error is a failure."""
+    newest = next(
+        (s for s in sorted(samples, key=lambda s: s.started_at, reverse=True)
+         if s.ok or s.error_kind not in _SKIPPED),
+        None,
+    )
+    return newest is not None and not newest.ok
+
+
 def is_failing(samples: Iterable[ProbeSample], confirm_failures: int) -> bool:
     """The newest `confirm_failures` provider failures have no ok probe after them."""
     return len(failure_run(samples)) >= max(1, confirm_failures)
@@ -233,8 +247,8 @@ def by_location(samples: Iterable[ProbeSample]) -> dict[str, list[ProbeSample]]:
 def impaired_locations(failing_by_endpoint: Mapping[tuple[str, str], Mapping[str, bool]]) -> frozenset[str]:
     """Locations failing for every endpoint they probed recently.
 
-    `failing_by_endpoint[(model, provider)][location]` is whether that location is failing for that
-    endpoint, for the locations that probed it recently. A location is impaired when it covers at
+    `failing_by_endpoint[(model, provider)][location]` is whether that location's newest judged
+    probe of that endpoint failed (`latest_failed`), for the locations that probed it recently. A location is impaired when it covers at
     least IMPAIRED_MIN_ENDPOINTS endpoints of IMPAIRED_MIN_PROVIDERS providers, all failing."""
     seen: dict[str, list[tuple[tuple[str, str], bool]]] = {}
     for key, locations in failing_by_endpoint.items():
@@ -310,10 +324,10 @@ def endpoint_state(
     if not voting:
         names = ", ".join(v.location for v in recent)
         return EndpointState("unknown", f"every location that probed it is impaired ({names})", **common)
-    latest_kinds = [
-        (latest.error_kind if (latest := latest_judged(grouped[v.location])) is not None else None)
-        for v in voting
-    ]
+    judged = [latest_judged(grouped[v.location]) for v in voting]
+    if all(latest is None for latest in judged):
+        return EndpointState("unknown", "only rate-limited probes", **common)
+    latest_kinds = [latest.error_kind for latest in judged if latest is not None]
     if all(kind == ErrorKind.CONFIG_ERROR.value for kind in latest_kinds):
         return EndpointState("misconfigured", "config_error: an API key or URL variable is unset", **common)
     if len(failing) >= quorum:

@@ -40,7 +40,7 @@ from monitor.endpoint_state import (
     endpoint_state,
     impaired_locations,
     incident_action,
-    location_view,
+    latest_failed,
     rules_of,
 )
 from monitor.metrics import IncidentMetrics
@@ -54,6 +54,14 @@ Key = tuple[str, str]
 DEFAULT_SWEEP_S = 15.0
 # After a wake, wait this long so that probes finishing together are evaluated in one round.
 DEBOUNCE_S = 0.2
+# Each round re-reads the newest OVERLAP_IDS stored ids (deduplicated): a row whose transaction
+# commits after a higher id was read is still seen. Every HEAL_S every endpoint re-reads its
+# recent probes by time as well, whatever the ids did.
+OVERLAP_IDS = 1000
+HEAL_S = 300.0
+READ_PAGE = 5000
+# Sweeps hand the event loop back this often (endpoints), so probes keep their timings.
+YIELD_EVERY = 200
 
 
 def _utcnow() -> datetime:
@@ -72,7 +80,7 @@ class IncidentTracker:
         metrics: IncidentMetrics | None = None,
         clock: Callable[[], datetime] = _utcnow,
         sweep_s: float = DEFAULT_SWEEP_S,
-        on_change: Callable[[], None] | None = None,
+        on_change: Callable[[set[str] | None], None] | None = None,
     ) -> None:
         self._store = store
         self._interval_of = interval_of
@@ -91,6 +99,9 @@ class IncidentTracker:
         self._dirty: set[Key] = set()
         self._wake = asyncio.Event()
         self._last_sweep: datetime | None = None
+        self._cursor: int | None = None  # newest probe id read
+        self._verdicts: dict[Key, dict[str, bool]] = {}  # location -> failing, per endpoint
+        self._last_heal: datetime | None = None
         self.set_catalog(catalog)
 
     # ------------------------------------------------------------------ configuration and reads
@@ -148,6 +159,13 @@ class IncidentTracker:
         )
 
     # ---------------------------------------------------------------------------- evaluation
+    async def load_open(self) -> None:
+        """Read the open incidents (at start, before the first evaluation)."""
+        self._open = {(i.model, i.provider): i for i in await self._store.list_incidents(open=True)}
+        if self._metrics is not None:
+            for model, endpoint in self._catalog.endpoints():
+                self._metrics.set_incident_open(model.id, endpoint.provider, (model.id, endpoint.provider) in self._open)
+
     def touch(self, model: ModelConfig, endpoint: EndpointConfig, result: ProbeResult) -> None:
         """Runner listener: this process just recorded a probe of the endpoint."""
         self._dirty.add((model.id, endpoint.provider))
@@ -157,37 +175,88 @@ class IncidentTracker:
         return max(self._window_s, (ACTIVE_INTERVALS + 1) * self._interval_of(endpoint))
 
     def _recheck_s(self, endpoint: EndpointConfig) -> float:
-        """How far back each refresh re-reads: probes of other processes can land this late
+        """How far back a healing re-read goes: probes of other processes can land this late
         (a probe is stored after it ends, up to its timeout, then a buffer flush)."""
         return min(
             self._kept_s(endpoint),
             ACTIVE_INTERVALS * self._interval_of(endpoint) + endpoint.timeout_s + 60.0,
         )
 
-    async def _refresh(self, model_id: str, endpoint: EndpointConfig, now: datetime) -> None:
+    async def _load(self, model_id: str, endpoint: EndpointConfig, now: datetime, *, heal: bool) -> None:
+        """Read one endpoint's window (`heal`: only its last `recheck_s`, replacing that part)."""
         key = (model_id, endpoint.provider)
         horizon = now - timedelta(seconds=self._kept_s(endpoint))
-        if key in self._loaded:
-            since = now - timedelta(seconds=self._recheck_s(endpoint))
-        else:
-            since = horizon
+        since = now - timedelta(seconds=self._recheck_s(endpoint)) if heal else horizon
         rows = await self._store.window_samples(model_id, endpoint.provider, since)
         older = [s for s in self._samples.get(key, []) if horizon <= s.started_at < since]
         self._samples[key] = sorted(rows, key=lambda s: s.started_at, reverse=True) + older
         self._loaded.add(key)
 
+    async def _refresh(
+        self, endpoints: dict[Key, tuple[ModelConfig, EndpointConfig]], now: datetime, *, overlap: bool
+    ) -> set[Key]:
+        """Bring every endpoint's probes up to date; returns the endpoints that got new probes.
+
+        Cheap on purpose: one primary-key range read of the rows stored since the last round
+        (on sweeps, `overlap`, re-reading the newest OVERLAP_IDS ids again, deduplicated, for
+        rows whose transaction committed after a higher id was read). Endpoints never loaded read their whole window;
+        every HEAL_S each endpoint re-reads its last `recheck_s` as well, which also heals any
+        row that missed the overlap."""
+        touched: set[Key] = set()
+        if self._cursor is None:
+            self._cursor = await self._store.max_result_id()  # before the loads: overlap deduplicated
+        heal = self._last_heal is None or (now - self._last_heal).total_seconds() >= HEAL_S
+        for key, (model, endpoint) in endpoints.items():
+            if key not in self._loaded or heal:
+                await self._load(model.id, endpoint, now, heal=key in self._loaded)
+                touched.add(key)
+        if heal:
+            self._last_heal = now
+        after = max(0, self._cursor - OVERLAP_IDS) if overlap else self._cursor
+        while True:
+            rows = await self._store.samples_after(after, READ_PAGE)
+            for row_id, model_id, provider, sample in rows:
+                key = (model_id, provider)
+                after = row_id
+                self._cursor = max(self._cursor, row_id)
+                current = self._samples.get(key)
+                if current is None or key not in self._loaded:
+                    continue
+                identity = (sample.started_at, sample.location, sample.trigger)
+                if any((s.started_at, s.location, s.trigger) == identity for s in current if s.started_at == sample.started_at):
+                    continue
+                current.append(sample)
+                touched.add(key)
+            if len(rows) < READ_PAGE:
+                break
+        for key in touched:
+            model, endpoint = endpoints[key]
+            horizon = now - timedelta(seconds=self._kept_s(endpoint))
+            self._samples[key] = sorted(
+                (s for s in self._samples[key] if s.started_at >= horizon), key=lambda s: s.started_at, reverse=True
+            )
+        return touched
+
     async def evaluate(self, keys: Iterable[Key] | None = None) -> None:
-        """Refresh the given endpoints (all when None) from the database, recompute states and
-        impaired locations, and bring incidents and metrics in line."""
+        """Read what the database got since the last round, recompute states (of `keys` and of
+        every endpoint with new probes; all when None) and impaired locations, and bring
+        incidents and metrics in line."""
         now = self._clock()
         endpoints = {(m.id, e.provider): (m, e) for m, e in self._catalog.endpoints()}
-        chosen = list(endpoints) if keys is None else [k for k in keys if k in endpoints]
-        for key in chosen:
-            model, endpoint = endpoints[key]
-            await self._refresh(model.id, endpoint, now)
+        touched = await self._refresh(endpoints, now, overlap=keys is None)
+        chosen = list(endpoints) if keys is None else sorted({k for k in keys if k in endpoints} | touched)
+        before_open = set(self._open)
         self._open = {(i.model, i.provider): i for i in await self._store.list_incidents(open=True)}
+        # incidents another process opened or resolved since: their endpoints' figures change
+        chosen = sorted(set(chosen) | ((before_open ^ set(self._open)) & set(endpoints)))
 
-        impaired = impaired_locations(self._failing_by_endpoint(endpoints, now))
+        for position, key in enumerate(chosen if keys is not None else endpoints):
+            self._verdicts[key] = self._failing_of(endpoints[key][1], self._samples.get(key, []), now)
+            if position % YIELD_EVERY == YIELD_EVERY - 1:
+                await asyncio.sleep(0)  # a sweep of thousands of endpoints must not stall probes
+        for key in set(self._verdicts) - set(endpoints):
+            del self._verdicts[key]
+        impaired = impaired_locations(self._verdicts)
         before_impaired, self._impaired = self._impaired, impaired
         if impaired != before_impaired:
             chosen = list(endpoints)  # every endpoint's quorum changes
@@ -196,43 +265,50 @@ class IncidentTracker:
             for location in before_impaired - impaired:
                 log.info("location %s is no longer impaired", location)
 
-        changed = impaired != before_impaired
-        for key in chosen:
+        changed: set[str] | None = None if impaired != before_impaired else set()
+        for position, key in enumerate(chosen):
+            if position % YIELD_EVERY == YIELD_EVERY - 1:
+                await asyncio.sleep(0)
             model, endpoint = endpoints[key]
             state = self._state(model.id, endpoint, self._samples[key], now)
             previous = self._states.get(key)
             self._states[key] = state
-            if previous is None or (previous.state, previous.active) != (state.state, state.active):
-                changed = True
             maintenance = self._maintenance_ref(*key, now)
-            if self._maintenance.get(key) != maintenance:
-                changed = True
+            moved = (
+                previous is None
+                or (previous.state, previous.active, previous.failing) != (state.state, state.active, state.failing)
+                or self._maintenance.get(key) != maintenance
+            )
             self._maintenance[key] = maintenance
             if self._writes:
-                changed |= await self._apply(key, state, now, in_maintenance=maintenance is not None)
+                moved |= await self._apply(
+                    key, state, now, in_maintenance=maintenance is not None, new_probes=key in touched
+                )
+            if moved and changed is not None:
+                changed.add(key[0])
             self._export(key, state, maintenance is not None)
         if self._metrics is not None:
             seen = {view.location for state in self._states.values() for view in state.locations if view.recent}
             self._metrics.set_impaired({location: location in impaired for location in seen | impaired})
         if keys is None:
             self._last_sweep = now
-        if changed and self.on_change is not None:
-            self.on_change()
+        if (changed is None or changed) and self.on_change is not None:
+            self.on_change(changed)  # the models whose figures to recompute (None: all)
 
-    def _failing_by_endpoint(self, endpoints: dict[Key, Any], now: datetime) -> dict[Key, dict[str, bool]]:
-        verdicts: dict[Key, dict[str, bool]] = {}
-        for key, (model, endpoint) in endpoints.items():
-            rules = rules_of(endpoint, self._interval_of(endpoint))
-            recent_since = now - timedelta(seconds=ACTIVE_INTERVALS * rules.interval_s)
-            recent = [s for s in self._samples.get(key, []) if recent_since <= s.started_at <= now]
-            verdicts[key] = {
-                location: location_view(location, group, now=now, window_s=0.0, rules=rules).failing
-                for location, group in by_location(recent).items()
-            }
-        return verdicts
+    def _failing_of(self, endpoint: EndpointConfig, samples: list[ProbeSample], now: datetime) -> dict[str, bool]:
+        """For impairment: whether each location that probed the endpoint recently has a
+        provider failure as its newest judged probe (`endpoint_state.latest_failed`). Kept per
+        endpoint between rounds; recomputed for the endpoints a round looks at."""
+        rules = rules_of(endpoint, self._interval_of(endpoint))
+        recent_since = now - timedelta(seconds=ACTIVE_INTERVALS * rules.interval_s)
+        recent = [s for s in samples if recent_since <= s.started_at <= now]
+        return {location: latest_failed(group) for location, group in by_location(recent).items()}
 
-    async def _apply(self, key: Key, state: EndpointState, now: datetime, *, in_maintenance: bool) -> bool:
-        """Open / refresh / resolve the endpoint's incident; True when its open state changed."""
+    async def _apply(
+        self, key: Key, state: EndpointState, now: datetime, *, in_maintenance: bool, new_probes: bool
+    ) -> bool:
+        """Open / refresh (after new probes) / resolve the endpoint's incident; True when its open
+        state changed."""
         model_id, provider = key
         incident = self._open.get(key)
         action = incident_action(state, incident, in_maintenance=in_maintenance)
@@ -260,7 +336,7 @@ class IncidentTracker:
                 log.info("incident %d resolved: %s/%s up again", incident.id, model_id, provider)
             self._open.pop(key, None)
             return True
-        if action == UPDATE and incident is not None:
+        if action == UPDATE and incident is not None and new_probes:
             kinds, locations = await self._store.failure_summary(model_id, provider, incident.started_at)
             if kinds and (kinds != dict(incident.error_kinds) or locations != incident.locations):
                 await self._store.update_incident(incident.id, error_kinds=kinds, locations=locations)
@@ -283,7 +359,7 @@ class IncidentTracker:
         """Evaluate after this process's probes are stored, and sweep every endpoint every
         `sweep_s`. Errors (database down) are logged and retried at the next round."""
         while True:
-            due = self._sweep_s
+            due = 0.0  # the first round at once
             if self._last_sweep is not None:
                 due = max(0.0, self._sweep_s - (self._clock() - self._last_sweep).total_seconds())
             try:

@@ -226,6 +226,12 @@ class LiveFigures:
                     changed.append(live)
         return changed
 
+    def recompute_models(self, model_ids: set[str] | None) -> list[ModelLive]:
+        """Recompute these models now (None: all), e.g. when their endpoint state changed."""
+        if model_ids is None:
+            return self.recompute(force=True)
+        return [live for model_id in model_ids if (live := self._recompute_model(model_id)) is not None]
+
     def _recompute_model(self, model_id: str) -> ModelLive | None:
         model = self._catalog.find(model_id)
         if model is None:

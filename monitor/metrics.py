@@ -560,6 +560,9 @@ class IncidentMetrics:
     location_impaired: Gauge
     endpoint_in_maintenance: Gauge
     incident_time_to_detect_seconds: Histogram
+    # The label values exported so far, so that stale series are dropped without scanning.
+    _locations: dict[EndpointKey, set[str]] = field(default_factory=dict)
+    _impaired_locations: set[str] = field(default_factory=set)
 
     def set_state(self, model: str, provider: str, state: str, states: tuple[str, ...]) -> None:
         for name in states:
@@ -575,16 +578,18 @@ class IncidentMetrics:
         """Export the locations given; drop the endpoint's series of any other location."""
         for location, up in location_up.items():
             self.location_endpoint_up.labels(model, provider, location).set(1 if up else 0)
-        for labels in _label_sets(self.location_endpoint_up):
-            if labels[:2] == (model, provider) and labels[2] not in location_up:
-                _remove_if_present(self.location_endpoint_up, labels)
+        exported = self._locations.setdefault((model, provider), set())
+        for location in exported - set(location_up):
+            _remove_if_present(self.location_endpoint_up, (model, provider, location))
+        exported.intersection_update(location_up)
+        exported.update(location_up)
 
     def set_impaired(self, impaired: Mapping[str, bool]) -> None:
         for location, value in impaired.items():
             self.location_impaired.labels(location).set(1 if value else 0)
-        for labels in _label_sets(self.location_impaired):
-            if labels[0] not in impaired:
-                _remove_if_present(self.location_impaired, labels)
+        for location in self._impaired_locations - set(impaired):
+            _remove_if_present(self.location_impaired, (location,))
+        self._impaired_locations = set(impaired)
 
     def observe_time_to_detect(self, model: str, provider: str, seconds: float) -> None:
         self.incident_time_to_detect_seconds.labels(model, provider).observe(max(0.0, seconds))
@@ -595,12 +600,8 @@ class IncidentMetrics:
         for gauge in (self.endpoint_incident_open, self.endpoint_in_maintenance):
             _remove_if_present(gauge, (model, provider))
         self.set_location_up(model, provider, {})
+        self._locations.pop((model, provider), None)
         _remove_if_present(self.incident_time_to_detect_seconds, (model, provider))
-
-
-def _label_sets(metric: Gauge) -> list[tuple[str, ...]]:
-    """The label values of every series a labelled metric currently holds."""
-    return [tuple(labels) for labels in list(metric._metrics)]  # prometheus_client keeps them there
 
 
 def build_incident_metrics(registry: CollectorRegistry) -> IncidentMetrics:

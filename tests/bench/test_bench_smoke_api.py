@@ -61,7 +61,9 @@ def test_live_body_check_flags_contract_breaks():
     endpoint = {"provider": "Alpha", "active": True, "last_probe_at": None, "last_error_kind": None,
                 "ttft_ms_p50": 200.0, "throughput_tps_p50": 50.0, "uptime": 1.0, "samples": 3,
                 "ok_samples": 3, "ttft_ms_p5": 190.0, "ttft_ms_p95": 210.0, "ttft_ms_p50_ci": None,
-                "throughput_tps_p50_ci": None, "uptime_ci": [0.44, 1.0], "answer_ok_ratio": None}
+                "throughput_tps_p50_ci": None, "uptime_ci": [0.44, 1.0], "answer_ok_ratio": None,
+                "cost_usd_per_probe": None, "cost_usd_per_month": None,
+                "state": "up", "state_reason": None, "locations": [], "open_incident": None, "maintenance": None}
     body = {"model": "m/1", "best_ttft_ms": 200.0, "best_throughput_tps": 50.0, "active_endpoints": 1,
             "total_endpoints": 2, "available_via": providers, "updated_at": None, "window_s": 86400.0,
             "endpoints": [endpoint, {**endpoint, "provider": "Bravo"}]}

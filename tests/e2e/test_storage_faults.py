@@ -88,11 +88,12 @@ def tiny_filesystem(tmp_path: Path):
 def fill(directory: Path) -> Path:
     """Write a file until the filesystem has no space left."""
     filler = directory / "filler"
-    with open(filler, "wb") as out:
+    # Unbuffered: a buffered file would raise again on close, flushing the bytes the full
+    # filesystem refused (whether any are left depends on how full it was to begin with).
+    with open(filler, "wb", buffering=0) as out:
         try:
             while True:
                 out.write(b"\0" * 65536)
-                out.flush()
         except OSError:
             pass
     return filler

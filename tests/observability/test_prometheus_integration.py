@@ -65,6 +65,7 @@ EXPECTED_EMPTY = {
     "LLMMonitorAPIDown": "the API job (same process here) is scraped and up",
     "LLMMonitorDatabaseWritesFailing": "SQLite writes succeed, nothing waits in the buffer",
     "LLMMonitorDroppedResults": "the write buffer never overflows",
+    "LLMMonitorLocationImpaired": "the one location probes a healthy endpoint too, so it is not failing for every endpoint",
     "LLMMonitorSchedulerLagging": "probes start on time: nothing queues for a concurrency slot, and a skipped run adds only the 1 s interval",
 }
 # Expressions that may legitimately be empty, and why; they must still parse and evaluate.

@@ -52,7 +52,31 @@ def test_rule_unit_tests_pass(promtool: str) -> None:
 
 # Each mutation weakens one alert the way a careless edit would; the unit tests must notice.
 MUTATIONS = {
-    "endpoint-down on a single failure": ("llm_endpoint_consecutive_failures >= 2", "llm_endpoint_consecutive_failures >= 1"),
+    # The page is the incident (declared down by quorum), never a raw count of failed probes.
+    "endpoint-down on the raw failure count": (
+        "max by (model, provider) (llm_endpoint_incident_open) == 1",
+        "max by (model, provider) (llm_endpoint_consecutive_failures) >= 1",
+    ),
+    "endpoint-down once per probing process": (
+        "max by (model, provider) (llm_endpoint_incident_open) == 1",
+        "llm_endpoint_incident_open == 1",
+    ),
+    "endpoint-down during maintenance": (
+        "\n            unless on (model, provider) max by (model, provider) (llm_endpoint_in_maintenance) == 1\n",
+        "\n",
+    ),
+    "model-down from an impaired location's own view": (
+        "(max by (model) (llm_model_active_endpoints) == 0", "(min by (model) (llm_model_active_endpoints) == 0",
+    ),
+    "model-down when the only location is impaired": (
+        "              and on () (max (llm_location_impaired) == 1)\n", "              and on () (max (llm_location_impaired) == 2)\n",
+    ),
+    "model-down during maintenance": (
+        "\n            unless on (model)\n          (count by (model) (max by (model, provider) (llm_endpoint_in_maintenance) == 1)"
+        " >= max by (model) (llm_model_endpoints))\n",
+        "\n",
+    ),
+    "location-impaired on one evaluation": ("max by (location) (llm_location_impaired) == 1\n        for: 2m\n", "max by (location) (llm_location_impaired) == 1\n"),
     "model-down without its for:": ("        for: 35m\n", "        for: 5m\n"),
     "stale threshold of 1.5 intervals": ("> 2.5 * llm_endpoint_probe_interval_seconds", "> 1.5 * llm_endpoint_probe_interval_seconds"),
     "TTFT regression on one slow probe": ("avg_over_time_7d\n        for: 1h\n", "avg_over_time_7d\n        for: 10m\n"),
@@ -60,7 +84,7 @@ MUTATIONS = {
     "monitor down on one failed scrape": ('absent(up{job="llm-monitor"})\n        for: 2m\n', 'absent(up{job="llm-monitor"})\n'),
     # A missing credential (config_error) must not page, neither per endpoint nor per model.
     "endpoint-down on a misconfigured endpoint": (
-        " unless on (model, provider) llm_endpoint_misconfigured == 1\n",
+        "\n            unless on (model, provider) max by (model, provider) (llm_endpoint_misconfigured) == 1\n",
         "\n",
     ),
     "model-down when every endpoint is misconfigured": (

@@ -49,11 +49,23 @@ def value(values, name: str, **labels: str) -> float | None:
     return values.get((name, tuple(sorted(labels.items()))))
 
 
+def ready(service) -> bool:
+    if service.proc.poll() is not None:
+        raise AssertionError(f"service exited with {service.proc.returncode}:\n{service.log()}")
+    return service.get("/healthz").status_code == 200
+
+
 def test_location_specific_failure_is_regional_and_warns_without_a_page(start_service, provider, pg_url) -> None:
     text = config("http://127.0.0.1:${INC_PROVIDER_PORT}/v1", "P1", "P2")
-    a = start_service(text, "--location", "a", db=pg_url, env={"INC_PROVIDER_PORT": str(provider.port)})
-    b = start_service(text, "--location", "b", db=pg_url, env={"INC_PROVIDER_PORT": str(unused_port())})
-    api = start_service(text, db=pg_url, command="api", env={"LLM_MONITOR_LIVE_REFRESH_S": "0.5"})
+    # Started side by side (the imports of three interpreters overlap), then waited for together.
+    a = start_service(text, "--location", "a", db=pg_url, env={"INC_PROVIDER_PORT": str(provider.port)},
+                      wait_ready=False)
+    b = start_service(text, "--location", "b", db=pg_url, env={"INC_PROVIDER_PORT": str(unused_port())},
+                      wait_ready=False)
+    api = start_service(text, db=pg_url, command="api", env={"LLM_MONITOR_LIVE_REFRESH_S": "0.5", "LLM_MONITOR_INCIDENT_SWEEP_S": "1"},
+                        wait_ready=False)
+    for service in (a, b, api):
+        wait_until(lambda: ready(service), timeout_s=60, what="the three processes to answer /healthz")
 
     def settled():
         both = [metrics(a), metrics(b)]
@@ -74,17 +86,16 @@ def test_location_specific_failure_is_regional_and_warns_without_a_page(start_se
 
     def api_regional():
         live = api.get(f"/v1/models/{MODEL}/live").json()
-        # b counts as impaired once its newest probes of both endpoints have failed.
-        return all(e["state"] == "regional" and "(impaired)" in (e["state_reason"] or "")
-                   for e in live["endpoints"]) and live
+        return all(
+            e["state"] == "regional" and "(impaired)" in (e["state_reason"] or "") for e in live["endpoints"]
+        ) and live
 
-    live = wait_until(api_regional, timeout_s=30, what="the API replica to show the endpoints regional")
+    live = wait_until(api_regional, timeout_s=30, what="the API replica to show the endpoints regional, b impaired")
     for endpoint in live["endpoints"]:
         assert endpoint["active"] is True and endpoint["open_incident"] is None
         views = {view["location"]: view for view in endpoint["locations"]}
         assert views["a"]["active"] is True and views["b"]["active"] is False
         assert views["b"]["failing"] is True and views["b"]["last_error_kind"] == "connect_error"
-        assert "(impaired)" in endpoint["state_reason"]
     assert live["active_endpoints"] == 2
     # Still no incident after many more failed probes from b, seen from every process.
     wait_until(lambda: value(metrics(b), "llm_probes_total", model=MODEL, provider="P1", outcome="connect_error") >= 8,

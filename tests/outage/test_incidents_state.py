@@ -58,6 +58,7 @@ def test_failing_needs_confirm_failures_provider_failures_in_a_row(probes, faili
     (oks("local", 1), "unknown", False, "no probe within 2 intervals"),
     (oks("local", 20) + fails("local", 29), "up", False, None),        # unconfirmed: inactive, not down
     (oks("local", 20) + fails("local", 28, 29), "down", False, "failing from 1 of 1 locations (local)"),
+    (fails("local", 28, 29, kind="rate_limited"), "unknown", False, "only rate-limited probes"),
     (fails("local", 29, kind="config_error"), "misconfigured", False, "config_error: an API key or URL variable is unset"),
     # two locations, one failing: regional, still active (strict majority of 2 is 2)
     (oks("a", 29) + fails("b", 28, 29), "regional", True, "failing from 1 of 2 locations (b)"),
@@ -145,3 +146,12 @@ def test_incident_actions() -> None:
     assert incident_action(up, None, in_maintenance=False) == NOTHING
     regional = state_of(*oks("a", 29), *fails("b", 28, 29))
     assert incident_action(regional, None, in_maintenance=False) == NOTHING
+
+
+def test_latest_failed_skips_rate_limits_and_config_errors() -> None:
+    from monitor.endpoint_state import latest_failed
+
+    assert latest_failed(fails("a", 29))
+    assert not latest_failed(oks("a", 28) + fails("a", 29, kind="rate_limited"))
+    assert latest_failed(fails("a", 28) + fails("a", 29, kind="config_error"))
+    assert not latest_failed([])
