@@ -23,6 +23,7 @@ from api.app import create_app
 from api.server import build_server
 from llm_monitor.modes import ProcessMode
 from monitor.catalog import Catalog, CatalogError, EndpointConfig, catalog_warnings, load_catalog
+from monitor.coordination import ProbingLockHeld, open_claims
 from monitor.live import LiveFigures
 from monitor.metrics import Metrics, build_metrics
 from monitor.probes.meters import LoopLagMonitor
@@ -152,6 +153,14 @@ class Service:
             log.error("cannot open the database: %s", str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
             return 1
         probing = self.mode.probes
+        claims = probing_lock = None
+        if probing:
+            try:
+                claims, probing_lock = open_claims(self.store)
+            except ProbingLockHeld as exc:
+                log.error("refusing to start %s: %s", self.mode, exc)
+                await self.store.close()
+                return 1
         await (self.live.load(self.store) if probing else self.live.follow(self.store))
         if probing:
             await restore_metrics(self.store, self.metrics, self.live, self.catalog)
@@ -174,10 +183,15 @@ class Service:
                     lag_monitor=lag_monitor,
                     location=settings.location,
                 )
+                assert claims is not None
                 self.scheduler = ProbeScheduler(
                     runner, self.metrics, interval_of=self.interval_of,
                     is_offline=lambda endpoint: endpoint.to_target(self.environ).config_error is not None,
+                    claims=claims, location=settings.location, locations=settings.locations,
+                    lease_margin_s=settings.claim_lease_margin_s,
                 )
+                if getattr(claims, "shared", False):  # other schedulers' probes count here too
+                    background.append(asyncio.create_task(self._follow_shared_loop(), name="live-follow"))
                 latest = await self.store.latest_results()
                 self.scheduler.start(self.catalog, {k: r.started_at for k, r in latest.items()})
             else:
@@ -225,6 +239,10 @@ class Service:
                 await lag_monitor.stop()
             if client is not None:
                 await client.aclose()
+            if claims is not None:
+                await claims.close()
+            if probing_lock is not None:
+                probing_lock.release()
             await self.store.close()
 
     def _start_callback_task(self, work: Coroutine[Any, Any, Any], name: str) -> None:
@@ -241,6 +259,22 @@ class Service:
             for model_live in self.live.recompute():
                 if export:
                     self.metrics.set_model_live(model_live)
+
+    async def _follow_shared_loop(self) -> None:
+        """HA schedulers: apply the probes other schedulers stored, so this process's figures
+        and exported gauges describe every probe of the endpoint, not only its own slots."""
+        assert self.store is not None
+        while True:
+            await asyncio.sleep(self.settings.live_refresh_s)
+            try:
+                await self.live.follow(self.store)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("live figures refresh from the database failed: %s", type(exc).__name__)
+                continue
+            for _, model_live in self.live.models():
+                self.metrics.set_model_live(model_live)
 
     async def _reload_from_db_loop(self) -> None:
         assert self.store is not None

@@ -268,6 +268,7 @@ def test_exposition_parses_with_one_help_line_per_family_and_base_unit_names(reg
         "llm_monitor_buffered_results": "gauge",
         "llm_monitor_dropped_results": "counter",
         "llm_monitor_info": "gauge",
+        "llm_monitor_slot_claims": "counter",
     }
     assert {name: f.type for name, f in families.items()} == expected
     for family in families.values():
