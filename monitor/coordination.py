@@ -342,7 +342,14 @@ class PostgresClaims:
         return total
 
     async def close(self) -> None:
+        """Send what is pending (claims, finished marks) at once, then release the connection."""
         if self._flusher is not None and not self._flusher.done():
+            if self._flusher_waiting:
+                self._flusher.cancel()
+                await asyncio.gather(self._flusher, return_exceptions=True)
+                if self._claims or self._finished:
+                    self._flusher_waiting = False
+                    self._flusher = asyncio.get_running_loop().create_task(self._flush(0))
             try:
                 await asyncio.wait_for(asyncio.shield(self._flusher), timeout=5)
             except Exception:
