@@ -17,15 +17,17 @@ table (`probe_slot`, migration 0004):
 
 - claim: `INSERT ... ON CONFLICT DO NOTHING RETURNING` - the row's primary key is the slot, so
   exactly one INSERT wins, whatever the race. Claims made within `batch_window_s` of each other
-  (endpoints that share a fire time) go in ONE statement (`unnest` arrays), and the "finished"
-  marks of probes done since the last statement ride along in the same statement (a
-  data-modifying CTE): one round trip per process per fire time, not per endpoint.
-- lease: a claim holds the slot until `lease_until` (the probe's timeout plus a margin). A
-  winner that dies (SIGKILL) before marking its probe finished leaves an expired, unfinished
-  claim; every process sweeps its own location's expired claims whose slot is not over
-  (`take_over`, one UPDATE ... FOR UPDATE SKIP LOCKED) and the one that updates the row probes
-  the slot instead. A slot is so never lost with its prober, only late by at most the lease
-  plus one sweep period; `attempts` caps take-overs at MAX_ATTEMPTS per slot.
+  (endpoints that share a fire time) go in ONE statement (`unnest` arrays): one round trip per
+  process per fire time, not per endpoint.
+- lease: a claim holds the slot until `lease_until` (the probe's timeout plus a margin). Every
+  process sweeps its own location's claims whose lease expired (`take_over`: one statement,
+  `FOR UPDATE SKIP LOCKED`, each claim looked at once). The proof that the winner did its job is
+  the stored probe itself: a `probe_result` row of that endpoint, location and trigger inside
+  the slot. With one, the claim is marked finished; without one (the winner died, SIGKILL, before
+  its result was stored) and while the slot is not over, the sweeper that locked the row takes
+  the slot over and probes it. A slot is so never lost with its prober, only late by at most the
+  lease plus one sweep period; `attempts` caps take-overs at MAX_ATTEMPTS per slot. The winner
+  writes nothing after its claim: no extra round trip per probe.
 - bounded: each row expires two intervals after its slot (`expires_at`, indexed); old rows are
   deleted in batches of `prune_batch` (at most once per `prune_every_s` per process), so the
   table holds about endpoints x locations x 3 rows.
@@ -163,14 +165,11 @@ class SlotClaims(Protocol):
     ) -> bool:
         """True when the caller won (model_id, provider, location, kind, slot) and must probe it.
         `interval_s`: the cadence (the claim is kept 2 intervals); `lease_s`: how long the
-        winner has to call `finished` before another process may take the slot over."""
-
-    def finished(self, model_id: str, provider: str, location: str, slot: datetime, kind: str = SCHEDULED) -> None:
-        """The winner's probe of the slot is done (recorded): no take-over. Never blocks."""
+        winner has to store its probe before another process may take the slot over."""
 
     async def take_over(self, location: str) -> list[SlotKey]:
-        """Claims of `location` whose winner let the lease expire unfinished, while their slot
-        is not over: the caller now holds them (one caller per claim) and must probe them."""
+        """Claims of `location` whose lease expired with no probe stored in their slot, while
+        the slot is not over: the caller now holds them (one caller per claim) and must probe."""
 
     async def close(self) -> None: ...
 
@@ -197,9 +196,6 @@ class LocalClaims:
             del slots[: len(slots) - self._keep]
         return True
 
-    def finished(self, model_id: str, provider: str, location: str, slot: datetime, kind: str = SCHEDULED) -> None:
-        pass
-
     async def take_over(self, location: str) -> list[SlotKey]:
         return []  # one process: nobody else could have died holding a slot
 
@@ -213,15 +209,8 @@ def process_identity() -> str:
 
 
 _TEXT_ARRAY = ARRAY(sa.Text())
-_CLAIM_AND_FINISH = sa.text(
+_CLAIM = sa.text(
     """
-    WITH finished AS (
-        UPDATE probe_slot AS s SET finished_at = now()
-        FROM unnest(:f_model, :f_provider, :f_location, :f_kind, :f_slot)
-             AS f(model_id, provider, location, kind, slot_start)
-        WHERE s.model_id = f.model_id AND s.provider = f.provider AND s.location = f.location
-          AND s.kind = f.kind AND s.slot_start = f.slot_start AND s.finished_at IS NULL
-    )
     INSERT INTO probe_slot
         (model_id, provider, location, kind, slot_start, slot_end, expires_at, lease_until,
          claimed_by, claimed_at, attempts)
@@ -236,26 +225,40 @@ _CLAIM_AND_FINISH = sa.text(
     RETURNING model_id, provider, location, kind, slot_start
     """
 ).bindparams(
-    *(sa.bindparam(name, type_=_TEXT_ARRAY) for name in (
-        "f_model", "f_provider", "f_location", "f_kind", "c_model", "c_provider", "c_location", "c_kind")),
-    sa.bindparam("f_slot", type_=ARRAY(sa.DateTime(timezone=True))),
+    *(sa.bindparam(name, type_=_TEXT_ARRAY) for name in ("c_model", "c_provider", "c_location", "c_kind")),
     sa.bindparam("c_slot", type_=ARRAY(sa.DateTime(timezone=True))),
     *(sa.bindparam(name, type_=ARRAY(sa.Double())) for name in ("c_interval", "c_keep", "c_lease")),
 )
+# Each claim whose lease expired is looked at once: resolved (finished_at) when its probe is
+# stored, when its slot is over or when it ran out of attempts; taken over otherwise.
 _TAKE_OVER = sa.text(
     """
-    UPDATE probe_slot AS s
-    SET claimed_by = :owner, claimed_at = now(), attempts = s.attempts + 1,
-        lease_until = now() + (s.lease_until - s.claimed_at)
-    WHERE (s.model_id, s.provider, s.location, s.kind, s.slot_start) IN (
-        SELECT model_id, provider, location, kind, slot_start FROM probe_slot
-        WHERE location = :location AND finished_at IS NULL AND lease_until < now()
-          AND slot_end > now() AND attempts < :max_attempts
-        ORDER BY lease_until
+    WITH due AS (
+        SELECT s.model_id, s.provider, s.location, s.kind, s.slot_start,
+               (s.slot_end <= now() OR s.attempts >= :max_attempts OR EXISTS (
+                    SELECT 1 FROM probe_result r
+                    WHERE r.model_id = s.model_id AND r.provider = s.provider
+                      AND r.started_at >= s.slot_start AND r.started_at < s.slot_end
+                      AND r.location = s.location AND r.trigger = s.kind)) AS resolved
+        FROM probe_slot s
+        WHERE s.location = :location AND s.finished_at IS NULL AND s.lease_until < now()
+        ORDER BY s.lease_until
         LIMIT :limit
-        FOR UPDATE SKIP LOCKED
+        FOR UPDATE OF s SKIP LOCKED
+    ),
+    resolved AS (
+        UPDATE probe_slot AS p SET finished_at = now()
+        FROM due
+        WHERE due.resolved AND p.model_id = due.model_id AND p.provider = due.provider
+          AND p.location = due.location AND p.kind = due.kind AND p.slot_start = due.slot_start
     )
-    RETURNING s.model_id, s.provider, s.location, s.kind, s.slot_start
+    UPDATE probe_slot AS p
+    SET claimed_by = :owner, claimed_at = now(), attempts = p.attempts + 1,
+        lease_until = now() + (p.lease_until - p.claimed_at)
+    FROM due
+    WHERE NOT due.resolved AND p.model_id = due.model_id AND p.provider = due.provider
+      AND p.location = due.location AND p.kind = due.kind AND p.slot_start = due.slot_start
+    RETURNING p.model_id, p.provider, p.location, p.kind, p.slot_start
     """
 )
 _PRUNE = sa.text(
@@ -283,7 +286,6 @@ class PostgresClaims:
         owner: str | None = None,
         batch_window_s: float = 0.005,
         max_batch: int = 2000,
-        finish_delay_s: float = 0.5,
         prune_every_s: float = 60.0,
         prune_batch: int = 1000,
         take_over_limit: int = 500,
@@ -292,14 +294,12 @@ class PostgresClaims:
         self.owner = owner or process_identity()
         self._batch_window_s = batch_window_s
         self._max_batch = max_batch
-        self._finish_delay_s = finish_delay_s
         self._prune_every_s = prune_every_s
         self._prune_batch = prune_batch
         self._take_over_limit = take_over_limit
         self._connection: AsyncConnection | None = None
         self._lock = asyncio.Lock()  # one statement at a time on the connection
         self._claims: list[tuple[SlotKey, float, float, float, asyncio.Future[bool]]] = []
-        self._finished: list[SlotKey] = []
         self._flusher: asyncio.Task[None] | None = None
         self._flusher_waiting = False
         self._flush_due = 0.0
@@ -318,10 +318,6 @@ class PostgresClaims:
         self._claims.append((key, interval, 2 * interval, lease, future))
         self._wake(self._batch_window_s)
         return await future
-
-    def finished(self, model_id: str, provider: str, location: str, slot: datetime, kind: str = SCHEDULED) -> None:
-        self._finished.append(SlotKey(model_id, provider, location, kind, slot.astimezone(timezone.utc)))
-        self._wake(self._finish_delay_s)
 
     async def take_over(self, location: str) -> list[SlotKey]:
         rows = await self._execute(_TAKE_OVER, {
@@ -342,21 +338,12 @@ class PostgresClaims:
         return total
 
     async def close(self) -> None:
-        """Send what is pending (claims, finished marks) at once, then release the connection."""
+        """Answer pending claims (bounded wait), then release the connection."""
         if self._flusher is not None and not self._flusher.done():
-            if self._flusher_waiting:
-                self._flusher.cancel()
-                await asyncio.gather(self._flusher, return_exceptions=True)
-                if self._claims or self._finished:
-                    self._flusher_waiting = False
-                    self._flusher = asyncio.get_running_loop().create_task(self._flush(0))
             try:
                 await asyncio.wait_for(asyncio.shield(self._flusher), timeout=5)
             except Exception:
                 self._flusher.cancel()
-        if self._finished:
-            with _quiet():
-                await self._send([], self._take_finished())
         for *_, future in self._claims:
             if not future.done():
                 future.set_exception(ConnectionError("claims closed"))
@@ -375,7 +362,7 @@ class PostgresClaims:
         if self._flusher is not None and not self._flusher.done():
             if not (self._flusher_waiting and due < self._flush_due):
                 return  # it sends soon enough, or is sending and will pick this up
-            self._flusher.cancel()  # only ever cancelled while it sleeps
+            self._flusher.cancel()  # only ever cancelled while it sleeps (a shorter window asked)
         self._flush_due = due
         self._flusher_waiting = True
         self._flusher = loop.create_task(self._flush(delay_s), name="slot-claims")
@@ -383,13 +370,11 @@ class PostgresClaims:
     async def _flush(self, delay_s: float) -> None:
         await asyncio.sleep(delay_s)
         self._flusher_waiting = False
-        while self._claims or self._finished:
+        while self._claims:
             batch, self._claims = self._claims[: self._max_batch], self._claims[self._max_batch:]
-            finished = self._take_finished()
             try:
-                won = await self._send(batch, finished)
+                won = await self._send(batch)
             except Exception as exc:
-                self._finished[:0] = finished  # retried with the next statement
                 for *_, future in batch:
                     if not future.done():
                         future.set_exception(exc)
@@ -405,24 +390,17 @@ class PostgresClaims:
                 with _quiet():
                     await self.prune()
 
-    def _take_finished(self) -> list[SlotKey]:
-        finished, self._finished = self._finished[: self._max_batch], self._finished[self._max_batch:]
-        return finished
-
-    async def _send(self, batch: list[tuple[SlotKey, float, float, float, Any]], finished: list[SlotKey]) -> set[SlotKey]:
+    async def _send(self, batch: list[tuple[SlotKey, float, float, float, Any]]) -> set[SlotKey]:
         keys = [item[0] for item in batch]
         params = {
             "owner": self.owner,
-            "f_model": [k.model_id for k in finished], "f_provider": [k.provider for k in finished],
-            "f_location": [k.location for k in finished], "f_kind": [k.kind for k in finished],
-            "f_slot": [k.slot for k in finished],
             "c_model": [k.model_id for k in keys], "c_provider": [k.provider for k in keys],
             "c_location": [k.location for k in keys], "c_kind": [k.kind for k in keys],
             "c_slot": [k.slot for k in keys],
             "c_interval": [item[1] for item in batch], "c_keep": [item[2] for item in batch],
             "c_lease": [item[3] for item in batch],
         }
-        rows = await self._execute(_CLAIM_AND_FINISH, params)
+        rows = await self._execute(_CLAIM, params)
         return {_key_of(row) for row in rows}
 
     async def _execute(self, statement: sa.TextClause, params: dict[str, Any], *, rows: bool = True) -> Any:

@@ -13,9 +13,9 @@ their endpoint in the current catalog at run time, so a config reload takes effe
 
 HA: at each run the job claims its slot (`SlotClaims`, built at the entrypoint: in-process for
 SQLite, shared through PostgreSQL otherwise) and probes only when it won; a lost claim is counted
-(`llm_monitor_slot_claims_total{outcome="claimed_elsewhere"}`), not a skipped run. The winner
-marks the slot finished after its probe; with shared claims a sweep every `sweep_s` takes over
-this location's slots whose winner died holding them (lease expired unfinished) and probes them.
+(`llm_monitor_slot_claims_total{outcome="claimed_elsewhere"}`), not a skipped run. With shared
+claims a sweep every `sweep_s` takes over this location's slots whose winner died holding them
+(lease expired, no probe stored in the slot) and probes them.
 When the database cannot answer a claim the job probes anyway (`unavailable`): a duplicate is
 possible then, a gap is not.
 
@@ -317,7 +317,7 @@ class ProbeScheduler:
             if not won:
                 self._unserved_since.pop(key, None)  # served, by another process
                 return
-            await self._probe_slot(model, endpoint, slot, on_start=lambda: self._started(key))
+            await self._probe_slot(model, endpoint, on_start=lambda: self._started(key))
         except asyncio.CancelledError:
             raise
         except Exception:  # a bug must not kill the job's future runs
@@ -326,22 +326,12 @@ class ProbeScheduler:
             self._in_flight.discard(task)
 
     async def _probe_slot(
-        self, model: ModelConfig, endpoint: EndpointConfig, slot: datetime,
-        on_start: Callable[[], None] | None = None,
+        self, model: ModelConfig, endpoint: EndpointConfig, on_start: Callable[[], None] | None = None,
     ) -> None:
-        """Probe a won slot, then mark it finished (not when cancelled: then another process
-        may take it over once the lease expires)."""
-        try:
-            if on_start is None:
-                await self._runner.probe_endpoint(model, endpoint)
-            else:
-                await self._runner.probe_endpoint(model, endpoint, on_start=on_start)
-        except asyncio.CancelledError:
-            raise
-        except BaseException:
-            self._claims.finished(model.id, endpoint.provider, self._location, slot)
-            raise
-        self._claims.finished(model.id, endpoint.provider, self._location, slot)
+        if on_start is None:
+            await self._runner.probe_endpoint(model, endpoint)
+        else:
+            await self._runner.probe_endpoint(model, endpoint, on_start=on_start)
 
     async def _sweep_loop(self) -> None:
         """Shared claims: take over this location's slots whose winner died holding them."""
@@ -371,7 +361,7 @@ class ProbeScheduler:
             assert task is not None
             self._in_flight.add(task)
             try:
-                await self._probe_slot(model, endpoint, slot_key.slot)
+                await self._probe_slot(model, endpoint)
             except asyncio.CancelledError:
                 raise
             except Exception:

@@ -8,6 +8,8 @@ import asyncio
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+from dataclasses import replace
+
 import pytest
 import sqlalchemy as sa
 
@@ -19,7 +21,9 @@ from monitor.coordination import (
     SlotKey,
     open_claims,
 )
+from monitor.probes.base import Trigger
 from monitor.store import SQLStore, open_store
+from tests.service.conftest import result
 
 
 def now_slot() -> datetime:
@@ -88,8 +92,10 @@ async def test_an_unfinished_claim_is_taken_over_once_its_lease_expires(pg_store
         assert await dead.claim("m", "P", "a", slot, interval_s=60, lease_s=1.0)
         assert await dead.claim("m", "Q", "a", slot, interval_s=60, lease_s=1.0)
         assert await dead.claim("m", "R", "b", slot, interval_s=60, lease_s=1.0)  # another location
-        dead.finished("m", "Q", "a", slot)  # Q's probe was done
-        await dead.close()  # flushes the finished mark, then "dies"
+        # Q's probe was done and stored; P's and R's were not.
+        await pg_store.insert_results([("m", "Q", replace(
+            result(), started_at=slot + timedelta(milliseconds=20), location="a", trigger=Trigger.SCHEDULED))])
+        await dead.close()  # "dies"
         # Nothing yet: the lease runs.
         assert [await claims.take_over("a") for claims in alive] == [[], [], [], []]
         assert [r.claimed_by for r in await rows(pg_store)] == ["dead", "dead", "dead"]
@@ -100,7 +106,9 @@ async def test_an_unfinished_claim_is_taken_over_once_its_lease_expires(pg_store
         [p_row] = await rows(pg_store, "provider = 'P'")
         assert p_row.claimed_by != "dead" and p_row.attempts == 2 and p_row.finished_at is None
         [q_row] = await rows(pg_store, "provider = 'Q'")
-        assert q_row.finished_at is not None and q_row.claimed_by == "dead"
+        assert q_row.finished_at is not None and q_row.claimed_by == "dead" and q_row.attempts == 1
+        # Each expired claim is looked at once: the next sweeps find nothing until P's new lease ends.
+        assert [await claims.take_over("a") for claims in alive] == [[], [], [], []]
     finally:
         for claims in alive:
             await claims.close()
@@ -125,17 +133,19 @@ async def test_take_over_stops_after_the_attempt_cap_and_at_the_slot_end(pg_stor
         await claims.close()
 
 
-async def test_finished_marks_ride_along_with_the_next_claims(pg_store):
-    claims = PostgresClaims(pg_store.engine, finish_delay_s=30)
+async def test_a_probe_of_another_location_or_trigger_does_not_count_as_done(pg_store):
+    claims = PostgresClaims(pg_store.engine)
     try:
         slot = now_slot()
-        assert await claims.claim("m", "P", "a", slot, interval_s=60)
-        before = claims.statements
-        claims.finished("m", "P", "a", slot)
-        assert await claims.claim("m", "Q", "a", slot, interval_s=60)  # does not wait 30 s
-        assert claims.statements == before + 1
-        [row] = await rows(pg_store, "provider = 'P'")
-        assert row.finished_at is not None
+        assert await claims.claim("m", "P", "a", slot, interval_s=60, lease_s=0.2)
+        at = slot + timedelta(milliseconds=10)
+        await pg_store.insert_results([
+            ("m", "P", replace(result(), started_at=at, location="b", trigger=Trigger.SCHEDULED)),
+            ("m", "P", replace(result(), started_at=at, location="a", trigger=Trigger.MANUAL)),
+            ("m", "P", replace(result(), started_at=slot - timedelta(seconds=1), location="a")),
+        ])
+        await asyncio.sleep(0.3)
+        assert await claims.take_over("a") == [SlotKey("m", "P", "a", "scheduled", slot)]
     finally:
         await claims.close()
 
