@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from monitor.catalog.schema import INTERVAL_MAX_S, INTERVAL_MIN_S
@@ -88,22 +88,16 @@ class Settings(BaseSettings):
 
     @field_validator("locations")
     @classmethod
-    def _valid_locations(cls, value: list[str]) -> list[str]:
+    def _valid_locations(cls, value: list[str], info: ValidationInfo) -> list[str]:
         for name in value:
             if not _LOCATION.fullmatch(name):
                 raise ValueError(f"location {name!r} must match {_LOCATION.pattern}")
         if len(set(value)) != len(value):
             raise ValueError("a location is listed twice")
+        own = info.data.get("location")
+        if value and own is not None and own not in value:
+            raise ValueError(f"must list this process's location {own!r} (--location), got {','.join(value)}")
         return value
-
-    @model_validator(mode="after")
-    def _own_location_listed(self) -> "Settings":
-        if self.locations and self.location not in self.locations:
-            raise ValueError(
-                f"locations (LLM_MONITOR_LOCATIONS) must list this process's location "
-                f"{self.location!r}: got {','.join(self.locations)}"
-            )
-        return self
 
     @field_validator("cors_origins", mode="before")
     @classmethod

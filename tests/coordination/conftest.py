@@ -13,6 +13,7 @@ import asyncpg
 import pytest
 
 from monitor.store import SQLStore, open_store
+from tests.e2e.conftest import start_service  # noqa: F401  (the e2e fixture: real processes)
 from tests.store.conftest import POSTGRES_HOST, POSTGRES_PORT, _admin, postgres_url
 
 
