@@ -228,7 +228,8 @@ class ProbeScheduler:
         for key, (model_id, endpoint) in wanted.items():
             interval = self._interval_of(endpoint)
             previous = None if old is None else _endpoint(old, model_id, endpoint.provider)[1]
-            existing = self._scheduler.get_job(key)
+            # Before start() APScheduler looks pending jobs up by a linear scan: none exist yet.
+            existing = None if old is None else self._scheduler.get_job(key)
             if existing is not None and previous is not None and self._interval_of(previous) == interval:
                 continue  # unchanged cadence: keep the job and its next run time
             if existing is not None:
