@@ -24,9 +24,9 @@ from api.server import build_server
 from llm_monitor.modes import ProcessMode
 from monitor.catalog import Catalog, CatalogError, EndpointConfig, catalog_warnings, load_catalog
 from monitor.confirm import ConfirmManager
-from monitor.coordination import LocalClaims
 from monitor.incidents import IncidentTracker
 from monitor.liveness import LivenessChecker
+from monitor.coordination import ProbingLockHeld, open_claims
 from monitor.live import LiveFigures
 from monitor.metrics import Metrics, build_incident_metrics, build_metrics
 from monitor.probes.meters import LoopLagMonitor
@@ -170,6 +170,14 @@ class Service:
             log.error("cannot open the database: %s", str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
             return 1
         probing = self.mode.probes
+        claims = probing_lock = None
+        if probing:
+            try:
+                claims, probing_lock = open_claims(self.store)
+            except ProbingLockHeld as exc:
+                log.error("refusing to start %s: %s", self.mode, exc)
+                await self.store.close()
+                return 1
         await self._start_incidents(self.store, probing)
         await (self.live.load(self.store) if probing else self.live.follow(self.store))
         if probing:
@@ -203,16 +211,21 @@ class Service:
                     location=settings.location,
                     is_suspect=self.selftest.is_suspect,
                 )
+                assert claims is not None
                 self.scheduler = ProbeScheduler(
                     runner, self.metrics, interval_of=self.interval_of,
                     is_offline=lambda endpoint: endpoint.to_target(self.environ).config_error is not None,
+                    claims=claims, location=settings.location, locations=settings.locations,
+                    lease_margin_s=settings.claim_lease_margin_s,
                 )
                 runner.add_listener(self.incidents.touch)
+                if getattr(claims, "shared", False):  # other schedulers' probes count here too
+                    background.append(asyncio.create_task(self._follow_shared_loop(), name="live-follow"))
                 latest = await self.store.latest_results()
                 self.scheduler.start(self.catalog, {k: r.started_at for k, r in latest.items()})
-                # Confirmation probes and liveness checks (monitor.confirm, monitor.liveness).
-                # LocalClaims: one probing process per location until shared claims are wired.
-                self.confirm = ConfirmManager(runner.probe_endpoint, self.metrics, LocalClaims(),
+                # Confirmation probes and liveness checks (monitor.confirm, monitor.liveness);
+                # confirmations are claimed like scheduled slots (kind "confirm").
+                self.confirm = ConfirmManager(runner.probe_endpoint, self.metrics, claims,
                                               location=settings.location)
                 runner.add_listener(self.confirm.on_result)
                 self.confirm.start(self.catalog, await self.store.consecutive_failures())
@@ -285,6 +298,10 @@ class Service:
                 await client.aclose()
             if liveness_client is not None:
                 await liveness_client.aclose()
+            if claims is not None:
+                await claims.close()
+            if probing_lock is not None:
+                probing_lock.release()
             await self.store.close()
 
     async def _start_incidents(self, store: Store, probing: bool) -> None:
@@ -341,6 +358,22 @@ class Service:
                     if figures is not None:
                         self.metrics.set_window_figures(figures)
             await asyncio.sleep(self.settings.window_metrics_s)
+
+    async def _follow_shared_loop(self) -> None:
+        """HA schedulers: apply the probes other schedulers stored, so this process's figures
+        and exported gauges describe every probe of the endpoint, not only its own slots."""
+        assert self.store is not None
+        while True:
+            await asyncio.sleep(self.settings.live_refresh_s)
+            try:
+                await self.live.follow(self.store)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("live figures refresh from the database failed: %s", type(exc).__name__)
+                continue
+            for _, model_live in self.live.models():
+                self.metrics.set_model_live(model_live)
 
     async def _reload_from_db_loop(self) -> None:
         assert self.store is not None

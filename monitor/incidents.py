@@ -25,7 +25,6 @@ import dataclasses
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime, timedelta, timezone
-from typing import Any
 
 from monitor.catalog import Catalog, EndpointConfig, ModelConfig
 from monitor.endpoint_state import (

@@ -46,6 +46,8 @@ DUE_MARGIN = timedelta(milliseconds=2)
 # (model_id, endpoint, figures, the endpoint's kept samples newest first, now) -> figures with the
 # endpoint state set (`IncidentTracker.annotate`): sets `active` to "up by quorum" as well.
 Annotator = Callable[[str, EndpointConfig, EndpointLive, list[ProbeSample], datetime], EndpointLive]
+# follow(): how many ids before the newest one read are read again (late commits of other writers).
+FOLLOW_OVERLAP_IDS = 1000
 
 
 def _utcnow() -> datetime:
@@ -172,12 +174,17 @@ class LiveFigures:
             self._cursor = cursor
             return
         touched: set[str] = set()
+        # Several schedulers write at once (HA): ids are taken at insert but become visible at
+        # commit, so a smaller id can appear after a larger one was read. Re-reading the last
+        # FOLLOW_OVERLAP_IDS ids catches those; a probe seen twice is skipped by _add_sample.
+        after = max(0, self._cursor - FOLLOW_OVERLAP_IDS)
         while True:
-            rows = await store.samples_after(self._cursor, page)
+            rows = await store.samples_after(after, page)
             for row_id, model_id, provider, sample in rows:
                 if self._add_sample(model_id, provider, sample):
                     touched.add(model_id)
-                self._cursor = row_id
+                after = row_id
+                self._cursor = max(self._cursor, row_id)
             if len(rows) < page:
                 break
         for model_id in touched:

@@ -50,6 +50,11 @@ TTFT_BUCKETS_S: tuple[float, ...] = (
 SKIP_MAX_INSTANCES = "max_instances"
 SKIP_MISFIRE = "misfire"
 SKIP_REASONS: tuple[str, ...] = (SKIP_MAX_INSTANCES, SKIP_MISFIRE)
+# HA scheduling: what became of this process's scheduled fires (monitor.coordination). `won`:
+# it claimed the slot and probed; `claimed_elsewhere`: another process had the slot (not a
+# skipped run: the slot is probed, elsewhere); `taken_over`: it probed a slot whose winner died
+# before finishing; `unavailable`: the database could not answer, it probed anyway.
+SLOT_CLAIM_OUTCOMES: tuple[str, ...] = ("won", "claimed_elsewhere", "taken_over", "unavailable")
 
 ENDPOINT_LABELS = ("model", "provider")
 MODEL_LABELS = ("model",)
@@ -119,6 +124,8 @@ class Metrics:
     endpoint_uptime_ratio: Gauge
     endpoint_ttft_p50_seconds: Gauge
     ops: "CostSelftestMetrics | None" = field(default=None)  # cost and self-test (section at the end)
+    # --- HA scheduling (ha) ---
+    slot_claims_total: Counter | None = None
 
     # --- per probe (runner) ---
     def record_probe(self, model: str, provider: str, result: ProbeResult) -> None:
@@ -252,6 +259,11 @@ class Metrics:
     def inc_skipped(self, reason: str, count: int = 1) -> None:
         """Count scheduled runs that never ran; `reason` is one of SKIP_REASONS."""
         self.skipped_runs_total.labels(reason).inc(count)
+
+    def inc_slot_claim(self, outcome: str) -> None:
+        """Count one scheduled fire by what became of it; `outcome` is one of SLOT_CLAIM_OUTCOMES."""
+        if self.slot_claims_total is not None:
+            self.slot_claims_total.labels(outcome).inc()
 
     def mark_db_write(self, moment: datetime | float) -> None:
         """Record a successful database write; `moment` is a UTC datetime or Unix seconds."""
@@ -442,6 +454,17 @@ def build_metrics(registry: CollectorRegistry, *, version: str | None = None) ->
     for reason in SKIP_REASONS:
         metrics.skipped_runs_total.labels(reason)  # at 0 from the start, so increase() sees the first
     metrics.ops = build_cost_selftest_metrics(registry)
+    metrics.slot_claims_total = Counter(
+        "llm_monitor_slot_claims_total",
+        "Scheduled probe fires of this process by outcome: won (claimed the slot and probed), "
+        "claimed_elsewhere (another scheduler of this location had it), taken_over (probed a slot "
+        "whose winner stopped before finishing), unavailable (the database could not answer: "
+        "probed anyway). Sum over instances: won + taken_over + unavailable = probes.",
+        ("outcome",),
+        registry=registry,
+    )
+    for outcome in SLOT_CLAIM_OUTCOMES:
+        metrics.slot_claims_total.labels(outcome)
     return metrics
 
 

@@ -1,13 +1,23 @@
 """APScheduler 3.x wiring: one interval job per catalog endpoint, and the schedule's own health.
 
 Each job has an explicit id (`job_id`: a JSON array of model id and provider, so no two endpoints
-can share one), `max_instances=1`, coalescing, a misfire grace of half an interval and jitter.
-First runs are spread over the first interval by a stable hash of the job id (no burst at start),
-except for endpoints that can only fail with `config_error` (an unset key or URL variable): those
-make no network call, so they run at once and the page shows why they are down right away. After
-a restart an endpoint whose last probe is recent resumes at `last_probe + interval`. Jobs look up
+can share one), `max_instances=1`, coalescing and a misfire grace of half an interval. Runs fall
+on the endpoint's wall-clock slot grid (`monitor.coordination.SlotGrid`: slot starts at
+`k * interval + phase`, the phase a stable hash of the job id, staggered by the location's place
+in `locations`), the same grid in every process, so runs are spread over the interval (no burst
+at start) and a restart resumes the cadence by itself. Endpoints that can only fail with
+`config_error` (an unset key or URL variable) make no network call, so their first run is at once
+(unless their last probe is recent) and the page shows why they are down right away. Jobs look up
 their endpoint in the current catalog at run time, so a config reload takes effect through
 `apply()`. `shutdown()` stops scheduling and waits, bounded, for probes in flight.
+
+HA: at each run the job claims its slot (`SlotClaims`, built at the entrypoint: in-process for
+SQLite, shared through PostgreSQL otherwise) and probes only when it won; a lost claim is counted
+(`llm_monitor_slot_claims_total{outcome="claimed_elsewhere"}`), not a skipped run. With shared
+claims a sweep every `sweep_s` takes over this location's slots whose winner died holding them
+(lease expired, no probe stored in the slot) and probes them.
+When the database cannot answer a claim the job probes anyway (`unavailable`): a duplicate is
+possible then, a gap is not.
 
 When probes cannot keep up (more endpoints than the concurrency bound serves in an interval),
 APScheduler skips runs: `max_instances` while the endpoint's previous run still waits or probes,
@@ -30,7 +40,7 @@ import json
 import logging
 from collections import Counter
 from datetime import datetime, timedelta, timezone
-from typing import Callable, Mapping
+from typing import Callable, Mapping, Sequence
 
 from apscheduler.events import (
     EVENT_JOB_MAX_INSTANCES,
@@ -42,14 +52,21 @@ from apscheduler.events import (
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
-from monitor.probes.base import Trigger
+from monitor.probes.base import DEFAULT_LOCATION, Trigger
 from monitor.catalog import Catalog, EndpointConfig, ModelConfig
+from monitor.coordination import LocalClaims, SlotClaims, SlotGrid, SlotKey
 from monitor.metrics import SKIP_MAX_INSTANCES, SKIP_MISFIRE, SKIP_REASONS, Metrics
 from monitor.runner import Runner
 
 log = logging.getLogger(__name__)
 
-MAX_JITTER_S = 60.0
+# A claim's lease: the probe's timeout plus this margin (queueing for a concurrency slot, storing).
+LEASE_MARGIN_S = 10.0
+# The take-over sweep runs every quarter of the shortest interval, within these bounds.
+SWEEP_MIN_S = 0.25
+SWEEP_MAX_S = 5.0
+# "the database could not answer a claim" is logged at most once per this many seconds.
+CLAIM_ERROR_LOG_PERIOD_S = 60.0
 # Skipped runs are logged as one summary line per this many seconds at most.
 SKIP_LOG_PERIOD_S = 10.0
 # The summary names this many of the endpoints with the most skipped runs.
@@ -126,16 +143,14 @@ def spread_offset(key: str, interval_s: float) -> float:
 
 
 def first_run_at(
-    key: str, interval_s: float, now: datetime, last_probe_at: datetime | None, *, offline: bool = False
+    grid: SlotGrid, now: datetime, last_probe_at: datetime | None, *, offline: bool = False
 ) -> datetime:
-    """`offline`: the probe will fail with config_error without any network call."""
-    if last_probe_at is not None:
-        due = last_probe_at + timedelta(seconds=interval_s)
-        if due > now:
-            return due  # resume the old cadence: no extra probe because of a restart
-    if offline:
+    """The first run: the next slot start on the endpoint's grid. `offline`: the probe will fail
+    with config_error without any network call, so it runs at once unless its last probe is
+    recent (then the grid decides too: no extra probe because of a restart)."""
+    if offline and (last_probe_at is None or last_probe_at + timedelta(seconds=grid.interval_s) <= now):
         return now
-    return now + timedelta(seconds=spread_offset(key, interval_s))
+    return grid.next_start(now)
 
 
 class ProbeScheduler:
@@ -147,8 +162,28 @@ class ProbeScheduler:
         interval_of: Callable[[EndpointConfig], float],
         is_offline: Callable[[EndpointConfig], bool] = lambda endpoint: False,
         clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+        claims: SlotClaims | None = None,
+        location: str | None = None,
+        locations: Sequence[str] = (),
+        lease_margin_s: float = LEASE_MARGIN_S,
     ) -> None:
-        """`is_offline(endpoint)`: its probes fail with config_error without a network call."""
+        """`is_offline(endpoint)`: its probes fail with config_error without a network call.
+        `claims`: who probes which slot (default: in-process). `location`: this process's
+        (default: the runner's); `locations`: every location, in one agreed order (staggering;
+        default: this one alone)."""
+        self._claims: SlotClaims = claims if claims is not None else LocalClaims()
+        self._location = location or getattr(runner, "location", DEFAULT_LOCATION)
+        order = list(locations) or [self._location]
+        if self._location not in order:
+            raise ValueError(f"locations: {self._location!r} (this location) is not in the list {order}")
+        self._stagger = (order.index(self._location), len(order))
+        self._lease_margin_s = lease_margin_s
+        self._grids: dict[str, SlotGrid] = {}
+        # Per job id: the scheduled time of its latest submitted run (which slot a run is for).
+        self._due_at: dict[str, datetime] = {}
+        self._sweep_s = SWEEP_MAX_S
+        self._sweeper: asyncio.Task | None = None
+        self._claim_error_logged = float("-inf")
         self._runner = runner
         self._metrics = metrics
         self._interval_of = interval_of
@@ -173,6 +208,8 @@ class ProbeScheduler:
         """Must be called inside the running event loop."""
         self.apply(catalog, last_probe_at)
         self._scheduler.start()
+        if getattr(self._claims, "shared", False):
+            self._sweeper = asyncio.get_running_loop().create_task(self._sweep_loop(), name="slot-take-over")
 
     def apply(self, catalog: Catalog, last_probe_at: Mapping[tuple[str, str], datetime]) -> None:
         """Make the jobs match `catalog`: add new endpoints, reschedule changed, drop removed."""
@@ -185,21 +222,26 @@ class ProbeScheduler:
             if job.id not in wanted:
                 job.remove()
                 self._unserved_since.pop(job.id, None)
+                self._grids.pop(job.id, None)
                 log.info("unscheduled %s (removed from config)", job.id)
         now = self._clock()
         for key, (model_id, endpoint) in wanted.items():
             interval = self._interval_of(endpoint)
             previous = None if old is None else _endpoint(old, model_id, endpoint.provider)[1]
-            existing = self._scheduler.get_job(key)
+            # Before start() APScheduler looks pending jobs up by a linear scan: none exist yet.
+            existing = None if old is None else self._scheduler.get_job(key)
             if existing is not None and previous is not None and self._interval_of(previous) == interval:
                 continue  # unchanged cadence: keep the job and its next run time
             if existing is not None:
                 existing.remove()
                 self._unserved_since.pop(key, None)  # a new cadence starts afresh
             self._metrics.set_endpoint_interval(model_id, endpoint.provider, interval)
+            grid = SlotGrid.of(key, interval, location_index=self._stagger[0], locations=self._stagger[1])
+            self._grids[key] = grid
             self._scheduler.add_job(
                 self._run_job,
-                trigger=IntervalTrigger(seconds=interval, jitter=min(interval * 0.1, MAX_JITTER_S)),
+                # No jitter: every process fires on the same grid, and the claim picks one.
+                trigger=IntervalTrigger(seconds=grid.interval_s, start_date=grid.anchor, timezone=timezone.utc),
                 args=(model_id, endpoint.provider),
                 id=key,
                 name=key,
@@ -207,10 +249,13 @@ class ProbeScheduler:
                 coalesce=True,
                 misfire_grace_time=max(1, int(interval / 2)),
                 next_run_time=first_run_at(
-                    key, interval, now, last_probe_at.get((model_id, endpoint.provider)),
+                    grid, now, last_probe_at.get((model_id, endpoint.provider)),
                     offline=self._is_offline(endpoint),
                 ),
             )
+        if self._grids:
+            shortest = min(grid.interval_s for grid in self._grids.values())
+            self._sweep_s = min(SWEEP_MAX_S, max(SWEEP_MIN_S, shortest / 4))
 
     async def run_now(self, model_id: str, provider: str):
         """Probe one endpoint immediately (admin "probe now"), outside its schedule."""
@@ -224,6 +269,9 @@ class ProbeScheduler:
         """Stop scheduling; wait up to grace_s for probes in flight. Returns how many were cut."""
         if not self._scheduler.running:
             return 0
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            await asyncio.gather(self._sweeper, return_exceptions=True)
         # Pause first: APScheduler's shutdown cancels running coroutine jobs, and the probes in
         # flight must be allowed to finish (and be stored) within the grace period.
         self._scheduler.pause()
@@ -250,16 +298,89 @@ class ProbeScheduler:
         try:
             assert self._catalog is not None
             model, endpoint = _endpoint(self._catalog, model_id, provider)
-            if model is None or endpoint is None:
+            grid = self._grids.get(key)
+            if model is None or endpoint is None or grid is None:
                 self._unserved_since.pop(key, None)
                 return  # removed by a reload while this run was queued
-            await self._runner.probe_endpoint(model, endpoint, on_start=lambda: self._started(key))
+            slot = grid.slot_of(self._due_at.pop(key, None) or self._clock())
+            try:
+                won = await self._claims.claim(
+                    model_id, provider, self._location, slot,
+                    interval_s=grid.interval_s, lease_s=endpoint.timeout_s + self._lease_margin_s,
+                )
+                outcome = "won" if won else "claimed_elsewhere"
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                won, outcome = True, "unavailable"
+                self._log_claim_error(exc)
+            self._metrics.inc_slot_claim(outcome)
+            if not won:
+                self._unserved_since.pop(key, None)  # served, by another process
+                return
+            await self._probe_slot(model, endpoint, on_start=lambda: self._started(key))
         except asyncio.CancelledError:
             raise
         except Exception:  # a bug must not kill the job's future runs
             log.exception("probe job %s failed unexpectedly", key)
         finally:
             self._in_flight.discard(task)
+
+    async def _probe_slot(
+        self, model: ModelConfig, endpoint: EndpointConfig, on_start: Callable[[], None] | None = None,
+    ) -> None:
+        if on_start is None:
+            await self._runner.probe_endpoint(model, endpoint)
+        else:
+            await self._runner.probe_endpoint(model, endpoint, on_start=on_start)
+
+    async def _sweep_loop(self) -> None:
+        """Shared claims: take over this location's slots whose winner died holding them."""
+        while True:
+            await asyncio.sleep(self._sweep_s)
+            try:
+                taken = await self._claims.take_over(self._location)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self._log_claim_error(exc)
+                continue
+            for slot_key in taken:
+                self._start_taken_over(slot_key)
+
+    def _start_taken_over(self, slot_key: SlotKey) -> None:
+        assert self._catalog is not None
+        model, endpoint = _endpoint(self._catalog, slot_key.model_id, slot_key.provider)
+        if model is None or endpoint is None or slot_key.kind != "scheduled":
+            return
+        log.info("took over slot %s of %s/%s at %s: its prober stopped before finishing",
+                 slot_key.slot.isoformat(), slot_key.model_id, slot_key.provider, self._location)
+        self._metrics.inc_slot_claim("taken_over")
+
+        async def run() -> None:
+            task = asyncio.current_task()
+            assert task is not None
+            self._in_flight.add(task)
+            try:
+                await self._probe_slot(model, endpoint)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("taken-over probe of %s/%s failed unexpectedly", model.id, endpoint.provider)
+            finally:
+                self._in_flight.discard(task)
+
+        asyncio.get_running_loop().create_task(run(), name="slot-taken-over")
+
+    def _log_claim_error(self, exc: BaseException) -> None:
+        now = asyncio.get_running_loop().time()
+        if now - self._claim_error_logged >= CLAIM_ERROR_LOG_PERIOD_S:
+            self._claim_error_logged = now
+            log.warning(
+                "slot claims unavailable (%s): probing without a claim, so another scheduler of "
+                "this location may probe the same slot until the database answers again",
+                type(exc).__name__,
+            )
 
     def _started(self, key: str) -> None:
         """The job's probe got its concurrency slot: it serves every run scheduled so far."""
@@ -272,6 +393,8 @@ class ProbeScheduler:
             self._unserved_since.setdefault(key, min(run_times))  # keep the oldest
 
     def _on_submitted(self, event: JobSubmissionEvent) -> None:
+        if event.scheduled_run_times:
+            self._due_at[event.job_id] = max(event.scheduled_run_times)
         self._owe(event.job_id, event.scheduled_run_times)
 
     def _on_skipped(self, event: JobSubmissionEvent | JobExecutionEvent) -> None:

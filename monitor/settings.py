@@ -6,16 +6,18 @@ plain `DATABASE_URL`) and most from a CLI flag, which wins.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from monitor.catalog.schema import INTERVAL_MAX_S, INTERVAL_MIN_S
 
 DEFAULT_DATABASE_URL = "sqlite:///./data/monitor.db"
 DEFAULT_CONFIG_PATH = Path("config/endpoints.yaml")
+_LOCATION = re.compile(r"^[a-z0-9-]{1,32}$")
 
 
 class Settings(BaseSettings):
@@ -54,6 +56,14 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     # Where this process probes from: stamped on every probe it stores and on per-location series.
     location: str = Field("local", pattern=r"^[a-z0-9-]{1,32}$")
+    # HA scheduling (ha): every location probing this catalog, in one agreed order, comma-separated
+    # (LLM_MONITOR_LOCATIONS=eu,us,ap). This location's phases are shifted by index/L of an
+    # interval, so with L locations some location probes each endpoint every interval / L.
+    # Empty: this location alone. Must contain `location`.
+    locations: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # A slot claim's lease is the probe's timeout plus this margin; after it expires unfinished
+    # (its prober died), another scheduler of the location takes the slot over.
+    claim_lease_margin_s: float = Field(10.0, gt=0, le=3600)
     # Self-test: a loopback reference endpoint with known timings, probed this often; while the
     # monitor's own TTFT error on it exceeds the threshold, finished probes are flagged `suspect`.
     selftest_interval_s: float = Field(300.0, gt=0)
@@ -76,6 +86,26 @@ class Settings(BaseSettings):
     http_keep_alive_s: int = Field(5, ge=1)
     http_max_connections: int = Field(1000, ge=1)
     http_max_head_bytes: int = Field(16 * 1024, ge=1024)
+
+    @field_validator("locations", mode="before")
+    @classmethod
+    def _split_locations(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [name.strip() for name in value.split(",") if name.strip()]
+        return value
+
+    @field_validator("locations")
+    @classmethod
+    def _valid_locations(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        for name in value:
+            if not _LOCATION.fullmatch(name):
+                raise ValueError(f"location {name!r} must match {_LOCATION.pattern}")
+        if len(set(value)) != len(value):
+            raise ValueError("a location is listed twice")
+        own = info.data.get("location")
+        if value and own is not None and own not in value:
+            raise ValueError(f"must list this process's location {own!r} (--location), got {','.join(value)}")
+        return value
 
     @field_validator("cors_origins", mode="before")
     @classmethod

@@ -279,3 +279,31 @@ def rollup_series_table() -> sa.Table:
 
 def rollup_state_table() -> sa.Table:
     return RollupStateRow.__table__  # type: ignore[attr-defined, return-value]
+# --- HA scheduling (ha): slot claims, written only by monitor.coordination.PostgresClaims ---
+
+
+class ProbeSlotRow(SQLModel, table=True):
+    """One claimed (endpoint, location, kind, slot); the primary key is the claim itself."""
+
+    __tablename__ = "probe_slot"
+
+    model_id: str = Field(primary_key=True, sa_type=sa.String())
+    provider: str = Field(primary_key=True, sa_type=sa.String())
+    location: str = Field(primary_key=True, sa_type=sa.String(32))
+    kind: str = Field(primary_key=True, sa_type=sa.String(16))
+    slot_start: datetime = Field(primary_key=True, sa_type=UTCDateTime())
+    slot_end: datetime = Field(sa_type=UTCDateTime(), nullable=False)
+    expires_at: datetime = Field(sa_type=UTCDateTime(), nullable=False)
+    lease_until: datetime = Field(sa_type=UTCDateTime(), nullable=False)
+    claimed_by: str = Field(sa_type=sa.String(80), nullable=False)
+    claimed_at: datetime = Field(sa_type=UTCDateTime(), nullable=False)
+    finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime())
+    attempts: int = Field(sa_type=sa.SmallInteger(), nullable=False)
+
+    __table_args__ = (
+        sa.Index("ix_probe_slot_expires_at", "expires_at"),
+        sa.Index(
+            "ix_probe_slot_unfinished", "location", "lease_until",
+            postgresql_where=sa.text("finished_at IS NULL"), sqlite_where=sa.text("finished_at IS NULL"),
+        ),
+    )

@@ -281,6 +281,7 @@ def test_exposition_parses_with_one_help_line_per_family_and_base_unit_names(reg
         "llm_confirm_probes": "counter",
         "llm_endpoint_uptime_ratio": "gauge",
         "llm_endpoint_ttft_p50_seconds": "gauge",
+        "llm_monitor_slot_claims": "counter",
     }
     assert {name: f.type for name, f in families.items()} == expected
     for family in families.values():

@@ -16,8 +16,8 @@ import yaml
 
 from tests.observability.support import REPO, load_yaml, require_binary, run_tool
 
-APP_SERVICES = ("migrate", "scheduler", "api")
-LONG_RUNNING = ("postgres", "scheduler", "api", "prometheus", "alertmanager", "grafana")
+APP_SERVICES = ("migrate", "scheduler", "scheduler-b", "api")
+LONG_RUNNING = ("postgres", "scheduler", "scheduler-b", "api", "prometheus", "alertmanager", "grafana")
 
 
 @pytest.fixture(scope="module")
@@ -74,6 +74,7 @@ def test_app_services_run_the_llm_monitor_commands(resolved: dict) -> None:
     services = resolved["services"]
     assert services["migrate"]["command"] == ["db", "upgrade"]
     assert services["scheduler"]["command"][:1] == ["scheduler"]
+    assert services["scheduler-b"]["command"] == services["scheduler"]["command"]
     assert services["api"]["command"][:1] == ["api"]
     scheduler_port = services["scheduler"]["command"][services["scheduler"]["command"].index("--port") + 1]
     api_port = services["api"]["command"][services["api"]["command"].index("--port") + 1]
@@ -83,7 +84,7 @@ def test_app_services_run_the_llm_monitor_commands(resolved: dict) -> None:
         assert service["build"]["context"]
         assert service["environment"]["DATABASE_URL"].startswith("postgresql://monitor:change-me@postgres:5432/")
     # The scheduler and API start only once the schema is migrated, migrate once postgres is healthy.
-    for name in ("scheduler", "api"):
+    for name in ("scheduler", "scheduler-b", "api"):
         assert services[name]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
     assert services["migrate"]["depends_on"]["postgres"]["condition"] == "service_healthy"
 
@@ -91,7 +92,8 @@ def test_app_services_run_the_llm_monitor_commands(resolved: dict) -> None:
 def test_prometheus_scrapes_both_app_processes_on_their_compose_ports(resolved: dict) -> None:
     config = load_yaml(REPO / "prometheus" / "prometheus.yml")
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
-    assert jobs["llm-monitor"]["static_configs"][0]["targets"] == ["scheduler:9000"]
+    (scheduler_sd,) = jobs["llm-monitor"]["dns_sd_configs"]
+    assert scheduler_sd["names"] == ["scheduler", "scheduler-b"] and scheduler_sd["port"] == 9000
     (sd,) = jobs["llm-monitor-api"]["dns_sd_configs"]
     assert sd["names"] == ["api"] and sd["port"] == 8000
     assert config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] == ["alertmanager:9093"]
@@ -114,6 +116,17 @@ def test_api_job_drops_the_duplicate_endpoint_series() -> None:
         assert pattern.match(dropped), dropped
     for kept in ("up", "llm_monitor_info", "llm_monitor_buffered_results"):
         assert not pattern.match(kept), kept
+
+
+def test_schedulers_run_in_two_staggered_locations(resolved: dict) -> None:
+    """HA: each scheduler service is one location (scale it for several replicas there); both
+    list the same locations in the same order, so their phases are staggered."""
+    a = resolved["services"]["scheduler"]["environment"]
+    b = resolved["services"]["scheduler-b"]["environment"]
+    assert (a["LLM_MONITOR_LOCATION"], b["LLM_MONITOR_LOCATION"]) == ("eu", "us")
+    assert a["LLM_MONITOR_LOCATIONS"] == b["LLM_MONITOR_LOCATIONS"] == "eu,us"
+    assert a["DATABASE_URL"] == b["DATABASE_URL"] == resolved["services"]["api"]["environment"]["DATABASE_URL"]
+    assert "LLM_MONITOR_LOCATION" not in resolved["services"]["api"]["environment"]
 
 
 def test_grafana_is_provisioned_with_anonymous_viewers(resolved: dict) -> None:

@@ -8,6 +8,7 @@ import time
 from datetime import datetime, timedelta, timezone
 
 from monitor.catalog import parse_catalog
+from monitor.coordination import SlotGrid
 from monitor.scheduler import ProbeScheduler, first_run_at, job_id, spread_offset
 from tests.service.conftest import T0, result
 
@@ -23,23 +24,23 @@ def test_spread_offset_is_stable_bounded_and_spreads_evenly():
     assert max(buckets) < 600 / 10 * 1.5  # no burst: every 6 s slice gets roughly its share
 
 
-def test_first_run_resumes_the_old_cadence_after_a_restart():
-    recent = T0 - timedelta(seconds=100)
-    assert first_run_at("k", 1800, T0, recent) == recent + timedelta(seconds=1800)
+GRID = SlotGrid.of("k", 1800)
 
 
-def test_first_run_after_a_long_outage_or_for_a_new_endpoint_is_spread():
-    old = T0 - timedelta(hours=5)
-    for last in (old, None):
-        at = first_run_at("k", 1800, T0, last)
-        assert at == T0 + timedelta(seconds=spread_offset("k", 1800))
+def test_first_run_is_the_next_slot_start_on_the_wall_clock_grid():
+    # Whatever the last probe: the grid (the same in every process) resumes the cadence.
+    for last in (None, T0 - timedelta(seconds=100), T0 - timedelta(hours=5)):
+        at = first_run_at(GRID, T0, last)
+        assert at == GRID.next_start(T0)
+        assert T0 <= at < T0 + timedelta(seconds=1800)
+        assert GRID.slot_of(at) == at
 
 
 def test_an_offline_endpoint_runs_at_once_unless_its_last_probe_is_recent():
-    assert first_run_at("k", 1800, T0, None, offline=True) == T0
-    assert first_run_at("k", 1800, T0, T0 - timedelta(hours=5), offline=True) == T0
+    assert first_run_at(GRID, T0, None, offline=True) == T0
+    assert first_run_at(GRID, T0, T0 - timedelta(hours=5), offline=True) == T0
     recent = T0 - timedelta(seconds=100)
-    assert first_run_at("k", 1800, T0, recent, offline=True) == recent + timedelta(seconds=1800)
+    assert first_run_at(GRID, T0, recent, offline=True) == GRID.next_start(T0)
 
 
 CONFIG = """
@@ -112,8 +113,9 @@ async def test_only_offline_endpoints_skip_the_spread(metrics):
     scheduler.start(catalog, {})
     try:
         await asyncio.sleep(0.5)
-        # A's first run is somewhere in the next 30 minutes (spread_offset of its id: minutes away).
-        assert spread_offset(job_id("m1", "A"), 1800.0) > 1.0
+        # A's first run is its next slot start on the 30-minute grid (seconds to minutes away).
+        a_first = SlotGrid.of(job_id("m1", "A"), 1800.0).next_start(datetime.now(timezone.utc))
+        assert (a_first - datetime.now(timezone.utc)).total_seconds() > 1.0
         assert runner.calls == [("m1", "B")]
     finally:
         await scheduler.shutdown(1)
@@ -126,15 +128,18 @@ async def test_a_run_missed_while_the_loop_was_blocked_is_counted_and_adds_an_in
     runner = FakeRunner()
     catalog = parse_catalog(CONFIG.split("      - {provider: B")[0], source="test")
     scheduler = ProbeScheduler(runner, metrics, interval_of=lambda e: interval_s)
+    # Start 0.2 s before a slot starts, then block the loop past the grace.
+    grid = SlotGrid.of(job_id("m1", "A"), interval_s)
     now = datetime.now(timezone.utc)
-    # Resume the cadence so that the first run is due in 0.2 s, then block the loop past the grace.
-    scheduler.start(catalog, {("m1", "A"): now - timedelta(seconds=interval_s - 0.2)})
+    due = grid.next_start(now + timedelta(seconds=0.3))
+    await asyncio.sleep((due - now).total_seconds() - 0.2)
+    scheduler.start(catalog, {})
     try:
         time.sleep(1.5)
         await asyncio.sleep(0.1)
         assert runner.calls == []
         assert registry.get_sample_value("llm_monitor_skipped_runs_total", {"reason": "misfire"}) == 1
-        await asyncio.sleep(interval_s)  # the next run (jitter under 0.2 s) probes
+        await asyncio.sleep(interval_s)  # the next slot's run probes
         assert runner.calls == [("m1", "A")]
         # Late from the missed run's slot, not from the run that finally probed.
         assert registry.get_sample_value("llm_monitor_scheduler_lag_seconds") >= interval_s - 0.2
