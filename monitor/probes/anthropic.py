@@ -117,6 +117,24 @@ def _content_block_start(obj: Mapping[str, Any]) -> Delta | None:
     return None
 
 
+def input_tokens(usage: Mapping[str, Any]) -> int | None:
+    """The whole prompt's size: `input_tokens` counts only the uncached part, so the cache
+    writes and reads are added; None when `input_tokens` is absent."""
+    base = wire.int_or_none(usage.get("input_tokens"))
+    if base is None:
+        return None
+    cached = (wire.int_or_none(usage.get(key)) for key in ("cache_creation_input_tokens", "cache_read_input_tokens"))
+    return base + sum(count for count in cached if count is not None)
+
+
+def _message_start(obj: Mapping[str, Any]) -> Delta | None:
+    """Only the prompt size: message_start's output_tokens is provisional."""
+    message = obj.get("message")
+    usage = message.get("usage") if isinstance(message, Mapping) else None
+    tokens = input_tokens(usage) if isinstance(usage, Mapping) else None
+    return None if tokens is None else Delta(usage_input_tokens=tokens)
+
+
 def _message_delta(obj: Mapping[str, Any]) -> Delta:
     delta = obj.get("delta") or {}
     usage = obj.get("usage") or {}
@@ -125,6 +143,8 @@ def _message_delta(obj: Mapping[str, Any]) -> Delta:
     stop_reason = delta.get("stop_reason")
     return Delta(
         usage_output_tokens=wire.int_or_none(usage.get("output_tokens")),
+        # Newer API versions repeat the (cumulative) input counts here.
+        usage_input_tokens=input_tokens(usage),
         finish_reason=stop_reason if isinstance(stop_reason, str) else None,
     )
 
@@ -140,11 +160,13 @@ def parse_event(event: SSEEvent) -> Delta | None:
         return _content_block_start(obj)
     if kind == "message_delta":
         return _message_delta(obj)
+    if kind == "message_start":
+        return _message_start(obj)
     if kind == "message_stop":
         return Delta(done=True)
     if kind == "error":
         return Delta(error=_error_text(obj))
-    # message_start (its output_tokens is provisional), content_block_stop, ping, unknown types.
+    # content_block_stop, ping, unknown types.
     return None
 
 

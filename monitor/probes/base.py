@@ -24,7 +24,11 @@ if TYPE_CHECKING:
 # without `data:`, is a stream_error (it was ok when content had arrived). 2026.12-1: a usage count
 # that the stream contradicts (below the token-bearing events, or far above max_tokens) is
 # replaced by the event count (`estimate`); an invalid HTTP answer is a stream_error.
-METHODOLOGY_VERSION = "2026.12-1"
+# 2026.12-2: the prompt is the answer canary's (count from 1 to a nonce-derived N of 20..30 in
+# words, was always 30) padded to the workload profile (`input_tokens`, default about 100 tokens,
+# was about 40), nonce first (`monitor.probes.prompt`); an ok probe's answer is checked
+# (`answer_ok`), and an Ollama probe that paid a model load is flagged `cold_start`.
+METHODOLOGY_VERSION = "2026.12-2"
 
 
 class ErrorKind(enum.StrEnum):
@@ -127,6 +131,22 @@ class ProbeTarget:
     # Values other than the key that must never be echoed back (what a `${VAR}` in the base URL
     # or model expanded to, e.g. an account id): scrubbed from every provider text like the key.
     redact: tuple[Secret, ...] = ()
+    # Workload profile: the prompt is padded to about this many input tokens (monitor.probes.prompt).
+    input_tokens: int = DEFAULT_INPUT_TOKENS
+    # Canaries on: "answer" checks the timed probe's answer; "tool_call" adds a separate
+    # tool-call request after an ok probe (`monitor.probes.toolcall`, run by the runner).
+    checks: tuple[str, ...] = ("answer",)
+
+
+@dataclass(frozen=True)
+class ServerTimings:
+    """What a provider reports about its own work on the request (Ollama: `load_duration`,
+    `prompt_eval_duration`, `eval_duration` in ns, `eval_count`), in seconds and tokens."""
+
+    load_s: float | None = None
+    prompt_eval_s: float | None = None
+    eval_s: float | None = None
+    eval_tokens: int | None = None
 
 
 @dataclass(frozen=True)
@@ -141,6 +161,10 @@ class Delta:
     finish_reason: str | None = None
     done: bool = False  # explicit end-of-stream marker ([DONE], message_stop, done:true, ...)
     error: str | None = None  # an in-band error event; becomes stream_error
+    # Provider-reported input (prompt) tokens, when the event carries them (last one wins).
+    usage_input_tokens: int | None = None
+    # Provider-side timings (Ollama's final line), when the event carries them.
+    server_timings: ServerTimings | None = None
 
     @property
     def has_token(self) -> bool:

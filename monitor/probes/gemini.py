@@ -95,6 +95,11 @@ def output_tokens(usage: Any) -> int | None:
     return sum(known) if known else None
 
 
+def prompt_tokens(usage: Any) -> int | None:
+    """`promptTokenCount` (cached prompt tokens included), or None when the chunk has none."""
+    return wire.int_or_none(usage.get("promptTokenCount")) if isinstance(usage, Mapping) else None
+
+
 def _error_text(error: Any) -> str:
     if isinstance(error, Mapping):
         status, code, message = error.get("status"), error.get("code"), error.get("message")
@@ -160,6 +165,7 @@ def parse_event(event: SSEEvent) -> Delta | None:
         tool_call=tool_call,
         usage_output_tokens=output_tokens(obj.get("usageMetadata")),
         finish_reason=finish_reason,
+        usage_input_tokens=prompt_tokens(obj.get("usageMetadata")),
     )
 
 

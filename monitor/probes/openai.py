@@ -95,6 +95,7 @@ def parse_event(event: SSEEvent) -> Delta | None:
         reasoning=reasoning,
         tool_call=tool_call,
         usage_output_tokens=_usage_tokens(chunk),
+        usage_input_tokens=_usage_tokens(chunk, "prompt_tokens"),
         finish_reason=finish_reason,
         error=error,
     )
@@ -116,13 +117,14 @@ def error_message(doc: object) -> str | None:
     return None
 
 
-def _usage_tokens(chunk: Mapping[str, Any]) -> int | None:
-    """completion_tokens from `usage` on any chunk, else from Groq's `x_groq.usage`."""
+def _usage_tokens(chunk: Mapping[str, Any], key: str = "completion_tokens") -> int | None:
+    """`key` (completion_tokens, prompt_tokens) from `usage` on any chunk, else from Groq's
+    `x_groq.usage`."""
     for holder in (chunk, chunk.get("x_groq")):
         if isinstance(holder, dict):
             usage = holder.get("usage")
             if isinstance(usage, dict):
-                tokens = wire.int_or_none(usage.get("completion_tokens"))
+                tokens = wire.int_or_none(usage.get(key))
                 if tokens is not None:
                     return tokens
     return None
