@@ -26,11 +26,14 @@ from monitor.metrics import Metrics
 from monitor.probes.base import DEFAULT_LOCATION, ProbeResult, ProbeTarget, Trigger
 from monitor.probes.engine import run_probe
 from monitor.probes.meters import LoopLagMonitor
+from monitor.probes.prompt import is_size_mismatch
+from monitor.probes.toolcall import ToolCallOutcome, run_tool_call
 from monitor.store import Store, StoreError, StoreUnavailableError
 
 log = logging.getLogger(__name__)
 
 ProbeFn = Callable[..., Awaitable[ProbeResult]]
+ToolCallFn = Callable[[httpx.AsyncClient, ProbeTarget], Awaitable[ToolCallOutcome]]
 Row = tuple[str, str, ProbeResult]
 
 
@@ -209,6 +212,7 @@ class Runner:
         lag_monitor: LoopLagMonitor | None = None,
         probe_fn: ProbeFn = run_probe,
         location: str = DEFAULT_LOCATION,
+        tool_call_fn: ToolCallFn = run_tool_call,
     ) -> None:
         self._client = client
         self._metrics = metrics
@@ -218,6 +222,7 @@ class Runner:
         self._slots = asyncio.Semaphore(max_concurrent)
         self._lag_monitor = lag_monitor
         self._probe_fn = probe_fn
+        self._tool_call_fn = tool_call_fn
         self.location = location
         # Called with (model, endpoint, result) after every probe this runner made is recorded
         # (confirmation scheduling, canaries, cost): see `add_listener`.
@@ -242,6 +247,9 @@ class Runner:
             self._metrics.probes_in_flight.inc()
             try:
                 result = await self._probe_fn(self._client, target, lag_monitor=self._lag_monitor)
+                # Canary: the tool-call check, a separate request after the timed probe.
+                if result.ok and trigger != Trigger.CONFIRM and "tool_call" in target.checks:
+                    result = await self._tool_call(model.id, endpoint.provider, target, result)
             finally:
                 self._metrics.probes_in_flight.dec()
         result = dataclasses.replace(result, location=self.location, trigger=trigger)
@@ -253,6 +261,18 @@ class Runner:
                 log.exception("probe listener failed for %s/%s", model.id, endpoint.provider)
         return result
 
+    async def _tool_call(self, model_id: str, provider: str, target: ProbeTarget,
+                         result: ProbeResult) -> ProbeResult:
+        """Run the tool-call canary and put its verdict and usage on the probe's result."""
+        outcome = await self._tool_call_fn(self._client, target)
+        self._metrics.record_tool_call(model_id, provider, outcome.error)
+        if not outcome.ok:
+            log.warning("tool-call canary %s/%s: %s (%s)", model_id, provider,
+                        outcome.error.value if outcome.error else "failed", outcome.detail)
+        return dataclasses.replace(result, tool_call_ok=outcome.ok, tool_call_error=outcome.error,
+                                   tool_call_input_tokens=outcome.input_tokens,
+                                   tool_call_output_tokens=outcome.output_tokens)
+
     def record(self, model_id: str, provider: str, result: ProbeResult) -> None:
         live = self._live.add(model_id, provider, result)
         if live is not None:
@@ -261,6 +281,9 @@ class Runner:
         # else: a config reload removed the endpoint while it was being probed. Its series are
         # gone from /metrics and stay gone; the result is still stored (nothing measured is lost).
         self._buffer.put(model_id, provider, result)
+        if is_size_mismatch(result.input_tokens, result.prompt_tokens):
+            log.warning("probe %s/%s: the provider counted %d prompt tokens for the %d-token profile "
+                        "(more than 20 %% off)", model_id, provider, result.prompt_tokens, result.input_tokens)
         level = logging.INFO if result.ok else logging.WARNING
         log.log(
             level,

@@ -20,7 +20,9 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from monitor.probes import wire
-from monitor.probes.base import Delta, Framing, ProbeTarget, RequestSpec, StreamDataError, WireProtocol
+from monitor.probes.base import (
+    Delta, Framing, ProbeTarget, RequestSpec, StreamDataError, ToolCallReply, ToolCallWire, ToolSpec, WireProtocol,
+)
 from monitor.probes.framing import SSEEvent
 
 API_VERSION = "2023-06-01"
@@ -170,6 +172,42 @@ def parse_event(event: SSEEvent) -> Delta | None:
     return None
 
 
+def build_tool_request(target: ProbeTarget, prompt: str, tool: ToolSpec) -> RequestSpec:
+    """The tool-call canary: one non-streaming request forcing a call of `tool`
+    (`tool_choice: {"type": "tool", "name": ...}`)."""
+    body: dict[str, Any] = {
+        "model": target.model,
+        "max_tokens": target.max_tokens,
+        "temperature": 0,
+        "messages": [{"role": "user", "content": prompt}],
+        "tools": [{"name": tool.name, "description": tool.description, "input_schema": dict(tool.parameters)}],
+        "tool_choice": {"type": "tool", "name": tool.name},
+    }
+    wire.merge_extra_body(body, target)
+    return RequestSpec(
+        url=f"{wire.base_root(target)}/messages",
+        headers={**_headers(target), "content-type": "application/json", "accept": "application/json"},
+        json=body,
+    )
+
+
+def parse_tool_response(doc: object) -> ToolCallReply:
+    """`content[]` blocks of type `tool_use` with `name` and `input` (an object on the wire; any
+    other value is passed on for the checker to judge); usage `input_tokens` (+ cache) and
+    `output_tokens`."""
+    if not isinstance(doc, Mapping) or not isinstance(doc.get("content"), list):
+        raise StreamDataError("not a Messages response: no `content` list")
+    calls = tuple(
+        (block.get("name"), block.get("input"))
+        for block in doc["content"]
+        if isinstance(block, Mapping) and block.get("type") == "tool_use"
+    )
+    usage = doc.get("usage")
+    usage = usage if isinstance(usage, Mapping) else {}
+    return ToolCallReply(calls=calls, input_tokens=input_tokens(usage),
+                         output_tokens=wire.int_or_none(usage.get("output_tokens")))
+
+
 PROTOCOL = WireProtocol(
     name="anthropic",
     framing=Framing.SSE,
@@ -179,4 +217,5 @@ PROTOCOL = WireProtocol(
     warmup_headers=warmup_headers,
     requires_end_marker=True,
     error_message=error_message,
+    tool_call=ToolCallWire(build_request=build_tool_request, parse_response=parse_tool_response),
 )

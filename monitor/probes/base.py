@@ -248,6 +248,9 @@ class ProbeResult:
     server_eval_tokens: int | None = None
     # Finished while the monitor's own self-test error exceeded its threshold (an overloaded host).
     suspect: bool = False
+    # Provider-reported usage of the tool-call canary's own request (cost accounting), when it ran.
+    tool_call_input_tokens: int | None = None
+    tool_call_output_tokens: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict: contract fields first, enums as strings, ISO 8601 UTC timestamps."""
@@ -289,6 +292,39 @@ class RequestSpec:
 
 
 @dataclass(frozen=True)
+class ToolSpec:
+    """The tool-call canary's one tool: a name, what it does, its arguments' JSON Schema."""
+
+    name: str
+    description: str
+    parameters: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class ToolCallReply:
+    """A decoded (non-streaming) tool-call response: the calls the model made, as
+    (tool name, arguments) with the arguments as sent (a JSON text for openai, an object for
+    anthropic and gemini), and the provider's token usage."""
+
+    calls: tuple[tuple[object, object], ...]
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+
+
+@dataclass(frozen=True)
+class ToolCallWire:
+    """How one protocol asks for a forced tool call (non-streaming) and reads the answer.
+
+    - `build_request(target, prompt, tool)` -> RequestSpec forcing a call of `tool`;
+    - `parse_response(doc)` -> ToolCallReply from the decoded JSON body; raises StreamDataError
+      when the body is not the protocol's response shape. Pure: no I/O.
+    """
+
+    build_request: Callable[[ProbeTarget, str, ToolSpec], RequestSpec]
+    parse_response: Callable[[object], ToolCallReply]
+
+
+@dataclass(frozen=True)
 class WireProtocol:
     """One provider wire protocol, declared in its own module (monitor/probes/<name>.py).
 
@@ -320,4 +356,11 @@ class WireProtocol:
     # The pydantic model of the endpoint's `options` (the catalog validates them with it).
     options_model: type[ProtocolOptions] = ProtocolOptions
     error_message: Callable[[object], str | None] | None = None
+    # The tool-call canary's wire format; None: the protocol cannot force a tool call, and
+    # `check-config` refuses `checks: [tool_call]` for its endpoints.
+    tool_call: ToolCallWire | None = None
+
+    @property
+    def supports_tool_call(self) -> bool:
+        return self.tool_call is not None
 
