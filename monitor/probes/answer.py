@@ -16,8 +16,9 @@ answer counts to some other number).
 A truncated answer (the stream ended at max_tokens: finish reason `length`, `max_tokens`,
 `MAX_TOKENS`) is not wrong for being short: when what arrived is a correct start of the count
 (1..k, k < N; the last number may be cut, so it is not held against the answer), the verdict is
-None ("truncated after k of N"). A truncated answer that is already wrong is False; one that
-completed the run before the cut is True.
+None ("truncated after k of N"), and so is one that holds no number yet (the count had not
+begun). A truncated answer that is already wrong is False; one that completed the run before
+the cut is True.
 
 Pure: no I/O, no clocks. CPU cost: `bench/answer_check.py`.
 """
@@ -47,6 +48,9 @@ _TENS = {"twenty": 20, "thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "sev
          "eighty": 80, "ninety": 90}
 # Words and digit groups; everything else (punctuation, markdown, hyphens) separates them.
 _WORD = re.compile(r"[a-z]+|\d+")
+# A truncated answer's count must start among its first numbers (an opening sentence may hold a
+# few: "from 1 to 23"); a run from a later 1 is the tail of something else (a count backwards).
+_TRUNCATED_START_WITHIN = 4
 # "twentyone" (no separator at all, seen from small models) splits into its tens and unit.
 _FUSED = re.compile(r"^(" + "|".join(_TENS) + r")(one|two|three|four|five|six|seven|eight|nine)$")
 
@@ -117,7 +121,8 @@ def check_answer(text: str, n: int, *, truncated: bool = False) -> Verdict:
         if length == n:
             return Verdict(True, f"counted 1 to {n}")
         best = max(best, length)
-        if truncated and start + length >= len(numbers) - 1 and length < n:
+        if (truncated and start < _TRUNCATED_START_WITHIN and start + length >= len(numbers) - 1
+                and length < n):
             # The run reaches the end of what arrived (or the number before it, which the cut
             # may have garbled): a correct start of the answer, stopped by the token limit.
             return Verdict(None, f"answer truncated at max_tokens after {length} of {n} numbers")
