@@ -137,3 +137,30 @@ def test_recorded_answers_to_other_prompts_never_pass(protocol, fixture):
     assert replay.content  # real text to judge
     for n in range(20, 31):
         assert check_answer(replay.content, n).ok is False
+
+
+def honest_formats(n: int) -> list[str]:
+    w = lambda sep=", ": sep.join(word(i) for i in range(1, n + 1))  # noqa: E731
+    return [
+        w(), w().title(), w().upper(), ", ".join(map(str, range(1, n + 1))), w("\n"), w(" "),
+        w().replace("-", " "), w().replace("-", ""), f"Sure! Here is the list from 1 to {n}:\n\n" + w() + ".",
+        "Here's one way: " + w(), w() + "\n\nThat's all.",
+        "\n".join(f"{i}. {word(i).capitalize()}" for i in range(1, n + 1)),
+        "\n".join(f"- **{word(i)}**" for i in range(1, n + 1)),
+        ", ".join(str(i) if i % 2 else word(i) for i in range(1, n + 1)), w("; ") + ".", w(",\u00a0\t"),
+    ]
+
+
+def test_false_failure_rate_is_zero_over_every_format_n_and_cut():
+    """The measurement behind the report's false-failure figure: 16 honest formats x every N the
+    prompt can ask (20..30) pass whole, and cut at every 3rd character with a max_tokens finish
+    none is judged wrong (each is None, or True once the count completed before the cut)."""
+    judged_wrong, cuts = [], 0
+    for n in range(20, 31):
+        for text in honest_formats(n):
+            assert check_answer(text, n).ok is True, (n, text)
+            for cut in range(1, len(text), 3):
+                cuts += 1
+                if check_answer(text[:cut], n, truncated=True).ok is False:
+                    judged_wrong.append((n, text[:cut]))
+    assert cuts > 10_000 and judged_wrong == []
