@@ -32,6 +32,11 @@ that the stream allows (`usage`; see `sanitize.reconcile_usage`), else the numbe
 token-bearing events (`estimate`); the decode rate follows the contract's formula over the first
 and last token-bearing events.
 
+After the clock stops, `canary.judge` adds what the result says beyond timing: the answer
+canary's verdict on the visible text (`answer_ok`), the provider's reported prompt size
+(`prompt_tokens`, against the workload profile `input_tokens` the prompt was padded to) and, for
+Ollama, the server's own timings and the `cold_start` flag.
+
 No retries inside a measured probe. `run_probe` returns a `ProbeResult` for every probe outcome;
 only `asyncio.CancelledError` (and interpreter-exiting errors) propagate.
 """
@@ -48,9 +53,8 @@ from typing import Any, Mapping
 
 import httpx
 
-from monitor.probes import canary, outcomes
+from monitor.probes import canary, outcomes, prompt
 from monitor.probes.answer import MAX_ANSWER_CHARS
-from monitor.probes import prompt
 from monitor.probes.base import (
     DEFAULT_INPUT_TOKENS,
     Delta,
