@@ -77,7 +77,8 @@ def _text(obj: Mapping[str, Any], key: str) -> str:
 def _seconds(value: Any) -> float | None:
     """A duration in nanoseconds (a non-negative integer) as seconds; None when absent or odd."""
     ns = wire.int_or_none(value)
-    return None if ns is None or ns < 0 else ns / 1e9
+    # Beyond 2**63 ns (292 years) is no duration, and a huge int would not even convert to float.
+    return None if ns is None or not 0 <= ns < 2**63 else ns / 1e9
 
 
 def server_timings(obj: Mapping[str, Any]) -> ServerTimings | None:

@@ -147,3 +147,14 @@ async def test_other_protocols_report_no_server_timings(server, client, protocol
 ])
 def test_the_cold_start_rule(load_s, ttft_s, cold):
     assert is_cold_start(load_s, ttft_s) is cold
+
+
+@pytest.mark.parametrize("value", [-5, 10**400, 1.5e9, "2000000000", True, None])
+def test_hostile_ollama_timings_are_dropped_not_fatal(value):
+    from monitor.probes.ollama import parse_event
+
+    import json as jsonlib
+    line = '{"done": true, "done_reason": "stop", "eval_count": 3, "load_duration": ' + (
+        str(value) if isinstance(value, int) and not isinstance(value, bool) else jsonlib.dumps(value)) + "}"
+    delta = parse_event(line)
+    assert delta.done and delta.server_timings.load_s is None and delta.server_timings.eval_tokens == 3
