@@ -282,8 +282,10 @@ class Runner:
         # gone from /metrics and stay gone; the result is still stored (nothing measured is lost).
         self._buffer.put(model_id, provider, result)
         if is_size_mismatch(result.input_tokens, result.prompt_tokens):
-            log.warning("probe %s/%s: the provider counted %d prompt tokens for the %d-token profile "
-                        "(more than 20 %% off)", model_id, provider, result.prompt_tokens, result.input_tokens)
+            # Its own wording: "probe <model>/<provider>: " starts the one line per probe below.
+            log.warning("prompt size mismatch on %s/%s: the provider counted %d prompt tokens for the "
+                        "%d-token profile (more than 20 %% off)", model_id, provider, result.prompt_tokens,
+                        result.input_tokens)
         level = logging.INFO if result.ok else logging.WARNING
         log.log(
             level,
