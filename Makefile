@@ -6,13 +6,16 @@ PYTHON ?= python3
 APT_PACKAGES := prometheus prometheus-alertmanager docker-compose wrk openssl chromium fonts-dejavu-core
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test deps install
+.PHONY: run demo test deps install
 
 install:
 	$(PYTHON) -m pip install -q -e .
 
 run: install
 	$(PYTHON) -m monitor run
+
+demo: install
+	$(PYTHON) -m monitor demo
 
 deps:
 	@if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null \

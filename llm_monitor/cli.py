@@ -90,6 +90,14 @@ def build_parser() -> argparse.ArgumentParser:
                 help="where this process probes from, [a-z0-9-]{1,32} (default $LLM_MONITOR_LOCATION or local)",
             )
 
+    demo = commands.add_parser("demo", help="the service on simulated loopback providers (no keys needed)")
+    from llm_monitor import demo as demo_mode
+
+    demo_mode.add_arguments(demo)
+    demo.add_argument("--port", type=_port, help="listen port (default 8000)")
+    demo.add_argument("--interval", type=_interval, metavar="SECONDS", help="override every endpoint's probe interval")
+    demo.set_defaults(default_port=8000)
+
     check = commands.add_parser("check-config", help="validate an endpoints YAML file")
     check.add_argument("path", type=Path)
 
@@ -134,6 +142,12 @@ def check_config(path: Path, environ: Mapping[str, str]) -> int:
     for warning in catalog_warnings(catalog, environ):
         print(f"warning: {warning}", file=sys.stderr)
     print(f"{path}: OK ({len(catalog.models)} models, {endpoints} endpoints)")
+    from monitor.cost import catalog_projection, projection_lines
+
+    lines, over_budget = projection_lines(catalog_projection(catalog))
+    print("\n".join(lines))
+    if over_budget:  # a warning, as the contract says: the file is valid, the exit status stays 0
+        print(f"warning: {over_budget}", file=sys.stderr)
     return 0
 
 
@@ -177,6 +191,22 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from monitor.catalog import CatalogError, load_catalog
     from llm_monitor.service import serve
+
+    if args.command == "demo":
+        from llm_monitor.demo import DEMO_CONFIG, serve_demo
+
+        if args.config is None and "config_path" not in settings.model_fields_set:
+            settings = settings.model_copy(update={"config_path": DEMO_CONFIG})
+        try:
+            load_catalog(settings.config_path)
+        except CatalogError as exc:
+            print(f"{settings.config_path}: invalid config:\n{exc}", file=sys.stderr)
+            return 1
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: None)
+        with suppress(KeyboardInterrupt):
+            return asyncio.run(serve_demo(settings, args, os.environ))
+        return 0
 
     try:
         catalog = load_catalog(settings.config_path)

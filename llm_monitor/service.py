@@ -23,12 +23,17 @@ from api.app import create_app
 from api.server import build_server
 from llm_monitor.modes import ProcessMode
 from monitor.catalog import Catalog, CatalogError, EndpointConfig, catalog_warnings, load_catalog
+from monitor.confirm import ConfirmManager
+from monitor.coordination import LocalClaims
+from monitor.incidents import IncidentTracker
+from monitor.liveness import LivenessChecker
 from monitor.live import LiveFigures
-from monitor.metrics import Metrics, build_metrics
+from monitor.metrics import Metrics, build_incident_metrics, build_metrics
 from monitor.probes.meters import LoopLagMonitor
 from monitor.probes.transport import build_client
 from monitor.runner import ResultBuffer, Runner
 from monitor.scheduler import ProbeScheduler
+from monitor.selftest import SelfTest
 from monitor.settings import Settings
 from monitor.store import Store, open_store
 
@@ -72,10 +77,15 @@ class Service:
         for collector in (ProcessCollector, PlatformCollector, GCCollector):
             collector(registry=self.registry)
         self.metrics = build_metrics(self.registry if mode.probes else CollectorRegistry())
+        self.incident_metrics = build_incident_metrics(self.registry if mode.probes else CollectorRegistry())
+        self.incidents: IncidentTracker | None = None
         self.live = LiveFigures(catalog, window_s=settings.window_s, interval_of=self.interval_of)
         self.store: Store | None = None
         self.buffer: ResultBuffer | None = None
         self.scheduler: ProbeScheduler | None = None
+        self.selftest: SelfTest | None = None
+        self.liveness: LivenessChecker | None = None
+        self.confirm: ConfirmManager | None = None
         self._reload_lock = asyncio.Lock()
         # Tasks started from callbacks (signal handlers): the loop keeps only weak references.
         self._callback_tasks: set[asyncio.Task[Any]] = set()
@@ -129,11 +139,17 @@ class Service:
             for model_id in {m.id for m in self.catalog.models} - {m.id for m in catalog.models}:
                 self.metrics.remove_model(model_id)
             self.catalog = catalog
+            if self.incidents is not None:
+                self.incidents.set_catalog(catalog)
             self.live.set_catalog(catalog)
             for _, model_live in self.live.models():
                 self.metrics.set_model_live(model_live)
             if self.scheduler is not None:
                 self.scheduler.apply(catalog, {})
+            if self.confirm is not None:
+                self.confirm.apply(catalog)
+            if self.liveness is not None:
+                self.liveness.apply(catalog)
             log.info("config reloaded: %d models, %d endpoints", len(catalog.models), len(new))
             return {"reloaded": True, "models": len(catalog.models), "endpoints": len(new)}
 
@@ -152,11 +168,15 @@ class Service:
             log.error("cannot open the database: %s", str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
             return 1
         probing = self.mode.probes
+        await self._start_incidents(self.store, probing)
         await (self.live.load(self.store) if probing else self.live.follow(self.store))
         if probing:
             await restore_metrics(self.store, self.metrics, self.live, self.catalog)
         background: list[asyncio.Task] = []
         client = build_client() if probing else None
+        # Liveness checks get their own client: a connection they kept open would hide the
+        # probes' cold connection phases (and their own checks want a fresh connection anyway).
+        liveness_client = build_client(max_connections=64, pool_shards=1) if probing else None
         lag_monitor = LoopLagMonitor() if probing else None
         try:
             if probing:
@@ -164,6 +184,12 @@ class Service:
                 lag_monitor.start()
                 self.buffer = ResultBuffer(self.store, self.metrics, capacity=settings.buffer_size)
                 background.append(asyncio.create_task(self.buffer.run(), name="result-writer"))
+                self.selftest = SelfTest(
+                    client=client, metrics=self.metrics.ops, lag_monitor=lag_monitor,
+                    max_error_s=settings.selftest_max_error_s, interval_s=settings.selftest_interval_s,
+                )
+                self.selftest.start()
+                background.append(asyncio.create_task(self.selftest.run(), name="self-test"))
                 runner = Runner(
                     client=client,
                     metrics=self.metrics,
@@ -173,16 +199,33 @@ class Service:
                     max_concurrent=settings.max_concurrent_probes,
                     lag_monitor=lag_monitor,
                     location=settings.location,
+                    is_suspect=self.selftest.is_suspect,
                 )
                 self.scheduler = ProbeScheduler(
                     runner, self.metrics, interval_of=self.interval_of,
                     is_offline=lambda endpoint: endpoint.to_target(self.environ).config_error is not None,
                 )
+                runner.add_listener(self.incidents.touch)
                 latest = await self.store.latest_results()
                 self.scheduler.start(self.catalog, {k: r.started_at for k, r in latest.items()})
+                # Confirmation probes and liveness checks (monitor.confirm, monitor.liveness).
+                # LocalClaims: one probing process per location until shared claims are wired.
+                self.confirm = ConfirmManager(runner.probe_endpoint, self.metrics, LocalClaims(),
+                                              location=settings.location)
+                runner.add_listener(self.confirm.on_result)
+                self.confirm.start(self.catalog, await self.store.consecutive_failures())
+                assert liveness_client is not None
+                self.liveness = LivenessChecker(
+                    liveness_client, self.metrics, environ=self.environ,
+                    on_failure=self.confirm.on_liveness_failure, on_recovered=self.confirm.on_liveness_recovered,
+                )
+                self.liveness.start(self.catalog)
             else:
                 background.append(asyncio.create_task(self._reload_from_db_loop(), name="live-refresh"))
             background.append(asyncio.create_task(self._recompute_loop(export=probing), name="live-recompute"))
+            background.append(asyncio.create_task(
+                self.incidents.run(self.buffer.flush if self.buffer is not None else None), name="incidents"
+            ))
             loop = asyncio.get_running_loop()
             with suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(signal.SIGHUP, lambda: self._start_callback_task(self.reload(), "reload"))
@@ -212,6 +255,10 @@ class Service:
             log.info("shutting down")
             return 0
         finally:
+            if self.liveness is not None:
+                await self.liveness.shutdown()
+            if self.confirm is not None:
+                await self.confirm.shutdown()
             if self.scheduler is not None:
                 await self.scheduler.shutdown(settings.shutdown_grace_s)
             if self.buffer is not None and self.buffer.pending:
@@ -223,9 +270,32 @@ class Service:
             await asyncio.gather(*pending, return_exceptions=True)
             if lag_monitor is not None:
                 await lag_monitor.stop()
+            if self.selftest is not None:
+                self.selftest.stop()
             if client is not None:
                 await client.aclose()
+            if liveness_client is not None:
+                await liveness_client.aclose()
             await self.store.close()
+
+    async def _start_incidents(self, store: Store, probing: bool) -> None:
+        """Endpoint state and incidents from the shared database (monitor/incidents.py): opened
+        and resolved by probing processes, read by all; annotates the live figures."""
+        self.incidents = IncidentTracker(
+            store, self.catalog, interval_of=self.interval_of, window_s=self.settings.window_s,
+            writes=probing, metrics=self.incident_metrics, on_change=self._incidents_changed,
+            sweep_s=self.settings.incident_sweep_s,
+        )
+        self.live.annotate = self.incidents.annotate
+        try:
+            await self.incidents.evaluate()
+        except Exception as exc:  # the database may come back later: the task retries
+            log.warning("first incident evaluation failed: %s", type(exc).__name__)
+
+    def _incidents_changed(self) -> None:
+        for model_live in self.live.recompute(force=True):
+            if self.mode.probes:
+                self.metrics.set_model_live(model_live)
 
     def _start_callback_task(self, work: Coroutine[Any, Any, Any], name: str) -> None:
         task = asyncio.get_running_loop().create_task(work, name=name)

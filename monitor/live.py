@@ -15,12 +15,14 @@ per window.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections import deque
 from contextlib import suppress
 from datetime import datetime, timedelta, timezone
 from typing import Callable
 
 from monitor.catalog import Catalog, EndpointConfig, ModelConfig
+from monitor.cost import endpoint_cost
 from monitor.probes.base import ProbeResult
 from monitor.stats import (
     ACTIVE_INTERVALS,
@@ -30,6 +32,7 @@ from monitor.stats import (
     ProbeSample,
     active_until,
     endpoint_live,
+    in_window,
     model_live,
 )
 from monitor.store import Store
@@ -38,6 +41,11 @@ from monitor.store import Store
 NEVER = datetime.max.replace(tzinfo=timezone.utc)
 # Wake this long after a due moment, so that "at most 2 intervals old" (inclusive) has lapsed.
 DUE_MARGIN = timedelta(milliseconds=2)
+
+
+# (model_id, endpoint, figures, the endpoint's kept samples newest first, now) -> figures with the
+# endpoint state set (`IncidentTracker.annotate`): sets `active` to "up by quorum" as well.
+Annotator = Callable[[str, EndpointConfig, EndpointLive, list[ProbeSample], datetime], EndpointLive]
 
 
 def _utcnow() -> datetime:
@@ -61,8 +69,10 @@ class LiveFigures:
         window_s: float,
         interval_of: Callable[[EndpointConfig], float],
         clock: Callable[[], datetime] = _utcnow,
+        annotate: Annotator | None = None,
     ) -> None:
         self._window_s = window_s
+        self.annotate = annotate  # endpoint state, locations, incident, maintenance (monitor.incidents)
         self._interval_of = interval_of
         self._clock = clock
         self._samples: dict[tuple[str, str], deque[ProbeSample]] = {}
@@ -196,15 +206,22 @@ class LiveFigures:
             horizon = now - timedelta(seconds=self._kept_s(endpoint))
             while samples and samples[-1].started_at < horizon:
                 samples.pop()  # the oldest stop mattering
-            lives.append(
-                endpoint_live(
-                    endpoint.provider,
-                    list(samples),
-                    now=now,
-                    interval_s=self._interval_of(endpoint),
-                    window_s=self._window_s,
-                )
+            figures = endpoint_live(
+                endpoint.provider,
+                list(samples),
+                now=now,
+                interval_s=self._interval_of(endpoint),
+                window_s=self._window_s,
             )
+            cost = endpoint_cost(
+                in_window(samples, now=now, window_s=self._window_s), interval_s=self._interval_of(endpoint)
+            )
+            figures = dataclasses.replace(
+                figures, cost_usd_per_probe=cost.cost_usd_per_probe, cost_usd_per_month=cost.cost_usd_per_month
+            )
+            if self.annotate is not None:
+                figures = self.annotate(model.id, endpoint, figures, list(samples), now)
+            lives.append(figures)
         live = model_live(
             model.id, [e.provider for e in model.endpoints], lives, window_s=self._window_s
         )

@@ -14,13 +14,14 @@ restart `restore()` puts them back from the database without touching counters o
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from importlib import metadata
 from typing import Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from monitor.liveness_rules import OUTCOMES as LIVENESS_OUTCOMES
 from monitor.probes.base import METHODOLOGY_VERSION, NOT_PROVIDER_FAILURES, ErrorKind, ProbeResult, ToolCallError
 from monitor.probes.prompt import MISMATCH_RATIO, size_mismatch
 from monitor.stats import ACTIVE_INTERVALS, ModelLive
@@ -116,6 +117,11 @@ class Metrics:
     endpoint_answer_ok_ratio: Gauge
     tool_call_checks_total: Counter
     prompt_size_mismatch: Gauge
+    # --- liveness checks and confirmation probes (monitor.liveness, monitor.confirm) ---
+    liveness_checks_total: Counter
+    liveness_up: Gauge
+    confirm_probes_total: Counter
+    ops: "CostSelftestMetrics | None" = field(default=None)  # cost and self-test (section at the end)
 
     # --- per probe (runner) ---
     def record_probe(self, model: str, provider: str, result: ProbeResult) -> None:
@@ -123,6 +129,8 @@ class Metrics:
         labels = (model, provider)
         outcome = OK_OUTCOME if result.ok else _outcome_of(result)
         self.probes_total.labels(model, provider, outcome).inc()
+        if self.ops is not None:
+            self.ops.record_probe(model, provider, result)
         self.endpoint_last_probe_timestamp_seconds.labels(*labels).set(_epoch_seconds(result.started_at))
         self._set_misconfigured(labels, result)
         self._record_canary(labels, result)
@@ -155,6 +163,8 @@ class Metrics:
         model = live.model
         for endpoint in live.endpoints:
             self.endpoint_up.labels(model, endpoint.provider).set(1 if endpoint.active else 0)
+            if self.ops is not None:
+                self.ops.set_endpoint_cost(model, endpoint)
         self.model_active_endpoints.labels(model).set(live.active_endpoints)
         self.model_endpoints.labels(model).set(live.total_endpoints)
         self._set_answer_ok_ratios(live)
@@ -169,6 +179,8 @@ class Metrics:
         for outcome in OUTCOMES:
             self.probes_total.labels(model, provider, outcome)
         self.endpoint_consecutive_failures.labels(model, provider)
+        if self.ops is not None:
+            self.ops.init_endpoint(model, provider)
 
     # --- restart ---
     def restore(
@@ -212,6 +224,9 @@ class Metrics:
             _remove_if_present(self.probes_total, (*labels, outcome))
         for phase in PHASES:
             _remove_if_present(self.endpoint_probe_phase_seconds, (*labels, phase))
+        self.remove_liveness(model, provider)
+        if self.ops is not None:
+            self.ops.remove_endpoint(model, provider)
 
     def remove_model(self, model: str) -> None:
         """Drop the model-level series of a model that left the config."""
@@ -258,6 +273,27 @@ class Metrics:
     def record_tool_call(self, model: str, provider: str, error: ToolCallError | None) -> None:
         outcome = OK_OUTCOME if error is None else ToolCallError(error).value
         self.tool_call_checks_total.labels(model, provider, outcome).inc()
+    # --- liveness checks and confirmation probes ---
+    def count_liveness(self, model: str, provider: str, outcome: str) -> None:
+        """One liveness check; `outcome` is one of `liveness_rules.OUTCOMES`."""
+        self.liveness_checks_total.labels(model, provider, outcome).inc()
+
+    def set_liveness_up(self, model: str, provider: str, up: bool | None) -> None:
+        """1/0 when the latest telling check answered 2xx / failed hard; None drops the series
+        (liveness off for the endpoint)."""
+        _set_or_remove(self.liveness_up, (model, provider), None if up is None else float(up))
+
+    def count_confirm(self, model: str, provider: str, result: ProbeResult) -> None:
+        outcome = OK_OUTCOME if result.ok else _outcome_of(result)
+        self.confirm_probes_total.labels(model, provider, outcome).inc()
+
+    def remove_liveness(self, model: str, provider: str) -> None:
+        labels = (model, provider)
+        _remove_if_present(self.liveness_up, labels)
+        for outcome in LIVENESS_OUTCOMES:
+            _remove_if_present(self.liveness_checks_total, (*labels, outcome))
+        for outcome in OUTCOMES:
+            _remove_if_present(self.confirm_probes_total, (*labels, outcome))
 
 
 def _outcome_of(result: ProbeResult) -> str:
@@ -379,11 +415,31 @@ def build_metrics(registry: CollectorRegistry, *, version: str | None = None) ->
             registry=registry,
         ),
         **_canary_families(registry),
+        liveness_checks_total=Counter(
+            "llm_liveness_checks_total",
+            "Liveness checks (the cheap non-inference request between probes), by outcome: ok, "
+            "not_offered, rate_limited, dns_error, connect_error, tls_error, timeout, http_5xx, "
+            "auth_error, not_found, other. Not probes: they enter no figure.",
+            (*ENDPOINT_LABELS, "outcome"),
+            registry=registry,
+        ),
+        liveness_up=endpoint_gauge(
+            "llm_liveness_up",
+            "1 when the latest telling liveness check answered 2xx, 0 after a hard failure; absent "
+            "when liveness is off for the endpoint (not offered, rate-limited, refused).",
+        ),
+        confirm_probes_total=Counter(
+            "llm_confirm_probes_total",
+            "Confirmation probes (trigger=confirm) run, by outcome (ok or the error kind).",
+            (*ENDPOINT_LABELS, "outcome"),
+            registry=registry,
+        ),
     )
     metrics.monitor_info.labels(version or installed_version(), METHODOLOGY_VERSION).set(1)
 
     for reason in SKIP_REASONS:
         metrics.skipped_runs_total.labels(reason)  # at 0 from the start, so increase() sees the first
+    metrics.ops = build_cost_selftest_metrics(registry)
     return metrics
 
 
@@ -409,3 +465,205 @@ def _canary_families(registry: CollectorRegistry) -> dict[str, Gauge | Counter]:
             ENDPOINT_LABELS, registry=registry,
         ),
     }
+# --------------------------------------------------------------------------- cost and self-test (ops)
+@dataclass
+class CostSelftestMetrics:
+    """Probe cost (monitor/cost.py) and the self-test (monitor/selftest.py).
+
+    `llm_probe_cost_usd_total` counts the `cost_usd` of every recorded probe (0 for an unpriced
+    endpoint); `llm_endpoint_cost_usd_per_month` is the live figures' projection (absent without
+    a price); `llm_probes_suspect_total` counts probes recorded while the self-test's error was
+    above its threshold; the self-test gauges carry no model/provider labels."""
+
+    probe_cost_usd_total: Counter
+    endpoint_cost_usd_per_month: Gauge
+    probes_suspect_total: Counter
+    selftest_ttft_error_seconds: Gauge
+    selftest_max_error_seconds: Gauge
+    selftest_suspect: Gauge
+    selftest_runs_total: Counter
+
+    def init_endpoint(self, model: str, provider: str) -> None:
+        self.probe_cost_usd_total.labels(model, provider)
+        self.probes_suspect_total.labels(model, provider)
+
+    def record_probe(self, model: str, provider: str, result: ProbeResult) -> None:
+        cost = result.cost_usd
+        if cost is not None and cost >= 0:
+            self.probe_cost_usd_total.labels(model, provider).inc(cost)
+        if result.suspect:
+            self.probes_suspect_total.labels(model, provider).inc()
+
+    def set_endpoint_cost(self, model: str, endpoint: object) -> None:
+        value = getattr(endpoint, "cost_usd_per_month", None)
+        _set_or_remove(self.endpoint_cost_usd_per_month, (model, getattr(endpoint, "provider")), value)
+
+    def remove_endpoint(self, model: str, provider: str) -> None:
+        for metric in (self.probe_cost_usd_total, self.endpoint_cost_usd_per_month, self.probes_suspect_total):
+            _remove_if_present(metric, (model, provider))
+
+    def record_selftest(self, error_s: float, *, ok: bool, suspect: bool) -> None:
+        self.selftest_ttft_error_seconds.set(error_s)
+        self.selftest_suspect.set(1 if suspect else 0)
+        self.selftest_runs_total.labels("ok" if ok else "failed").inc()
+
+
+def build_cost_selftest_metrics(registry: CollectorRegistry) -> CostSelftestMetrics:
+    metrics = CostSelftestMetrics(
+        probe_cost_usd_total=Counter(
+            "llm_probe_cost_usd",
+            "What the recorded probes cost, in USD, from their usage (or estimate) and the "
+            "endpoint's price; confirmation probes and merged canary requests included, warm-up "
+            "requests at zero; 0 for an endpoint without a price.",
+            ENDPOINT_LABELS,
+            registry=registry,
+        ),
+        endpoint_cost_usd_per_month=Gauge(
+            "llm_endpoint_cost_usd_per_month",
+            "Projected monthly probe cost of the endpoint, in USD: the window's mean cost per probe "
+            "x scheduled probes per month (all locations) x (1 + the window's confirm rate).",
+            ENDPOINT_LABELS,
+            registry=registry,
+        ),
+        probes_suspect_total=Counter(
+            "llm_probes_suspect",
+            "Probes recorded as suspect: finished while the monitor's self-test TTFT error was above "
+            "its threshold (an overloaded host).",
+            ENDPOINT_LABELS,
+            registry=registry,
+        ),
+        selftest_ttft_error_seconds=Gauge(
+            "llm_monitor_selftest_ttft_error_seconds",
+            "The monitor's own TTFT error on its loopback self-test: measured minus true TTFT (the "
+            "reference server's own clock), in seconds; a failed self-test sets its elapsed time.",
+            registry=registry,
+        ),
+        selftest_max_error_seconds=Gauge(
+            "llm_monitor_selftest_max_error_seconds",
+            "Self-test error above which finished probes are flagged suspect (LLM_MONITOR_SELFTEST_MAX_ERROR_S).",
+            registry=registry,
+        ),
+        selftest_suspect=Gauge(
+            "llm_monitor_selftest_suspect",
+            "1 while the latest self-test's error is above its threshold or the self-test failed: "
+            "probes finishing now are flagged suspect; else 0.",
+            registry=registry,
+        ),
+        selftest_runs_total=Counter(
+            "llm_monitor_selftest_runs",
+            "Self-test probes run, by outcome (ok, failed).",
+            ("outcome",),
+            registry=registry,
+        ),
+    )
+    for outcome in ("ok", "failed"):
+        metrics.selftest_runs_total.labels(outcome)
+    return metrics
+
+
+# ------------------------------------------------------------------------------------ incidents
+# Endpoint state, incidents, per-location health and maintenance. Every value is derived from the
+# shared database by `monitor.incidents.IncidentTracker` (never from this process's own probes
+# only), so N probing processes in M locations export the same values: the alert rules take
+# `max by (model, provider)` over instances, and nothing flaps when another process probes next.
+
+# Time from an outage's first failed probe to its incident opening: a minute or two with
+# confirmation probes, up to an interval or two without them.
+DETECT_BUCKETS_S: tuple[float, ...] = (15, 30, 60, 90, 120, 180, 300, 600, 1200, 1800, 3600, 7200)
+
+
+@dataclass
+class IncidentMetrics:
+    endpoint_state: Gauge
+    endpoint_incident_open: Gauge
+    location_endpoint_up: Gauge
+    location_impaired: Gauge
+    endpoint_in_maintenance: Gauge
+    incident_time_to_detect_seconds: Histogram
+
+    def set_state(self, model: str, provider: str, state: str, states: tuple[str, ...]) -> None:
+        for name in states:
+            self.endpoint_state.labels(model, provider, name).set(1 if name == state else 0)
+
+    def set_incident_open(self, model: str, provider: str, is_open: bool) -> None:
+        self.endpoint_incident_open.labels(model, provider).set(1 if is_open else 0)
+
+    def set_in_maintenance(self, model: str, provider: str, covered: bool) -> None:
+        self.endpoint_in_maintenance.labels(model, provider).set(1 if covered else 0)
+
+    def set_location_up(self, model: str, provider: str, location_up: Mapping[str, bool]) -> None:
+        """Export the locations given; drop the endpoint's series of any other location."""
+        for location, up in location_up.items():
+            self.location_endpoint_up.labels(model, provider, location).set(1 if up else 0)
+        for labels in _label_sets(self.location_endpoint_up):
+            if labels[:2] == (model, provider) and labels[2] not in location_up:
+                _remove_if_present(self.location_endpoint_up, labels)
+
+    def set_impaired(self, impaired: Mapping[str, bool]) -> None:
+        for location, value in impaired.items():
+            self.location_impaired.labels(location).set(1 if value else 0)
+        for labels in _label_sets(self.location_impaired):
+            if labels[0] not in impaired:
+                _remove_if_present(self.location_impaired, labels)
+
+    def observe_time_to_detect(self, model: str, provider: str, seconds: float) -> None:
+        self.incident_time_to_detect_seconds.labels(model, provider).observe(max(0.0, seconds))
+
+    def remove_endpoint(self, model: str, provider: str, states: tuple[str, ...]) -> None:
+        for name in states:
+            _remove_if_present(self.endpoint_state, (model, provider, name))
+        for gauge in (self.endpoint_incident_open, self.endpoint_in_maintenance):
+            _remove_if_present(gauge, (model, provider))
+        self.set_location_up(model, provider, {})
+        _remove_if_present(self.incident_time_to_detect_seconds, (model, provider))
+
+
+def _label_sets(metric: Gauge) -> list[tuple[str, ...]]:
+    """The label values of every series a labelled metric currently holds."""
+    return [tuple(labels) for labels in list(metric._metrics)]  # prometheus_client keeps them there
+
+
+def build_incident_metrics(registry: CollectorRegistry) -> IncidentMetrics:
+    return IncidentMetrics(
+        endpoint_state=Gauge(
+            "llm_endpoint_state",
+            "1 for the endpoint's current state (up, degraded, regional, down, misconfigured, unknown), "
+            "0 for the others; from every location's probes in the database.",
+            (*ENDPOINT_LABELS, "state"),
+            registry=registry,
+        ),
+        endpoint_incident_open=Gauge(
+            "llm_endpoint_incident_open",
+            "1 while the endpoint has an open incident (declared down by quorum, not yet recovered).",
+            ENDPOINT_LABELS,
+            registry=registry,
+        ),
+        location_endpoint_up=Gauge(
+            "llm_location_endpoint_up",
+            "1 when the endpoint is active as seen from this location (its latest non-rate-limited "
+            "probe there ok, within 2 intervals), else 0.",
+            (*ENDPOINT_LABELS, "location"),
+            registry=registry,
+        ),
+        location_impaired=Gauge(
+            "llm_location_impaired",
+            "1 when the location's probes fail for every endpoint it probes (at least 2 endpoints "
+            "of 2 providers): the monitor's own trouble there. Its failures count towards no quorum.",
+            ("location",),
+            registry=registry,
+        ),
+        endpoint_in_maintenance=Gauge(
+            "llm_endpoint_in_maintenance",
+            "1 while a configured maintenance window covers the endpoint (no incident opens, no page).",
+            ENDPOINT_LABELS,
+            registry=registry,
+        ),
+        incident_time_to_detect_seconds=Histogram(
+            "llm_incident_time_to_detect_seconds",
+            "From an outage's first failed probe to its incident opening, in seconds (observed once, "
+            "by the process that opened the incident).",
+            ENDPOINT_LABELS,
+            buckets=DETECT_BUCKETS_S,
+            registry=registry,
+        ),
+    )

@@ -21,6 +21,7 @@ from typing import Awaitable, Callable, Mapping
 import httpx
 
 from monitor.catalog import EndpointConfig, ModelConfig
+from monitor.cost import price_probe
 from monitor.live import LiveFigures
 from monitor.metrics import Metrics
 from monitor.probes.base import DEFAULT_LOCATION, ProbeResult, ProbeTarget, Trigger
@@ -213,6 +214,7 @@ class Runner:
         probe_fn: ProbeFn = run_probe,
         location: str = DEFAULT_LOCATION,
         tool_call_fn: ToolCallFn = run_tool_call,
+        is_suspect: Callable[[], bool] | None = None,
     ) -> None:
         self._client = client
         self._metrics = metrics
@@ -224,6 +226,9 @@ class Runner:
         self._probe_fn = probe_fn
         self._tool_call_fn = tool_call_fn
         self.location = location
+        # The self-test's verdict (monitor/selftest.py): True while the monitor's own TTFT error
+        # exceeds its threshold; probes finished meanwhile are recorded as `suspect`.
+        self._is_suspect = is_suspect
         # Called with (model, endpoint, result) after every probe this runner made is recorded
         # (confirmation scheduling, canaries, cost): see `add_listener`.
         self._listeners: list[Callable[[ModelConfig, EndpointConfig, ProbeResult], None]] = []
@@ -253,6 +258,9 @@ class Runner:
             finally:
                 self._metrics.probes_in_flight.dec()
         result = dataclasses.replace(result, location=self.location, trigger=trigger)
+        result = price_probe(result, endpoint.price)  # the tool-call canary's tokens: see monitor/cost.py
+        if self._is_suspect is not None and self._is_suspect():
+            result = dataclasses.replace(result, suspect=True)
         self.record(model.id, endpoint.provider, result)
         for listener in self._listeners:
             try:

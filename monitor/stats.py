@@ -39,7 +39,12 @@ from fractions import Fraction
 from functools import lru_cache
 from statistics import NormalDist
 
+from typing import TYPE_CHECKING
+
 from monitor.probes.base import ErrorKind
+
+if TYPE_CHECKING:  # annotations only: endpoint_state builds on this module
+    from monitor.endpoint_state import IncidentRef, LocationView, MaintenanceRef
 
 
 @dataclass(frozen=True)
@@ -73,6 +78,17 @@ class EndpointLive:
     throughput_tps_p50: float | None
     uptime: float | None  # None when the window has no ok or failed probe
     samples: int
+    # Cost (monitor/cost.py, set by LiveFigures): mean cost_usd of the window's priced probes, and
+    # the monthly projection; None without a price.
+    cost_usd_per_probe: float | None = None
+    cost_usd_per_month: float | None = None
+    # Set by monitor.endpoint_state (via the live figures' annotator); these defaults mean "no state
+    # computed" (a figure built without one).
+    state: str = "unknown"
+    state_reason: str | None = None
+    locations: tuple[LocationView, ...] = ()
+    open_incident: IncidentRef | None = None
+    maintenance: MaintenanceRef | None = None
 
 
 @dataclass(frozen=True)

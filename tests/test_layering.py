@@ -58,6 +58,7 @@ def test_the_dependency_rule_holds():
         ("monitor/probes/framing.py", "import monitor.metrics", PROBES),
         ("monitor/stats.py", "import socket", STATS),
         ("monitor/stats.py", "import sqlalchemy", STATS),
+        ("monitor/cost.py", "import monitor.catalog", STATS),
     ],
 )
 def test_a_forbidden_import_breaks_its_contract(tmp_path: Path, module: str, line: str, broken: str):

@@ -53,6 +53,11 @@ def warmup_url(target: ProbeTarget) -> str:
     return f"{wire.base_root(target)}/models"
 
 
+def liveness_url(target: ProbeTarget) -> str:
+    """`GET /v1/models?limit=1`: authenticated, free, one entry long."""
+    return f"{wire.base_root(target)}/models?limit=1"
+
+
 def warmup_headers(target: ProbeTarget) -> dict[str, str]:
     return _headers(target)
 
@@ -215,6 +220,8 @@ PROTOCOL = WireProtocol(
     parse_event=parse_event,
     warmup_url=warmup_url,
     warmup_headers=warmup_headers,
+    liveness_url=liveness_url,
+    liveness_headers=warmup_headers,
     requires_end_marker=True,
     error_message=error_message,
     tool_call=ToolCallWire(build_request=build_tool_request, parse_response=parse_tool_response),

@@ -336,6 +336,9 @@ class WireProtocol:
       StreamDataError on malformed data. Pure: no I/O, no clocks.
     - `error_message(doc)` -> the provider's message in a decoded non-2xx JSON error body, or
       None to fall back to the generic reading (`outcomes.json_error_message`).
+    - `liveness_url(target)` / `liveness_headers(target)` -> the cheap, token-free GET that the
+      liveness checks send between probes (monitor.liveness; docs/liveness.md), or None when the
+      protocol has none (liveness is then off for its endpoints). Usually the warm-up request.
 
     Registered by name in `monitor.probes.registry`.
     """
@@ -363,4 +366,7 @@ class WireProtocol:
     @property
     def supports_tool_call(self) -> bool:
         return self.tool_call is not None
+    # The liveness request (a GET); None: the protocol declares none, so liveness stays off.
+    liveness_url: Callable[[ProbeTarget], str | None] | None = None
+    liveness_headers: Callable[[ProbeTarget], Mapping[str, str]] | None = None
 

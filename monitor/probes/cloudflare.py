@@ -58,6 +58,12 @@ def warmup_url(target: ProbeTarget) -> str:
     return wire.base_root(target) + _WARMUP_PATH
 
 
+def liveness_url(target: ProbeTarget) -> str:
+    """The warm-up's one-entry model search on the account's AI root: authenticated and free,
+    but served by Cloudflare's API layer, not by Workers AI inference itself."""
+    return warmup_url(target)
+
+
 def warmup_headers(target: ProbeTarget) -> dict[str, str]:
     return wire.bearer_headers(target)
 
@@ -147,6 +153,8 @@ PROTOCOL = WireProtocol(
     parse_event=parse_event,
     warmup_url=warmup_url,
     warmup_headers=warmup_headers,
+    liveness_url=liveness_url,
+    liveness_headers=warmup_headers,
     requires_end_marker=True,
     error_message=error_message,
 )

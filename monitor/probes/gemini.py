@@ -83,6 +83,11 @@ def warmup_url(target: ProbeTarget) -> str:
     return f"{wire.base_root(target)}/models?pageSize=1"
 
 
+def liveness_url(target: ProbeTarget) -> str:
+    """`GET models?pageSize=1`, the warm-up request: authenticated, free."""
+    return warmup_url(target)
+
+
 def warmup_headers(target: ProbeTarget) -> dict[str, str]:
     return _headers(target)
 
@@ -221,6 +226,8 @@ PROTOCOL = WireProtocol(
     parse_event=parse_event,
     warmup_url=warmup_url,
     warmup_headers=warmup_headers,
+    liveness_url=liveness_url,
+    liveness_headers=warmup_headers,
     requires_end_marker=False,
     requires_finish_reason=True,
     options_model=Options,

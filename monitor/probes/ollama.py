@@ -62,6 +62,11 @@ def warmup_url(target: ProbeTarget) -> str:
     return f"{wire.base_root(target)}/api/version"
 
 
+def liveness_url(target: ProbeTarget) -> str:
+    """`GET /api/version`: answered by the server itself, no model touched (no key needed)."""
+    return warmup_url(target)
+
+
 def warmup_headers(target: ProbeTarget) -> dict[str, str]:
     return _auth_headers(target)
 
@@ -132,6 +137,8 @@ PROTOCOL = WireProtocol(
     parse_event=parse_event,
     warmup_url=warmup_url,
     warmup_headers=warmup_headers,
+    liveness_url=liveness_url,
+    liveness_headers=warmup_headers,
     requires_end_marker=True,
     options_model=Options,
 )

@@ -61,6 +61,11 @@ def warmup_url(target: ProbeTarget) -> str:
     return f"{wire.base_root(target)}/models"
 
 
+def liveness_url(target: ProbeTarget) -> str:
+    """Listing models: free, authenticated, offered by nearly every compatible server."""
+    return warmup_url(target)
+
+
 def warmup_headers(target: ProbeTarget) -> dict[str, str]:
     return _auth_headers(target)
 
@@ -193,6 +198,8 @@ PROTOCOL = WireProtocol(
     parse_event=parse_event,
     warmup_url=warmup_url,
     warmup_headers=warmup_headers,
+    liveness_url=liveness_url,
+    liveness_headers=warmup_headers,
     requires_end_marker=True,
     options_model=Options,
     error_message=error_message,

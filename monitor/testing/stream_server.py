@@ -134,9 +134,14 @@ class _BadRequest(Exception):
 class StreamServer:
     """Loopback HTTP/1.1 server with scripted responses, in its own thread and event loop."""
 
-    def __init__(self, *, host: str = "127.0.0.1", backlog: int = 1024) -> None:
+    def __init__(self, *, host: str = "127.0.0.1", port: int = 0, backlog: int = 1024,
+                 keep_requests: int | None = None) -> None:
+        """`port`: 0 picks a free one; a fixed port lets a test stop a server and start a new
+        one where the old one was (an outage that ends). `keep_requests`: remember only the newest
+        this many requests (a long-running server); None keeps all (tests count and inspect them)."""
         self.host = host
-        self.port = 0
+        self.port = port
+        self._keep_requests = keep_requests
         self._backlog = backlog
         self._routes: dict[tuple[str, str], ScriptedResponse | Handler] = {}
         self.requests: list[ServedRequest] = []
@@ -210,7 +215,7 @@ class StreamServer:
                 # Set on the listener so accepted sockets inherit it: a request that arrives
                 # before this loop gets round to accept() still carries its kernel stamp.
                 listener.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
-            listener.bind((self.host, 0))
+            listener.bind((self.host, self.port))
             listener.listen(self._backlog)
             listener.setblocking(False)
             self._listener = listener
@@ -256,6 +261,8 @@ class StreamServer:
                 if request is None:
                     break
                 self.requests.append(request)
+                if self._keep_requests is not None and len(self.requests) > self._keep_requests:
+                    del self.requests[: len(self.requests) - self._keep_requests]
                 response = self._respond_to(request)
                 keep_open = await self._send(conn, request, response)
                 if not keep_open or request.headers.get("connection", "").lower() == "close":

@@ -17,7 +17,8 @@ LIVE_KEYS = [
 ]
 ENDPOINT_KEYS = [
     "provider", "active", "last_probe_at", "last_error_kind", "ttft_ms_p50", "throughput_tps_p50",
-    "uptime", "samples",
+    "uptime", "samples", "cost_usd_per_probe", "cost_usd_per_month", "state", "state_reason", "locations",
+    "open_incident", "maintenance",
 ]
 
 
@@ -53,12 +54,16 @@ async def test_live_figures_exact_shape_and_values(client):
             {
                 "provider": "Cloudflare", "active": True, "last_probe_at": "2026-03-01T12:00:00Z",
                 "last_error_kind": None, "ttft_ms_p50": 244.0, "throughput_tps_p50": 57.25,
-                "uptime": 0.75, "samples": 4,
+                "uptime": 0.75, "samples": 4, "cost_usd_per_probe": None, "cost_usd_per_month": None,
+                "state": "unknown", "state_reason": None, "locations": [], "open_incident": None,
+                "maintenance": None,
             },
             {
                 "provider": "Groq", "active": False, "last_probe_at": "2026-03-01T10:00:00Z",
                 "last_error_kind": "auth_error", "ttft_ms_p50": None, "throughput_tps_p50": None,
-                "uptime": 0.0, "samples": 3,
+                "uptime": 0.0, "samples": 3, "cost_usd_per_probe": None, "cost_usd_per_month": None,
+                "state": "unknown", "state_reason": None, "locations": [], "open_incident": None,
+                "maintenance": None,
             },
         ],
     }

@@ -268,6 +268,17 @@ def test_exposition_parses_with_one_help_line_per_family_and_base_unit_names(reg
         "llm_monitor_buffered_results": "gauge",
         "llm_monitor_dropped_results": "counter",
         "llm_monitor_info": "gauge",
+        # cost and self-test (ops)
+        "llm_probe_cost_usd": "counter",
+        "llm_endpoint_cost_usd_per_month": "gauge",
+        "llm_probes_suspect": "counter",
+        "llm_monitor_selftest_ttft_error_seconds": "gauge",
+        "llm_monitor_selftest_max_error_seconds": "gauge",
+        "llm_monitor_selftest_suspect": "gauge",
+        "llm_monitor_selftest_runs": "counter",
+        "llm_liveness_checks": "counter",
+        "llm_liveness_up": "gauge",
+        "llm_confirm_probes": "counter",
     }
     # canary
     expected |= {"llm_endpoint_answer_ok_ratio": "gauge", "llm_tool_call_checks": "counter",

@@ -73,6 +73,17 @@ MAY_BE_EMPTY = {
     "LLMEndpointTTFTRegression": "the healthy server's TTFT is steady; a CPU hiccup on a busy machine could double one probe's TTFT",
     "LLMMonitorOverloaded": "five endpoints finish well within their 1 s interval; only a >1 s event-loop stall on a busy machine would misfire a run",
     "LLMEndpointAnswerCheckFailing": "the ratio series exists only once the live figures carry answer_ok_ratio; the test servers do not count, so then it holds (still pending under its 1h `for:`)",
+    "LLMMonitorSelfTestErrorHigh": "the self-test's error is well within 50 ms on an idle machine; a busy one may push a reading over it",
+    "Suspect probes [A]": "only probes recorded while the self-test error is above its threshold count, none on an idle machine",
+}
+# Contract metrics that other parts of the monitor export (see tests/ops/test_dashboards_sdk.py):
+# until this branch exports them, the panels reading them are evaluated (they must parse) but may
+# be empty. The test checks that the monitor really does not expose them yet, so each name leaves
+# this list as soon as its exporter is merged, and its panels must then show data.
+NOT_EXPORTED_YET = {
+    "llm_endpoint_state", "llm_location_endpoint_up", "llm_endpoint_incident_open",
+    "llm_incident_time_to_detect_seconds", "llm_endpoint_answer_ok_ratio", "llm_tool_call_checks_total",
+    "llm_endpoint_uptime_ratio", "llm_endpoint_ttft_p50_seconds",
 }
 
 # Grafana variables: the overview uses multi-select (=~) with "All" = ".*"; the endpoint detail
@@ -101,7 +112,10 @@ def wait_until(predicate: Callable[[], Any], *, timeout_s: float, what: str, dia
 
 
 def monitor_config(server_url: str, closed_port: int) -> str:
-    endpoint = "      - {{provider: {p}, protocol: openai, base_url: '{url}', model: test-model}}"
+    # Priced endpoints (the seed model's price) for the cost panels; Closed has no price.
+    endpoint = ("      - {{provider: {p}, protocol: openai, base_url: '{url}', model: test-model,"
+                " price: {{input_per_mtok: 0.027, output_per_mtok: 0.201}}}}")
+    unpriced = "      - {{provider: {p}, protocol: openai, base_url: '{url}', model: test-model}}"
     keyless = "      - {{provider: Keyless, protocol: openai, base_url: '{url}', model: test-model, api_key_env: {env}}}"
     return "\n".join(
         [
@@ -113,7 +127,7 @@ def monitor_config(server_url: str, closed_port: int) -> str:
             endpoint.format(p="Broken", url=f"{server_url}/broken/v1"),
             f"  - id: {ALL_DOWN}",
             "    endpoints:",
-            endpoint.format(p="Closed", url=f"http://127.0.0.1:{closed_port}/v1"),
+            unpriced.format(p="Closed", url=f"http://127.0.0.1:{closed_port}/v1"),
             endpoint.format(p="Throttled", url=f"{server_url}/throttled/v1"),
             f"  - id: {KEYLESS}",
             "    endpoints:",
@@ -357,6 +371,9 @@ def test_every_expression_evaluates_on_live_data_and_endpoint_down_fires(prometh
     assert states == {"pending"}
 
     # Every expression of the dashboards and rule files, against the live data.
+    exposition = httpx.get(f"http://{monitor[0]}/metrics", timeout=5).text
+    merged = {name for name in NOT_EXPORTED_YET if re.search(rf"^{name}(_bucket)?{{", exposition, re.M)}
+    assert not merged, f"now exported: remove {merged} from NOT_EXPORTED_YET"
     expressions = list(iter_promql_expressions())
     names = {e.name for e in expressions}
     assert set(EXPECTED_EMPTY) | set(MAY_BE_EMPTY) <= names, "allow-lists name expressions that no longer exist"
@@ -374,7 +391,11 @@ def test_every_expression_evaluates_on_live_data_and_endpoint_down_fires(prometh
         if expression.name in EXPECTED_EMPTY:
             if any(results):
                 non_empty_but_expected_empty.append(label)
-        elif expression.name not in MAY_BE_EMPTY and not any(results):
+        elif (
+            expression.name not in MAY_BE_EMPTY
+            and not any(name in expression.expr for name in NOT_EXPORTED_YET)
+            and not any(results)
+        ):
             empty_but_required.append(label)
 
     assert not empty_but_required, "expressions without data on a live stack:\n" + "\n".join(empty_but_required)
