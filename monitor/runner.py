@@ -21,7 +21,7 @@ from typing import Awaitable, Callable, Mapping
 import httpx
 
 from monitor.catalog import EndpointConfig, ModelConfig
-from monitor.cost import price_probe
+from monitor.cost import Usage, price_probe
 from monitor.live import LiveFigures
 from monitor.metrics import Metrics
 from monitor.probes.base import DEFAULT_LOCATION, ProbeResult, ProbeTarget, Trigger
@@ -258,7 +258,10 @@ class Runner:
             finally:
                 self._metrics.probes_in_flight.dec()
         result = dataclasses.replace(result, location=self.location, trigger=trigger)
-        result = price_probe(result, endpoint.price)  # the tool-call canary's tokens: see monitor/cost.py
+        # The tool-call canary's own request is priced with the probe (its reported usage).
+        canary_usage = [Usage(result.tool_call_input_tokens or 0, result.tool_call_output_tokens or 0)] \
+            if result.tool_call_ok is not None else []
+        result = price_probe(result, endpoint.price, canary_usage)
         if self._is_suspect is not None and self._is_suspect():
             result = dataclasses.replace(result, suspect=True)
         self.record(model.id, endpoint.provider, result)

@@ -142,7 +142,8 @@ CONFIG = """
 models:
   - id: m1
     endpoints:
-      - {{provider: A, protocol: {protocol}, base_url: "{url}", model: m, checks: {checks}}}
+      - {{provider: A, protocol: {protocol}, base_url: "{url}", model: m, checks: {checks},
+         price: {{input_per_mtok: 0.027, output_per_mtok: 0.201}}}}
 """
 
 
@@ -177,6 +178,10 @@ async def test_the_runner_runs_it_after_an_ok_probe_and_records_it(server, clien
     assert result.tool_call_input_tokens is not None and result.tool_call_output_tokens is not None
     assert registry.get_sample_value("llm_tool_call_checks_total",
                                      {"model": "m1", "provider": "A", "outcome": outcome}) == 1
+    # priced with the probe: the probe's usage plus the canary request's (price of the catalog)
+    price = model.endpoints[0].price
+    assert result.cost_usd == pytest.approx(price.cost_usd(
+        result.prompt_tokens + result.tool_call_input_tokens, result.output_tokens + result.tool_call_output_tokens))
     # the timed probe and the canary are two requests; the timed one carries no tool
     requests = server.requests_to(stream_path) + (server.requests_to(TOOL_PATHS[protocol]) if protocol == "gemini" else [])
     assert ["tools" in r.json for r in requests] == [False, True]

@@ -38,8 +38,7 @@ OTHER_PARTS = {
     "llm_location_endpoint_up": "incidents (#11)",
     "llm_endpoint_incident_open": "incidents (#11)",
     "llm_incident_time_to_detect_seconds_bucket": "incidents (#11)",
-    "llm_endpoint_answer_ok_ratio": "canary / figures (#14)",
-    "llm_tool_call_checks_total": "canary (#14)",
+    # llm_endpoint_answer_ok_ratio and llm_tool_call_checks_total: exported by canary (#14)
     "llm_endpoint_uptime_ratio": "figures (#12)",
     "llm_endpoint_ttft_p50_seconds": "figures (#12)",
 }
