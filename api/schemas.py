@@ -235,6 +235,8 @@ class ProbeResultOut(_Out):
     server_eval_s: float | None
     server_eval_tokens: int | None
     suspect: bool = Field(description="Finished while the monitor's own self-test error was above its threshold.")
+    tool_call_input_tokens: int | None = Field(description="Input tokens of the tool-call canary's own request, when it ran and the provider reported them.")
+    tool_call_output_tokens: int | None = Field(description="Output tokens of the tool-call canary's own request, when it ran and the provider reported them.")
 
     @classmethod
     def of(cls, result: ProbeResult) -> ProbeResultOut:

@@ -22,11 +22,13 @@ from typing import Mapping
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from monitor.liveness_rules import OUTCOMES as LIVENESS_OUTCOMES
-from monitor.probes.base import METHODOLOGY_VERSION, NOT_PROVIDER_FAILURES, ErrorKind, ProbeResult
+from monitor.probes.base import METHODOLOGY_VERSION, NOT_PROVIDER_FAILURES, ErrorKind, ProbeResult, ToolCallError
+from monitor.probes.prompt import MISMATCH_RATIO, size_mismatch
 from monitor.stats import ACTIVE_INTERVALS, WINDOWS, ModelLive, window_name
 
 OK_OUTCOME = "ok"
 OUTCOMES: tuple[str, ...] = (OK_OUTCOME, *(kind.value for kind in ErrorKind))
+TOOL_CALL_OUTCOMES: tuple[str, ...] = (OK_OUTCOME, *(kind.value for kind in ToolCallError))
 
 # Phase label -> ProbeResult attribute. dns/tcp/tls come from the cold warm-up connection,
 # headers is the measured request's time to response headers, first_token its TTFT.
@@ -116,6 +118,10 @@ class Metrics:
     buffered_results: Gauge
     dropped_results_total: Counter
     monitor_info: Gauge
+    # --- canary ---
+    endpoint_answer_ok_ratio: Gauge
+    tool_call_checks_total: Counter
+    prompt_size_mismatch: Gauge
     # --- liveness checks and confirmation probes (monitor.liveness, monitor.confirm) ---
     liveness_checks_total: Counter
     liveness_up: Gauge
@@ -137,6 +143,7 @@ class Metrics:
             self.ops.record_probe(model, provider, result)
         self.endpoint_last_probe_timestamp_seconds.labels(*labels).set(_epoch_seconds(result.started_at))
         self._set_misconfigured(labels, result)
+        self._record_canary(labels, result)
         if result.ok:
             if result.ttft_s is not None:
                 self.probe_ttft_seconds.labels(*labels).observe(result.ttft_s)
@@ -170,6 +177,7 @@ class Metrics:
                 self.ops.set_endpoint_cost(model, endpoint)
         self.model_active_endpoints.labels(model).set(live.active_endpoints)
         self.model_endpoints.labels(model).set(live.total_endpoints)
+        self._set_answer_ok_ratios(live)
         best_ttft_s = None if live.best_ttft_ms is None else live.best_ttft_ms / 1000.0
         _set_or_remove(self.model_best_ttft_seconds, (model,), best_ttft_s)
         _set_or_remove(self.model_best_output_tokens_per_second, (model,), live.best_throughput_tps)
@@ -228,8 +236,12 @@ class Metrics:
             self.endpoint_consecutive_failures,
             self.endpoint_misconfigured,
             self.endpoint_probe_interval_seconds,
+            self.endpoint_answer_ok_ratio,
+            self.prompt_size_mismatch,
         ):
             _remove_if_present(gauge, labels)
+        for outcome in TOOL_CALL_OUTCOMES:
+            _remove_if_present(self.tool_call_checks_total, (*labels, outcome))
         _remove_if_present(self.probe_ttft_seconds, labels)
         for outcome in OUTCOMES:
             _remove_if_present(self.probes_total, (*labels, outcome))
@@ -275,6 +287,23 @@ class Metrics:
     def inc_dropped(self, count: int = 1) -> None:
         self.dropped_results_total.inc(count)
 
+    # --- canary: answer check, tool-call check, prompt size ---
+    def _record_canary(self, labels: EndpointKey, result: ProbeResult) -> None:
+        """The prompt-size flag of the latest probe whose provider reported a prompt size."""
+        ratio = size_mismatch(result.input_tokens, result.prompt_tokens)
+        if ratio is not None:
+            self.prompt_size_mismatch.labels(*labels).set(1 if ratio > MISMATCH_RATIO else 0)
+
+    def _set_answer_ok_ratios(self, live: ModelLive) -> None:
+        """`answer_ok_ratio` of each endpoint's live figures (`stats.answer_ok_ratio` over the
+        window, set by the figures code); no series while no answer was checked."""
+        for endpoint in live.endpoints:
+            ratio = getattr(endpoint, "answer_ok_ratio", None)
+            _set_or_remove(self.endpoint_answer_ok_ratio, (live.model, endpoint.provider), ratio)
+
+    def record_tool_call(self, model: str, provider: str, error: ToolCallError | None) -> None:
+        outcome = OK_OUTCOME if error is None else ToolCallError(error).value
+        self.tool_call_checks_total.labels(model, provider, outcome).inc()
     # --- liveness checks and confirmation probes ---
     def count_liveness(self, model: str, provider: str, outcome: str) -> None:
         """One liveness check; `outcome` is one of `liveness_rules.OUTCOMES`."""
@@ -416,6 +445,7 @@ def build_metrics(registry: CollectorRegistry, *, version: str | None = None) ->
             ("version", "methodology"),
             registry=registry,
         ),
+        **_canary_families(registry),
         liveness_checks_total=Counter(
             "llm_liveness_checks_total",
             "Liveness checks (the cheap non-inference request between probes), by outcome: ok, "
@@ -451,6 +481,7 @@ def build_metrics(registry: CollectorRegistry, *, version: str | None = None) ->
         ),
     )
     metrics.monitor_info.labels(version or installed_version(), METHODOLOGY_VERSION).set(1)
+
     for reason in SKIP_REASONS:
         metrics.skipped_runs_total.labels(reason)  # at 0 from the start, so increase() sees the first
     metrics.ops = build_cost_selftest_metrics(registry)
@@ -468,6 +499,28 @@ def build_metrics(registry: CollectorRegistry, *, version: str | None = None) ->
     return metrics
 
 
+# --- canary ---
+def _canary_families(registry: CollectorRegistry) -> dict[str, Gauge | Counter]:
+    return {
+        "endpoint_answer_ok_ratio": Gauge(
+            "llm_endpoint_answer_ok_ratio",
+            "Share of the ok probes in the live window whose answer canary was checked and right "
+            "(truncated answers that were right so far are not counted); absent while none was checked.",
+            ENDPOINT_LABELS, registry=registry,
+        ),
+        "tool_call_checks_total": Counter(
+            "llm_tool_call_checks",
+            "Tool-call canary requests, by outcome: ok, invalid_json, unknown_tool, schema_mismatch, "
+            "no_tool_call or request_failed.",
+            (*ENDPOINT_LABELS, "outcome"), registry=registry,
+        ),
+        "prompt_size_mismatch": Gauge(
+            "llm_prompt_size_mismatch",
+            "1 when the latest probe whose provider reported its prompt size (usage.prompt_tokens) "
+            "was more than 20 % off the workload profile (input_tokens), else 0.",
+            ENDPOINT_LABELS, registry=registry,
+        ),
+    }
 # --------------------------------------------------------------------------- cost and self-test (ops)
 @dataclass
 class CostSelftestMetrics:

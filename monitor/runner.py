@@ -21,17 +21,20 @@ from typing import Awaitable, Callable, Mapping
 import httpx
 
 from monitor.catalog import EndpointConfig, ModelConfig
-from monitor.cost import price_probe
+from monitor.cost import Usage, price_probe
 from monitor.live import LiveFigures
 from monitor.metrics import Metrics
 from monitor.probes.base import DEFAULT_LOCATION, ProbeResult, ProbeTarget, Trigger
 from monitor.probes.engine import run_probe
 from monitor.probes.meters import LoopLagMonitor
+from monitor.probes.prompt import is_size_mismatch
+from monitor.probes.toolcall import ToolCallOutcome, run_tool_call
 from monitor.store import Store, StoreError, StoreUnavailableError
 
 log = logging.getLogger(__name__)
 
 ProbeFn = Callable[..., Awaitable[ProbeResult]]
+ToolCallFn = Callable[[httpx.AsyncClient, ProbeTarget], Awaitable[ToolCallOutcome]]
 Row = tuple[str, str, ProbeResult]
 
 
@@ -210,6 +213,7 @@ class Runner:
         lag_monitor: LoopLagMonitor | None = None,
         probe_fn: ProbeFn = run_probe,
         location: str = DEFAULT_LOCATION,
+        tool_call_fn: ToolCallFn = run_tool_call,
         is_suspect: Callable[[], bool] | None = None,
     ) -> None:
         self._client = client
@@ -220,6 +224,7 @@ class Runner:
         self._slots = asyncio.Semaphore(max_concurrent)
         self._lag_monitor = lag_monitor
         self._probe_fn = probe_fn
+        self._tool_call_fn = tool_call_fn
         self.location = location
         # The self-test's verdict (monitor/selftest.py): True while the monitor's own TTFT error
         # exceeds its threshold; probes finished meanwhile are recorded as `suspect`.
@@ -247,10 +252,16 @@ class Runner:
             self._metrics.probes_in_flight.inc()
             try:
                 result = await self._probe_fn(self._client, target, lag_monitor=self._lag_monitor)
+                # Canary: the tool-call check, a separate request after the timed probe.
+                if result.ok and trigger != Trigger.CONFIRM and "tool_call" in target.checks:
+                    result = await self._tool_call(model.id, endpoint.provider, target, result)
             finally:
                 self._metrics.probes_in_flight.dec()
         result = dataclasses.replace(result, location=self.location, trigger=trigger)
-        result = price_probe(result, endpoint.price)  # the tool-call canary's tokens: see monitor/cost.py
+        # The tool-call canary's own request is priced with the probe (its reported usage).
+        canary_usage = [Usage(result.tool_call_input_tokens or 0, result.tool_call_output_tokens or 0)] \
+            if result.tool_call_ok is not None else []
+        result = price_probe(result, endpoint.price, canary_usage)
         if self._is_suspect is not None and self._is_suspect():
             result = dataclasses.replace(result, suspect=True)
         self.record(model.id, endpoint.provider, result)
@@ -261,6 +272,18 @@ class Runner:
                 log.exception("probe listener failed for %s/%s", model.id, endpoint.provider)
         return result
 
+    async def _tool_call(self, model_id: str, provider: str, target: ProbeTarget,
+                         result: ProbeResult) -> ProbeResult:
+        """Run the tool-call canary and put its verdict and usage on the probe's result."""
+        outcome = await self._tool_call_fn(self._client, target)
+        self._metrics.record_tool_call(model_id, provider, outcome.error)
+        if not outcome.ok:
+            log.warning("tool-call canary %s/%s: %s (%s)", model_id, provider,
+                        outcome.error.value if outcome.error else "failed", outcome.detail)
+        return dataclasses.replace(result, tool_call_ok=outcome.ok, tool_call_error=outcome.error,
+                                   tool_call_input_tokens=outcome.input_tokens,
+                                   tool_call_output_tokens=outcome.output_tokens)
+
     def record(self, model_id: str, provider: str, result: ProbeResult) -> None:
         live = self._live.add(model_id, provider, result)
         if live is not None:
@@ -269,6 +292,11 @@ class Runner:
         # else: a config reload removed the endpoint while it was being probed. Its series are
         # gone from /metrics and stay gone; the result is still stored (nothing measured is lost).
         self._buffer.put(model_id, provider, result)
+        if is_size_mismatch(result.input_tokens, result.prompt_tokens):
+            # Its own wording: "probe <model>/<provider>: " starts the one line per probe below.
+            log.warning("prompt size mismatch on %s/%s: the provider counted %d prompt tokens for the "
+                        "%d-token profile (more than 20 %% off)", model_id, provider, result.prompt_tokens,
+                        result.input_tokens)
         level = logging.INFO if result.ok else logging.WARNING
         log.log(
             level,

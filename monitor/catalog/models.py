@@ -130,6 +130,8 @@ class EndpointConfig(EndpointSettings):
             timeout_s=self.timeout_s,
             options=self.options,
             environ=environ,
+            input_tokens=self.input_tokens,
+            checks=self.checks,
         )
 
 

@@ -26,7 +26,7 @@ from typing import Any
 
 from monitor.catalog.credentials import url_credential_problem
 from monitor.catalog.files import FileRefused, read_bounded
-from monitor.probes.base import ProbeTarget, Secret
+from monitor.probes.base import DEFAULT_INPUT_TOKENS, ProbeTarget, Secret
 from monitor.probes.urls import http_url_problem
 
 # Environment variable names: conventional upper-case shell names. Requiring upper case also
@@ -87,6 +87,8 @@ def resolve_target(
     timeout_s: float,
     options: Mapping[str, Any],
     environ: Mapping[str, str],
+    input_tokens: int = DEFAULT_INPUT_TOKENS,
+    checks: tuple[str, ...] = ("answer",),
 ) -> ProbeTarget:
     """The probe target for these settings in `environ`. `base_url` and `model` are templates."""
     problems: list[str] = []
@@ -117,6 +119,8 @@ def resolve_target(
         stall_timeout_s=min(ProbeTarget.stall_timeout_s, timeout_s),
         options=_plain(options),
         redact=redact,
+        input_tokens=input_tokens,
+        checks=tuple(checks),
     )
 
 

@@ -26,7 +26,7 @@ from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from monitor.catalog.credentials import INLINE_SECRET_MESSAGE, find_secret_field, url_credential_problem
 from monitor.catalog.resolve import ENV_NAME, opaque_url, template_variables
@@ -264,6 +264,16 @@ def _checks(value: object) -> object:
     return value
 
 
+def tool_call_problem(protocol: str) -> str | None:
+    """Why `protocol` cannot run the tool-call canary, or None when it can (or is unknown: that
+    has its own message)."""
+    wire = PROTOCOLS.get(protocol)
+    if wire is None or wire.supports_tool_call:
+        return None
+    supported = ", ".join(name for name, p in PROTOCOLS.items() if p.supports_tool_call)
+    return f"is not available for protocol {protocol!r} (only {supported})"
+
+
 def _degraded_ttft(value: object) -> float:
     return bounded_duration(value, DEGRADED_TTFT_MIN_S, TIMEOUT_MAX_S)
 
@@ -360,6 +370,12 @@ class EndpointSpec(EndpointSettingsSpec):
             )
         return value
 
+    @model_validator(mode="after")
+    def _tool_call_supported(self) -> "EndpointSpec":
+        if self.checks and "tool_call" in self.checks and (problem := tool_call_problem(self.protocol)):
+            raise ValueError(f"checks: tool_call {problem}")
+        return self
+
     @field_validator("options")
     @classmethod
     def _options(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
@@ -444,6 +460,23 @@ class CatalogSpec(Spec):
         if not value:
             raise ValueError("no models: list at least one")
         return value
+
+    # --- canary: `checks: [tool_call]` inherited from defaults needs the endpoint's protocol to
+    # support it too (an endpoint's own `checks` is judged by EndpointSpec)
+    @model_validator(mode="after")
+    def _inherited_tool_call_supported(self) -> "CatalogSpec":
+        if not self.defaults.checks or "tool_call" not in self.defaults.checks:
+            return self
+        problems = [
+            f"defaults.checks: tool_call {tool_call_problem(endpoint.protocol)} "
+            f"(models[{m}].endpoints[{e}] inherits it; give that endpoint its own `checks`)"
+            for m, model in enumerate(self.models)
+            for e, endpoint in enumerate(model.endpoints)
+            if endpoint.checks is None and tool_call_problem(endpoint.protocol)
+        ]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
 
 
 def spec_at(loc: tuple[Any, ...]) -> type[Spec] | None:

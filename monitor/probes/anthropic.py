@@ -20,7 +20,9 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from monitor.probes import wire
-from monitor.probes.base import Delta, Framing, ProbeTarget, RequestSpec, StreamDataError, WireProtocol
+from monitor.probes.base import (
+    Delta, Framing, ProbeTarget, RequestSpec, StreamDataError, ToolCallReply, ToolCallWire, ToolSpec, WireProtocol,
+)
 from monitor.probes.framing import SSEEvent
 
 API_VERSION = "2023-06-01"
@@ -122,6 +124,24 @@ def _content_block_start(obj: Mapping[str, Any]) -> Delta | None:
     return None
 
 
+def input_tokens(usage: Mapping[str, Any]) -> int | None:
+    """The whole prompt's size: `input_tokens` counts only the uncached part, so the cache
+    writes and reads are added; None when `input_tokens` is absent."""
+    base = wire.int_or_none(usage.get("input_tokens"))
+    if base is None:
+        return None
+    cached = (wire.int_or_none(usage.get(key)) for key in ("cache_creation_input_tokens", "cache_read_input_tokens"))
+    return base + sum(count for count in cached if count is not None)
+
+
+def _message_start(obj: Mapping[str, Any]) -> Delta | None:
+    """Only the prompt size: message_start's output_tokens is provisional."""
+    message = obj.get("message")
+    usage = message.get("usage") if isinstance(message, Mapping) else None
+    tokens = input_tokens(usage) if isinstance(usage, Mapping) else None
+    return None if tokens is None else Delta(usage_input_tokens=tokens)
+
+
 def _message_delta(obj: Mapping[str, Any]) -> Delta:
     delta = obj.get("delta") or {}
     usage = obj.get("usage") or {}
@@ -130,6 +150,8 @@ def _message_delta(obj: Mapping[str, Any]) -> Delta:
     stop_reason = delta.get("stop_reason")
     return Delta(
         usage_output_tokens=wire.int_or_none(usage.get("output_tokens")),
+        # Newer API versions repeat the (cumulative) input counts here.
+        usage_input_tokens=input_tokens(usage),
         finish_reason=stop_reason if isinstance(stop_reason, str) else None,
     )
 
@@ -145,12 +167,50 @@ def parse_event(event: SSEEvent) -> Delta | None:
         return _content_block_start(obj)
     if kind == "message_delta":
         return _message_delta(obj)
+    if kind == "message_start":
+        return _message_start(obj)
     if kind == "message_stop":
         return Delta(done=True)
     if kind == "error":
         return Delta(error=_error_text(obj))
-    # message_start (its output_tokens is provisional), content_block_stop, ping, unknown types.
+    # content_block_stop, ping, unknown types.
     return None
+
+
+def build_tool_request(target: ProbeTarget, prompt: str, tool: ToolSpec) -> RequestSpec:
+    """The tool-call canary: one non-streaming request forcing a call of `tool`
+    (`tool_choice: {"type": "tool", "name": ...}`)."""
+    body: dict[str, Any] = {
+        "model": target.model,
+        "max_tokens": target.max_tokens,
+        "temperature": 0,
+        "messages": [{"role": "user", "content": prompt}],
+        "tools": [{"name": tool.name, "description": tool.description, "input_schema": dict(tool.parameters)}],
+        "tool_choice": {"type": "tool", "name": tool.name},
+    }
+    wire.merge_extra_body(body, target)
+    return RequestSpec(
+        url=f"{wire.base_root(target)}/messages",
+        headers={**_headers(target), "content-type": "application/json", "accept": "application/json"},
+        json=body,
+    )
+
+
+def parse_tool_response(doc: object) -> ToolCallReply:
+    """`content[]` blocks of type `tool_use` with `name` and `input` (an object on the wire; any
+    other value is passed on for the checker to judge); usage `input_tokens` (+ cache) and
+    `output_tokens`."""
+    if not isinstance(doc, Mapping) or not isinstance(doc.get("content"), list):
+        raise StreamDataError("not a Messages response: no `content` list")
+    calls = tuple(
+        (block.get("name"), block.get("input"))
+        for block in doc["content"]
+        if isinstance(block, Mapping) and block.get("type") == "tool_use"
+    )
+    usage = doc.get("usage")
+    usage = usage if isinstance(usage, Mapping) else {}
+    return ToolCallReply(calls=calls, input_tokens=input_tokens(usage),
+                         output_tokens=wire.int_or_none(usage.get("output_tokens")))
 
 
 PROTOCOL = WireProtocol(
@@ -164,4 +224,5 @@ PROTOCOL = WireProtocol(
     liveness_headers=warmup_headers,
     requires_end_marker=True,
     error_message=error_message,
+    tool_call=ToolCallWire(build_request=build_tool_request, parse_response=parse_tool_response),
 )

@@ -24,7 +24,11 @@ if TYPE_CHECKING:
 # without `data:`, is a stream_error (it was ok when content had arrived). 2026.12-1: a usage count
 # that the stream contradicts (below the token-bearing events, or far above max_tokens) is
 # replaced by the event count (`estimate`); an invalid HTTP answer is a stream_error.
-METHODOLOGY_VERSION = "2026.12-1"
+# 2026.12-2: the prompt is the answer canary's (count from 1 to a nonce-derived N of 20..30 in
+# words, was always 30) padded to the workload profile (`input_tokens`, default about 100 tokens,
+# was about 40), nonce first (`monitor.probes.prompt`); an ok probe's answer is checked
+# (`answer_ok`), and an Ollama probe that paid a model load is flagged `cold_start`.
+METHODOLOGY_VERSION = "2026.12-2"
 
 
 class ErrorKind(enum.StrEnum):
@@ -127,6 +131,22 @@ class ProbeTarget:
     # Values other than the key that must never be echoed back (what a `${VAR}` in the base URL
     # or model expanded to, e.g. an account id): scrubbed from every provider text like the key.
     redact: tuple[Secret, ...] = ()
+    # Workload profile: the prompt is padded to about this many input tokens (monitor.probes.prompt).
+    input_tokens: int = DEFAULT_INPUT_TOKENS
+    # Canaries on: "answer" checks the timed probe's answer; "tool_call" adds a separate
+    # tool-call request after an ok probe (`monitor.probes.toolcall`, run by the runner).
+    checks: tuple[str, ...] = ("answer",)
+
+
+@dataclass(frozen=True)
+class ServerTimings:
+    """What a provider reports about its own work on the request (Ollama: `load_duration`,
+    `prompt_eval_duration`, `eval_duration` in ns, `eval_count`), in seconds and tokens."""
+
+    load_s: float | None = None
+    prompt_eval_s: float | None = None
+    eval_s: float | None = None
+    eval_tokens: int | None = None
 
 
 @dataclass(frozen=True)
@@ -141,6 +161,10 @@ class Delta:
     finish_reason: str | None = None
     done: bool = False  # explicit end-of-stream marker ([DONE], message_stop, done:true, ...)
     error: str | None = None  # an in-band error event; becomes stream_error
+    # Provider-reported input (prompt) tokens, when the event carries them (last one wins).
+    usage_input_tokens: int | None = None
+    # Provider-side timings (Ollama's final line), when the event carries them.
+    server_timings: ServerTimings | None = None
 
     @property
     def has_token(self) -> bool:
@@ -224,6 +248,9 @@ class ProbeResult:
     server_eval_tokens: int | None = None
     # Finished while the monitor's own self-test error exceeded its threshold (an overloaded host).
     suspect: bool = False
+    # Provider-reported usage of the tool-call canary's own request (cost accounting), when it ran.
+    tool_call_input_tokens: int | None = None
+    tool_call_output_tokens: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict: contract fields first, enums as strings, ISO 8601 UTC timestamps."""
@@ -265,6 +292,39 @@ class RequestSpec:
 
 
 @dataclass(frozen=True)
+class ToolSpec:
+    """The tool-call canary's one tool: a name, what it does, its arguments' JSON Schema."""
+
+    name: str
+    description: str
+    parameters: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class ToolCallReply:
+    """A decoded (non-streaming) tool-call response: the calls the model made, as
+    (tool name, arguments) with the arguments as sent (a JSON text for openai, an object for
+    anthropic and gemini), and the provider's token usage."""
+
+    calls: tuple[tuple[object, object], ...]
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+
+
+@dataclass(frozen=True)
+class ToolCallWire:
+    """How one protocol asks for a forced tool call (non-streaming) and reads the answer.
+
+    - `build_request(target, prompt, tool)` -> RequestSpec forcing a call of `tool`;
+    - `parse_response(doc)` -> ToolCallReply from the decoded JSON body; raises StreamDataError
+      when the body is not the protocol's response shape. Pure: no I/O.
+    """
+
+    build_request: Callable[[ProbeTarget, str, ToolSpec], RequestSpec]
+    parse_response: Callable[[object], ToolCallReply]
+
+
+@dataclass(frozen=True)
 class WireProtocol:
     """One provider wire protocol, declared in its own module (monitor/probes/<name>.py).
 
@@ -299,6 +359,13 @@ class WireProtocol:
     # The pydantic model of the endpoint's `options` (the catalog validates them with it).
     options_model: type[ProtocolOptions] = ProtocolOptions
     error_message: Callable[[object], str | None] | None = None
+    # The tool-call canary's wire format; None: the protocol cannot force a tool call, and
+    # `check-config` refuses `checks: [tool_call]` for its endpoints.
+    tool_call: ToolCallWire | None = None
+
+    @property
+    def supports_tool_call(self) -> bool:
+        return self.tool_call is not None
     # The liveness request (a GET); None: the protocol declares none, so liveness stays off.
     liveness_url: Callable[[ProbeTarget], str | None] | None = None
     liveness_headers: Callable[[ProbeTarget], Mapping[str, str]] | None = None

@@ -129,9 +129,11 @@ def parse_event(event: SSEEvent) -> Delta | None:
             finish_reason = choice["finish_reason"]
 
     usage_tokens: int | None = None
+    prompt_tokens: int | None = None
     usage = obj.get("usage")
     if isinstance(usage, Mapping):
         usage_tokens = wire.int_or_none(usage.get("completion_tokens"))
+        prompt_tokens = wire.int_or_none(usage.get("prompt_tokens"))
 
     # A padding-only or empty frame carries nothing: None.
     return wire.delta_or_none(
@@ -139,6 +141,7 @@ def parse_event(event: SSEEvent) -> Delta | None:
         reasoning=reasoning,
         tool_call=tool_call,
         usage_output_tokens=usage_tokens,
+        usage_input_tokens=prompt_tokens,
         finish_reason=finish_reason,
     )
 

@@ -32,6 +32,11 @@ that the stream allows (`usage`; see `sanitize.reconcile_usage`), else the numbe
 token-bearing events (`estimate`); the decode rate follows the contract's formula over the first
 and last token-bearing events.
 
+After the clock stops, `canary.judge` adds what the result says beyond timing: the answer
+canary's verdict on the visible text (`answer_ok`), the provider's reported prompt size
+(`prompt_tokens`, against the workload profile `input_tokens` the prompt was padded to) and, for
+Ollama, the server's own timings and the `cold_start` flag.
+
 No retries inside a measured probe. `run_probe` returns a `ProbeResult` for every probe outcome;
 only `asyncio.CancelledError` (and interpreter-exiting errors) propagate.
 """
@@ -48,12 +53,15 @@ from typing import Any, Mapping
 
 import httpx
 
-from monitor.probes import outcomes
+from monitor.probes import canary, outcomes, prompt
+from monitor.probes.answer import MAX_ANSWER_CHARS
 from monitor.probes.base import (
+    DEFAULT_INPUT_TOKENS,
     Delta,
     ProbeResult,
     ProbeTarget,
     RequestSpec,
+    ServerTimings,
     TokenCountSource,
     WireProtocol,
 )
@@ -86,16 +94,10 @@ def new_nonce() -> str:
     return secrets.token_hex(6)
 
 
-def build_prompt(nonce: str) -> str:
-    """The fixed probe prompt: a few dozen output tokens, deterministic at temperature 0.
-
-    The nonce comes FIRST: provider prompt caches match on prefixes, so a nonce at the end would
-    still let everything before it be served from cache and flatter TTFT.
-    """
-    return (
-        f"[probe {nonce}] Count from 1 to 30 in words, separated by commas "
-        "(one, two, three, ...). Reply with the list only."
-    )
+def build_prompt(nonce: str, input_tokens: int = DEFAULT_INPUT_TOKENS) -> str:
+    """The probe prompt's text: the answer canary's count, padded to the workload profile, nonce
+    first (`monitor.probes.prompt` owns it and says why)."""
+    return prompt.build_prompt(nonce, input_tokens).text
 
 
 # --------------------------------------------------------------------------- measurement state
@@ -166,6 +168,11 @@ class _Measurement:
         self.token_chunks = 0
         self.first_read_tokens = 0  # token events sharing the first token's read
         self.usage_tokens: int | None = None
+        self.prompt_tokens: int | None = None
+        self.server_timings: ServerTimings | None = None
+        # Visible answer text for the answer canary, kept up to MAX_ANSWER_CHARS.
+        self.answer_parts: list[str] = []
+        self.answer_chars = 0
         self.finish_reason: str | None = None
         self.events = 0
         self.stream_bytes = 0
@@ -183,12 +190,20 @@ class _Measurement:
             if at_ns == self.first_token_ns:  # events carry the time of the read that held them
                 self.first_read_tokens += 1
             self.last_token_ns = at_ns
-            if delta.content and self.first_answer_ns is None:
-                self.first_answer_ns = at_ns
+            if delta.content:
+                if self.first_answer_ns is None:
+                    self.first_answer_ns = at_ns
+                if self.answer_chars < MAX_ANSWER_CHARS:
+                    self.answer_parts.append(delta.content)
+                    self.answer_chars += len(delta.content)
             if delta.reasoning and self.first_reasoning_ns is None:
                 self.first_reasoning_ns = at_ns
         if delta.usage_output_tokens is not None:
             self.usage_tokens = delta.usage_output_tokens
+        if delta.usage_input_tokens is not None:
+            self.prompt_tokens = delta.usage_input_tokens
+        if delta.server_timings is not None:
+            self.server_timings = delta.server_timings
         if delta.finish_reason:
             self.finish_reason = delta.finish_reason
 
@@ -241,6 +256,8 @@ class _Measurement:
             connection_reused=self.connection_reused,
             stream_bytes=self.stream_bytes,
             retry_after_s=None if failure is None else failure.retry_after_s,
+            input_tokens=self.target.input_tokens,
+            prompt_tokens=self.prompt_tokens,
         )
         return outcomes.scrub_result(result, self.target)
 
@@ -275,7 +292,8 @@ async def _probe(client: httpx.AsyncClient, target: ProbeTarget) -> ProbeResult:
         return m.result(outcomes.config_failure(problem))
     assert protocol is not None
     try:
-        spec = protocol.build_request(target, build_prompt(new_nonce()))
+        probe_prompt = prompt.build_prompt(new_nonce(), target.input_tokens)
+        spec = protocol.build_request(target, probe_prompt.text)
         warmup_url = protocol.warmup_url(target)
         warmup_headers = dict(protocol.warmup_headers(target)) if protocol.warmup_headers else {}
     except Exception as exc:  # a protocol that cannot express this target is a config problem
@@ -297,7 +315,7 @@ async def _probe(client: httpx.AsyncClient, target: ProbeTarget) -> ProbeResult:
         return m.result(outcomes.unexpected_failure(exc, streaming=m.streaming))
     finally:
         CURRENT_CLOCK.reset(token)
-    return m.result(None)
+    return canary.judge(m.result(None), target, probe_prompt, "".join(m.answer_parts), m.server_timings)
 
 
 def _config_problem(target: ProbeTarget, protocol: WireProtocol | None) -> str | None:

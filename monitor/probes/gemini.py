@@ -27,7 +27,8 @@ from typing import Any, Mapping
 
 from monitor.probes import wire
 from monitor.probes.base import (
-    Delta, Framing, ProbeTarget, ProtocolOptions, RequestSpec, StreamDataError, WireProtocol,
+    Delta, Framing, ProbeTarget, ProtocolOptions, RequestSpec, StreamDataError, ToolCallReply, ToolCallWire,
+    ToolSpec, WireProtocol,
 )
 from monitor.probes.framing import SSEEvent
 
@@ -100,6 +101,11 @@ def output_tokens(usage: Any) -> int | None:
     return sum(known) if known else None
 
 
+def prompt_tokens(usage: Any) -> int | None:
+    """`promptTokenCount` (cached prompt tokens included), or None when the chunk has none."""
+    return wire.int_or_none(usage.get("promptTokenCount")) if isinstance(usage, Mapping) else None
+
+
 def _error_text(error: Any) -> str:
     if isinstance(error, Mapping):
         status, code, message = error.get("status"), error.get("code"), error.get("message")
@@ -165,7 +171,52 @@ def parse_event(event: SSEEvent) -> Delta | None:
         tool_call=tool_call,
         usage_output_tokens=output_tokens(obj.get("usageMetadata")),
         finish_reason=finish_reason,
+        usage_input_tokens=prompt_tokens(obj.get("usageMetadata")),
     )
+
+
+def build_tool_request(target: ProbeTarget, prompt: str, tool: ToolSpec) -> RequestSpec:
+    """The tool-call canary: one `generateContent` (non-streaming) request forcing a call of
+    `tool` (`functionCallingConfig: {mode: ANY, allowedFunctionNames: [...]}`)."""
+    generation_config: dict[str, Any] = {"maxOutputTokens": target.max_tokens, "temperature": 0}
+    budget = thinking_budget(target)
+    if budget is not None:
+        generation_config["thinkingConfig"] = {"thinkingBudget": budget}
+    body: dict[str, Any] = {
+        "contents": [{"role": "user", "parts": [{"text": prompt}]}],
+        "generationConfig": generation_config,
+        "tools": [{"functionDeclarations": [
+            {"name": tool.name, "description": tool.description, "parameters": dict(tool.parameters)}]}],
+        "toolConfig": {"functionCallingConfig": {"mode": "ANY", "allowedFunctionNames": [tool.name]}},
+    }
+    wire.merge_extra_body(body, target)
+    return RequestSpec(
+        url=f"{wire.base_root(target)}/models/{_model_name(target)}:generateContent",
+        headers={**_headers(target), "Content-Type": "application/json", "Accept": "application/json"},
+        json=body,
+    )
+
+
+def parse_tool_response(doc: object) -> ToolCallReply:
+    """`candidates[0].content.parts[].functionCall.{name, args}` (args: an object on the wire);
+    usage `promptTokenCount` and `candidatesTokenCount + thoughtsTokenCount`."""
+    if isinstance(doc, list) and len(doc) == 1:
+        doc = doc[0]
+    if not isinstance(doc, Mapping):
+        raise StreamDataError("not a GenerateContentResponse object")
+    calls: list[tuple[object, object]] = []
+    candidates = doc.get("candidates")
+    if isinstance(candidates, list) and candidates and isinstance(candidates[0], Mapping):
+        content = candidates[0].get("content")
+        parts = content.get("parts") if isinstance(content, Mapping) else None
+        for part in parts if isinstance(parts, list) else []:
+            call = part.get("functionCall") if isinstance(part, Mapping) else None
+            if isinstance(call, Mapping):
+                calls.append((call.get("name"), call.get("args")))
+    elif "candidates" not in doc and "usageMetadata" not in doc:
+        raise StreamDataError("not a GenerateContentResponse: no `candidates`")
+    usage = doc.get("usageMetadata")
+    return ToolCallReply(calls=tuple(calls), input_tokens=prompt_tokens(usage), output_tokens=output_tokens(usage))
 
 
 PROTOCOL = WireProtocol(
@@ -181,4 +232,5 @@ PROTOCOL = WireProtocol(
     requires_finish_reason=True,
     options_model=Options,
     error_message=error_message,
+    tool_call=ToolCallWire(build_request=build_tool_request, parse_response=parse_tool_response),
 )

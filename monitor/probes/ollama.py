@@ -7,7 +7,9 @@ Owns the request shape and the decoding of one NDJSON line into a `Delta` (PROTO
 - the `/api/generate` shape (`response` / `thinking` at the top level) is accepted too, so one
   parser reads both endpoints' transcripts (the documented mid-stream error example is one);
 - the final line has `done: true`, `done_reason` and the metrics; `eval_count` is the output token
-  count; metrics are `omitempty` on the wire, so a missing `eval_count` is unknown (None), never 0;
+  count, `prompt_eval_count` the prompt's, and `load_duration`, `prompt_eval_duration`,
+  `eval_duration` (ns) the server's own timings (`ServerTimings`, for cold starts); metrics are
+  `omitempty` on the wire, so a missing `eval_count` is unknown (None), never 0;
 - a line `{"error": "..."}` (HTTP status already 200) becomes an error delta.
 """
 
@@ -17,7 +19,7 @@ from typing import Any, Literal, Mapping
 
 from monitor.probes import wire
 from monitor.probes.base import (
-    Delta, Framing, ProbeTarget, ProtocolOptions, RequestSpec, StreamDataError, WireProtocol,
+    Delta, Framing, ProbeTarget, ProtocolOptions, RequestSpec, ServerTimings, StreamDataError, WireProtocol,
 )
 
 
@@ -77,6 +79,25 @@ def _text(obj: Mapping[str, Any], key: str) -> str:
     return wire.optional_text(obj.get(key), field=key)
 
 
+def _seconds(value: Any) -> float | None:
+    """A duration in nanoseconds (a non-negative integer) as seconds; None when absent or odd."""
+    ns = wire.int_or_none(value)
+    # Beyond 2**63 ns (292 years) is no duration, and a huge int would not even convert to float.
+    return None if ns is None or not 0 <= ns < 2**63 else ns / 1e9
+
+
+def server_timings(obj: Mapping[str, Any]) -> ServerTimings | None:
+    """The final line's own timings (`load_duration`, `prompt_eval_duration`, `eval_duration`
+    in ns, `eval_count`), or None when it carries none of them (they are `omitempty`)."""
+    timings = ServerTimings(
+        load_s=_seconds(obj.get("load_duration")),
+        prompt_eval_s=_seconds(obj.get("prompt_eval_duration")),
+        eval_s=_seconds(obj.get("eval_duration")),
+        eval_tokens=wire.int_or_none(obj.get("eval_count")),
+    )
+    return None if timings == ServerTimings() else timings
+
+
 def parse_event(line: str) -> Delta | None:
     if not line.strip():
         return None
@@ -101,6 +122,8 @@ def parse_event(line: str) -> Delta | None:
             reasoning=reasoning,
             tool_call=tool_call,
             usage_output_tokens=wire.int_or_none(obj.get("eval_count")),
+            usage_input_tokens=wire.int_or_none(obj.get("prompt_eval_count")),
+            server_timings=server_timings(obj),
             finish_reason=done_reason if isinstance(done_reason, str) else None,
             done=True,
         )

@@ -16,7 +16,10 @@ from __future__ import annotations
 from typing import Any, Literal, Mapping
 
 from monitor.probes import wire
-from monitor.probes.base import Delta, Framing, ProbeTarget, ProtocolOptions, RequestSpec, WireProtocol
+from monitor.probes.base import (
+    Delta, Framing, ProbeTarget, ProtocolOptions, RequestSpec, StreamDataError, ToolCallReply, ToolCallWire,
+    ToolSpec, WireProtocol,
+)
 from monitor.probes.framing import SSEEvent
 
 _MAX_TOKENS_FIELDS = ("max_tokens", "max_completion_tokens")
@@ -100,6 +103,7 @@ def parse_event(event: SSEEvent) -> Delta | None:
         reasoning=reasoning,
         tool_call=tool_call,
         usage_output_tokens=_usage_tokens(chunk),
+        usage_input_tokens=_usage_tokens(chunk, "prompt_tokens"),
         finish_reason=finish_reason,
         error=error,
     )
@@ -121,13 +125,14 @@ def error_message(doc: object) -> str | None:
     return None
 
 
-def _usage_tokens(chunk: Mapping[str, Any]) -> int | None:
-    """completion_tokens from `usage` on any chunk, else from Groq's `x_groq.usage`."""
+def _usage_tokens(chunk: Mapping[str, Any], key: str = "completion_tokens") -> int | None:
+    """`key` (completion_tokens, prompt_tokens) from `usage` on any chunk, else from Groq's
+    `x_groq.usage`."""
     for holder in (chunk, chunk.get("x_groq")):
         if isinstance(holder, dict):
             usage = holder.get("usage")
             if isinstance(usage, dict):
-                tokens = wire.int_or_none(usage.get("completion_tokens"))
+                tokens = wire.int_or_none(usage.get(key))
                 if tokens is not None:
                     return tokens
     return None
@@ -142,6 +147,50 @@ def _error_text(error: Any) -> str | None:
     return str(error)
 
 
+def build_tool_request(target: ProbeTarget, prompt: str, tool: ToolSpec) -> RequestSpec:
+    """The tool-call canary: one non-streaming request forcing a call of `tool`
+    (`tool_choice: {"type": "function", "function": {"name": ...}}`)."""
+    options: Mapping[str, Any] = target.options or {}
+    max_tokens_field = options.get("max_tokens_field", "max_tokens")
+    if max_tokens_field not in _MAX_TOKENS_FIELDS:
+        raise ValueError(f"options.max_tokens_field must be one of {', '.join(_MAX_TOKENS_FIELDS)}")
+    body: dict[str, Any] = {
+        "model": target.model,
+        "messages": [{"role": "user", "content": prompt}],
+        "stream": False,
+        "temperature": 0,
+        max_tokens_field: target.max_tokens,
+        "tools": [{"type": "function", "function": {
+            "name": tool.name, "description": tool.description, "parameters": dict(tool.parameters)}}],
+        "tool_choice": {"type": "function", "function": {"name": tool.name}},
+    }
+    wire.merge_extra_body(body, target)
+    headers = {"content-type": "application/json", "accept": "application/json", **_auth_headers(target)}
+    return RequestSpec(url=f"{wire.base_root(target)}/chat/completions", headers=headers, json=body)
+
+
+def parse_tool_response(doc: object) -> ToolCallReply:
+    """`choices[0].message.tool_calls[].function.{name, arguments}` (arguments: a JSON text), or
+    the legacy `function_call`; usage `prompt_tokens` / `completion_tokens`."""
+    if not isinstance(doc, Mapping) or not isinstance(doc.get("choices"), list):
+        raise StreamDataError("not a chat completion: no `choices` list")
+    calls: list[tuple[object, object]] = []
+    choices = doc["choices"]
+    message = choices[0].get("message") if choices and isinstance(choices[0], Mapping) else None
+    if isinstance(message, Mapping):
+        entries = message.get("tool_calls")
+        if isinstance(entries, list):
+            for entry in entries:
+                function = entry.get("function") if isinstance(entry, Mapping) else None
+                if isinstance(function, Mapping):
+                    calls.append((function.get("name"), function.get("arguments")))
+        legacy = message.get("function_call")
+        if not calls and isinstance(legacy, Mapping):
+            calls.append((legacy.get("name"), legacy.get("arguments")))
+    return ToolCallReply(calls=tuple(calls), input_tokens=_usage_tokens(doc, "prompt_tokens"),
+                         output_tokens=_usage_tokens(doc))
+
+
 PROTOCOL = WireProtocol(
     name="openai",
     framing=Framing.SSE,
@@ -154,4 +203,5 @@ PROTOCOL = WireProtocol(
     requires_end_marker=True,
     options_model=Options,
     error_message=error_message,
+    tool_call=ToolCallWire(build_request=build_tool_request, parse_response=parse_tool_response),
 )

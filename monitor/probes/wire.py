@@ -86,9 +86,11 @@ def delta_or_none(
     tool_call: bool = False,
     usage_output_tokens: int | None = None,
     finish_reason: str | None = None,
+    usage_input_tokens: int | None = None,
 ) -> Delta | None:
     """A Delta with these fields, or None when the event carries nothing (padding, keep-alive)."""
-    if not (content or reasoning or tool_call or finish_reason or usage_output_tokens is not None):
+    if not (content or reasoning or tool_call or finish_reason or usage_output_tokens is not None
+            or usage_input_tokens is not None):
         return None
     return Delta(
         content=content,
@@ -96,6 +98,7 @@ def delta_or_none(
         tool_call=tool_call,
         usage_output_tokens=usage_output_tokens,
         finish_reason=finish_reason,
+        usage_input_tokens=usage_input_tokens,
     )
 
 

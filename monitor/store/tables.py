@@ -111,6 +111,9 @@ class ProbeResultRow(SQLModel, table=True):
     server_eval_s: float | None = Field(default=None, sa_type=sa.Double())
     server_eval_tokens: int | None = Field(default=None, sa_type=sa.Integer())
     suspect: bool = Field(sa_type=sa.Boolean(), nullable=False)
+    # --- canary (migration 0007) ---
+    tool_call_input_tokens: int | None = Field(default=None, sa_type=sa.Integer())
+    tool_call_output_tokens: int | None = Field(default=None, sa_type=sa.Integer())
 
     __table_args__ = (
         # History, live windows and the consecutive-failure look-back all read one endpoint's

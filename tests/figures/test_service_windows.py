@@ -4,7 +4,6 @@ already holds 20 days of probes; the long-range metrics on /metrics."""
 from __future__ import annotations
 
 import asyncio
-from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
 import pytest

@@ -283,6 +283,9 @@ def test_exposition_parses_with_one_help_line_per_family_and_base_unit_names(reg
         "llm_endpoint_ttft_p50_seconds": "gauge",
         "llm_monitor_slot_claims": "counter",
     }
+    # canary
+    expected |= {"llm_endpoint_answer_ok_ratio": "gauge", "llm_tool_call_checks": "counter",
+                 "llm_prompt_size_mismatch": "gauge"}
     assert {name: f.type for name, f in families.items()} == expected
     for family in families.values():
         assert family.documentation.strip()

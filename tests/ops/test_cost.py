@@ -255,8 +255,9 @@ async def test_runner_prices_every_probe_before_it_is_recorded(provider):
         unpriced = await runner.probe_endpoint(model, model.endpoints[1])
         broken = await runner.probe_endpoint(model, model.endpoints[2])
     assert await buffer.flush()
-    # 20 output tokens (usage) + the 100-token profile estimate (no prompt usage from this server)
-    expected = (100 * 0.027 + 20 * 0.201) / 1e6
+    # 20 output tokens and 12 prompt tokens, both from the stream's usage (openai_stream reports
+    # prompt_tokens 12; the probe reads it since the canary work)
+    expected = (12 * 0.027 + 20 * 0.201) / 1e6
     assert priced.ok and priced.output_tokens == 20 and priced.cost_usd == pytest.approx(expected)
     assert confirm.cost_usd == pytest.approx(expected)
     assert unpriced.ok and unpriced.cost_usd is None

@@ -34,8 +34,6 @@ VARIABLES = {"model": "org/m", "provider": "P", "__interval": "5m", "__rate_inte
 # additions"; the team brief's agreed names), which the dashboards read. Once a name is exported
 # by monitor.metrics, test_every_metric_name_is_known notices it and asks for its removal here.
 OTHER_PARTS = {
-    "llm_endpoint_answer_ok_ratio": "canary / figures (#14)",
-    "llm_tool_call_checks_total": "canary (#14)",
 }
 # PromQL words that look like metric names in the extraction below.
 KEYWORDS = {

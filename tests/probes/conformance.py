@@ -102,6 +102,23 @@ class ProtocolConformance:
         accept = {k.lower(): v for k, v in spec.headers.items()}.get("accept", "")
         assert _ACCEPT[protocol.framing] in accept
 
+    def test_a_tool_call_request_when_declared_forces_the_tool_with_its_schema(self, name, protocol):
+        # canary: protocols with a ToolCallWire build one non-streaming forced call; others have none
+        if not protocol.supports_tool_call:
+            assert protocol.tool_call is None
+            return
+        from monitor.probes.base import StreamDataError, ToolSpec
+
+        tool = ToolSpec("conformance_tool", "a tool", {"type": "object", "properties": {"x": {"type": "string"}}})
+        spec = protocol.tool_call.build_request(self.target(name), PROMPT, tool)
+        assert urlsplit(spec.url).netloc == "provider.example"
+        text = json.dumps(spec.json)
+        assert PROMPT in text and "conformance_tool" in text and '"x"' in text
+        assert MAX_TOKENS in _numbers(dict(spec.json))
+        assert spec.json.get("stream") in (None, False)
+        with pytest.raises(StreamDataError):
+            protocol.tool_call.parse_response("not an object")
+
     # ------------------------------------------------------------------------ pure decoding
 
     def test_transcripts_decode_alike_at_every_read_boundary(self, protocol, kit):

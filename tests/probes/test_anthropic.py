@@ -53,7 +53,8 @@ def test_thinking_text_and_tool_use_transcript():
     # event type carry no token
     assert replay.token_events == 7
     assert replay.tool_call_events == 3
-    assert replay.deltas[0] == Delta(reasoning="The user wants")
+    assert replay.deltas[0] == Delta(usage_input_tokens=40)  # message_start: the prompt size only
+    assert replay.deltas[1] == Delta(reasoning="The user wants")
     assert replay.usage == 57 and replay.finish_reason == "tool_use"
     assert replay.done_is_last and replay.errors == []
 
@@ -67,7 +68,10 @@ def test_error_after_text_transcript():
 
 @pytest.mark.parametrize("name, data, expected", [
     ("ping", '{"type": "ping"}', None),
-    ("message_start", '{"type":"message_start","message":{"usage":{"input_tokens":5,"output_tokens":1}}}', None),
+    # message_start: its output_tokens is provisional (not reported); the prompt size is
+    ("message_start", '{"type":"message_start","message":{"usage":{"input_tokens":5,"output_tokens":1}}}',
+     Delta(usage_input_tokens=5)),
+    ("message_start", '{"type":"message_start","message":{"usage":{"output_tokens":1}}}', None),
     ("content_block_stop", '{"type":"content_block_stop","index":0}', None),
     ("brand_new_event", '{"type":"brand_new_event","x":1}', None),
     # dispatch falls back to the SSE event name when data has no `type`

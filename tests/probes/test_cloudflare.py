@@ -71,7 +71,8 @@ def test_error_envelope_inside_the_stream():
     ('{"response":"","tool_calls":[{"name":"f","arguments":{}}]}', Delta(tool_call=True)),
     ('{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"name":"f"}}]}}]}', Delta(tool_call=True)),
     ('{"choices":[]}', None),
-    ('{"response":"","usage":{"prompt_tokens":3}}', None),  # usage without completion_tokens: unknown
+    # usage without completion_tokens: output unknown, the prompt size known
+    ('{"response":"","usage":{"prompt_tokens":3}}', Delta(usage_input_tokens=3)),
     ('{"response":"","usage":{"completion_tokens":0}}', Delta(usage_output_tokens=0)),
     ('{"error":"worker crashed"}', Delta(error="worker crashed")),
     ('{"error":{"message":"bad thing"}}', Delta(error="bad thing")),

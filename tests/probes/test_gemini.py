@@ -71,8 +71,9 @@ def test_blocked_prompt_transcript():
     ('{"candidates":[{"content":{"parts":[{"functionCall":{"name":"f","args":{}}}]}}]}', Delta(tool_call=True)),
     ('{"candidates":[{"finishReason":"MAX_TOKENS","content":{"role":"model"}}],'
      '"usageMetadata":{"promptTokenCount":5,"candidatesTokenCount":80}}',
-     Delta(finish_reason="MAX_TOKENS", usage_output_tokens=80)),
-    ('{"usageMetadata":{"promptTokenCount":5,"totalTokenCount":5}}', None),
+     Delta(finish_reason="MAX_TOKENS", usage_output_tokens=80, usage_input_tokens=5)),
+    # the prompt size alone (early chunks): no output usage yet
+    ('{"usageMetadata":{"promptTokenCount":5,"totalTokenCount":5}}', Delta(usage_input_tokens=5)),
     ('{"error":{"code":429,"message":"Resource exhausted","status":"RESOURCE_EXHAUSTED"}}',
      Delta(error="429 RESOURCE_EXHAUSTED: Resource exhausted")),
     ('{"error":"plain text failure"}', Delta(error="plain text failure")),

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from monitor.probes.base import Delta, ProbeTarget, Secret, StreamDataError, TokenCountSource
+from monitor.probes.base import Delta, ProbeTarget, Secret, ServerTimings, StreamDataError, TokenCountSource
 from monitor.probes.engine import run_probe
 from monitor.probes.ollama import PROTOCOL, parse_event
 from tests.probes.support import replay_fixture
@@ -66,7 +66,7 @@ def test_missing_metrics_are_unknown_not_zero():
     ('{"message":{"role":"assistant","content":"","tool_calls":[{"function":{"name":"f","arguments":{}}}]},"done":false}',
      Delta(tool_call=True)),
     ('{"message":{"role":"assistant","content":""},"done":true,"done_reason":"stop","eval_count":0}',
-     Delta(done=True, finish_reason="stop", usage_output_tokens=0)),
+     Delta(done=True, finish_reason="stop", usage_output_tokens=0, server_timings=ServerTimings(eval_tokens=0))),
     ('{"response":"","done":true,"done_reason":"load"}', Delta(done=True, finish_reason="load")),
     ('{"error":"model requires more system memory"}', Delta(error="model requires more system memory")),
 ])

@@ -48,7 +48,7 @@ def ev(data: str, event: str = "") -> SSEEvent:
      Delta(tool_call=True)),
     ('{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":""}}]}}]}', Delta()),
     ('{"choices":null,"usage":{"prompt_tokens":5,"completion_tokens":42,"total_tokens":47}}',
-     Delta(usage_output_tokens=42)),
+     Delta(usage_output_tokens=42, usage_input_tokens=5)),
     ('{"usage":{"completion_tokens":9}}', Delta(usage_output_tokens=9)),
     ('{"choices":[{"index":0,"delta":{"content":"end"},"finish_reason":"stop"}],"usage":{"completion_tokens":3}}',
      Delta(content="end", finish_reason="stop", usage_output_tokens=3)),
