@@ -25,7 +25,8 @@ from api.exposition import MetricsExposition
 from api.fast_path import LiveFiguresFastPath
 from api.middleware import InternalErrorMiddleware, ResponseHeadersMiddleware, hardened_headers
 from api.routes import admin as admin_routes
-from api.routes import health, models
+from api.pages.routes import router as pages_router
+from api.routes import badge, health, models
 from monitor.metrics import installed_version
 from monitor.settings import Settings
 from monitor.store import Store, StoreUnavailableError
@@ -82,7 +83,9 @@ def create_app(
     app.state.admin = admin
 
     app.add_exception_handler(StoreUnavailableError, database_unavailable)
+    app.include_router(badge.router)  # before models: its suffix is more specific than {model_id:path}
     app.include_router(models.router)
+    app.include_router(pages_router)
     app.include_router(health.router)
     metrics_guard = [Depends(require_metrics_token)] if secret_of(settings.metrics_token) is not None else []
     app.include_router(health.metrics_router, dependencies=metrics_guard)

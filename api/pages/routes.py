@@ -1,0 +1,270 @@
+"""HTML routes: `/status`, `/status/models/{id}`, `/embed/models/{id}` and the stylesheet.
+
+Server-rendered with Jinja2 (autoescaping on: model ids, names and provider names are user data
+and are escaped in text and attributes; in links the id is percent-encoded by `view.model_path`).
+No JavaScript at all: search, filters and paging are a GET form and links, so everything works
+with scripts off, and the CSP forbids scripts. Figures come from the same in-memory live state
+as `/v1/models/{id}/live` (`view.CardCache`); history and incidents from `api.pages.sources`.
+
+Headers: the API's security headers (api/middleware.py) plus a page CSP; the embed's
+`frame-ancestors` lists the configured CORS origins ('none' when there are none) and it sends no
+X-Frame-Options. Every page has a strong ETag (304 on If-None-Match) and the API's
+Cache-Control; the stylesheet is addressed by its hash and cached as immutable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Depends, HTTPException, Path as PathParam, Query, Request, Response, status
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
+from api.deps import LiveDep, SettingsDep, StoreDep
+from api.pages import sources
+from api.pages.charts import Day, Series, legend, line_chart, uptime_bar
+from api.pages.rendering import Body, build, respond
+from api.pages.view import (
+    FILTERS,
+    MAX_QUERY_CHARS,
+    MODEL_STATUS_LABELS,
+    PAGE_SIZE,
+    STATE_LABELS,
+    Card,
+    CardCache,
+    endpoint_state,
+    format_ms,
+    format_ratio,
+    format_tps,
+    humanize_seconds,
+    listing,
+    parse_time,
+    relative_time,
+    utc_text,
+)
+from monitor.settings import Settings
+
+HERE = Path(__file__).parent
+CSS_NAME = "pages.css"
+PAGE_CSP = (
+    "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
+    "base-uri 'none'; frame-ancestors 'none'"
+)
+INCIDENT_DAYS = 30
+INCIDENT_LABELS = {"open": ("Open", "\u2716"), "resolved": ("Resolved", "\u2714")}
+MAINTENANCE_LABELS = {"now": ("In progress", "\u2699"), "planned": ("Scheduled", "\u25f7")}
+
+router = APIRouter(include_in_schema=False)
+
+Theme = Annotated[Literal["light", "dark"] | None, Query(description="Force a theme; default follows the browser.")]
+ModelId = Annotated[str, PathParam(description="Model id; may contain '/'.")]
+
+
+def embed_csp(settings: Settings) -> str:
+    """frame-ancestors from the CORS origins: the catalog site that may fetch the figures may
+    also frame the card. Origins are validated by Settings; anything that could break out of
+    the directive (`;`, `,`, quotes, spaces) is dropped rather than sent."""
+    origins = [o for o in settings.cors_origins if o and not any(ch in o for ch in " ;,'\"\t\r\n")]
+    ancestors = " ".join(origins) if origins else "'none'"
+    return (
+        "default-src 'none'; style-src 'self'; img-src 'self'; base-uri 'none'; form-action 'none'; "
+        f"frame-ancestors {ancestors}"
+    )
+
+
+class Pages:
+    """The Jinja environment, the stylesheet and the card cache: built once per application."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.env = Environment(
+            loader=FileSystemLoader(HERE / "templates"),
+            autoescape=select_autoescape(default=True, default_for_string=True),
+            undefined=StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+        css = (HERE / "static" / CSS_NAME).read_bytes()
+        self.css_url = f"/status/static/{CSS_NAME}?v={hashlib.sha256(css).hexdigest()[:12]}"
+        self.css = build(
+            css, content_type="text/css; charset=utf-8", max_age_s=settings.cache_max_age_s,
+            cache_control="public, max-age=31536000, immutable",
+        )
+        self.cards = CardCache()
+        self.env.globals.update(
+            format_ms=format_ms, format_tps=format_tps, format_ratio=format_ratio, humanize=humanize_seconds,
+            relative=relative_time, utc_text=utc_text, model_labels=MODEL_STATUS_LABELS,
+            state_labels=STATE_LABELS, css_url=self.css_url, page_size=PAGE_SIZE, max_query=MAX_QUERY_CHARS,
+            incident_labels=INCIDENT_LABELS, maintenance_labels=MAINTENANCE_LABELS,
+            incident_days=INCIDENT_DAYS, window_text=humanize_seconds(settings.window_s),
+        )
+        self.embed_csp = embed_csp(settings)
+
+    def interval_of(self, model: Any) -> float | None:
+        endpoints = getattr(model, "endpoints", None)
+        if not endpoints:
+            return None
+        override = self.settings.interval_override_s
+        return min(override or e.interval_s for e in endpoints)
+
+    def all_cards(self, live: Any) -> list[Card]:
+        pairs = live.models()
+        cards = [self.cards.card(model, figures, self.interval_of(model)) for model, figures in pairs]
+        if len(self.cards._cards) > len(cards):
+            self.cards.forget_except(c.id for c in cards)
+        return cards
+
+    def card_of(self, live: Any, model_id: str) -> tuple[Card, Any] | None:
+        figures = live.model(model_id)
+        if figures is None:
+            return None
+        model = find_model(live, model_id)
+        if model is None:
+            return None
+        return self.cards.card(model, figures, self.interval_of(model)), model
+
+    def page(self, request: Request, template: str, *, csp: str, **context: Any) -> Response:
+        html = self.env.get_template(template).render(now=datetime.now(timezone.utc), **context).encode()
+        body = build(
+            html, content_type="text/html; charset=utf-8", max_age_s=self.settings.cache_max_age_s,
+            headers={"content-security-policy": csp},
+        )
+        return respond(request, body)
+
+
+def find_model(live: Any, model_id: str) -> Any | None:
+    catalog = getattr(live, "catalog", None)
+    if catalog is not None:
+        return catalog.find(model_id)
+    return next((m for m, _ in live.models() if m.id == model_id), None)  # a LiveView without a catalog
+
+
+async def get_pages(request: Request) -> Pages:
+    state = request.app.state
+    pages = getattr(state, "pages", None)
+    if pages is None:
+        pages = state.pages = Pages(state.settings)
+    return pages
+
+
+PagesDep = Annotated[Pages, Depends(get_pages)]
+
+
+@router.get("/status/static/pages.css")
+async def stylesheet(request: Request, pages: PagesDep) -> Response:
+    return respond(request, pages.css)
+
+
+@router.get("/status", response_class=Response)
+async def status_page(
+    request: Request,
+    pages: PagesDep,
+    live: LiveDep,
+    q: Annotated[str, Query(max_length=MAX_QUERY_CHARS, description="Words that id, name or a provider must contain.")] = "",
+    filter: Annotated[Literal["all", "down", "degraded"], Query(description="Only models in this status.")] = "all",
+    page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
+    theme: Theme = None,
+) -> Response:
+    result = listing(pages.all_cards(live), query=q.strip(), filter=filter, page=page)
+
+    def page_url(number: int) -> str:
+        params = {k: v for k, v in (("q", result.query), ("filter", result.filter if result.filter != "all" else ""),
+                                    ("page", str(number)), ("theme", theme or "")) if v}
+        return "/status?" + urlencode(params)
+
+    return pages.page(request, "status.html", csp=PAGE_CSP, listing=result, page_url=page_url, theme=theme)
+
+
+@router.get("/embed/models/{model_id:path}", response_class=Response)
+async def embed_page(request: Request, model_id: ModelId, pages: PagesDep, live: LiveDep, theme: Theme = None) -> Response:
+    found = pages.card_of(live, model_id)
+    if found is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"unknown model: {model_id}")
+    return pages.page(request, "embed.html", csp=pages.embed_csp, c=found[0], theme=theme)
+
+
+@router.get("/status/models/{model_id:path}", response_class=Response)
+async def model_page(
+    request: Request, model_id: ModelId, pages: PagesDep, live: LiveDep, store: StoreDep, theme: Theme = None
+) -> Response:
+    found = pages.card_of(live, model_id)
+    if found is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"unknown model: {model_id}")
+    card, model = found
+    now = datetime.now(timezone.utc)
+    providers = list(card.live["available_via"])
+    history = await sources.model_history(store, model_id, providers, now=now)
+    incidents = await sources.model_incidents(store, model_id, since=now - timedelta(days=INCIDENT_DAYS), now=now)
+    catalog = getattr(live, "catalog", None)
+    windows = sources.maintenance_windows(catalog, model_id, now=now) if catalog is not None else []
+    rows = [endpoint_row(e, history) for e in card.live["endpoints"]]
+    return pages.page(
+        request, "model.html", csp=PAGE_CSP, c=card, endpoints=rows, theme=theme,
+        history=charts_of(history, providers, now) if history is not None else None,
+        incidents=incidents, maintenance=windows,
+    )
+
+
+def _interval_text(ci: Any, fmt: Any) -> str | None:
+    if isinstance(ci, (list, tuple)) and len(ci) == 2 and all(isinstance(v, (int, float)) for v in ci):
+        return f"95 %: {fmt(ci[0])} – {fmt(ci[1])}"
+    return None
+
+
+def endpoint_row(endpoint: dict[str, Any], history: sources.History | None) -> dict[str, Any]:
+    """One row of the endpoint table from the live body's endpoint (plus history uptimes)."""
+    row = dict(endpoint)
+    row["state"] = endpoint_state(endpoint)
+    row["last_probe_at_iso"] = endpoint.get("last_probe_at")
+    row["last_probe_at"] = parse_time(endpoint.get("last_probe_at"))
+    row["ttft_ci"] = _interval_text(endpoint.get("ttft_ms_p50_ci"), format_ms)
+    row["tps_ci"] = _interval_text(endpoint.get("throughput_tps_p50_ci"), format_tps)
+    row["uptime_ci"] = _interval_text(endpoint.get("uptime_ci"), format_ratio)
+    row["state_reason"] = endpoint.get("state_reason")
+    locations = endpoint.get("locations") or []
+    row["locations"] = [{"location": loc.get("location", "?"), "state": endpoint_state(loc)} for loc in locations
+                        if isinstance(loc, dict)]
+    for days in (7, 30):
+        ratio = history.uptime(endpoint["provider"], days) if history is not None else None
+        row[f"uptime_{days}d"] = format_ratio(ratio)
+    return row
+
+
+@dataclass(frozen=True)
+class Chart:
+    metric: str
+    range: str
+    title: str
+    svg: Any
+    legend: Any
+
+
+def charts_of(history: sources.History, providers: list[str], now: datetime) -> dict[str, Any]:
+    charts = []
+    for range_name, days, step in (("7d", 7, timedelta(hours=1)), ("30d", 30, timedelta(days=1))):
+        start = now - timedelta(days=days)
+        for metric, field, unit, label in (
+            ("ttft", "ttft_ms_p50", "ms", "Time to first token (median)"),
+            ("throughput", "throughput_tps_p50", "tok/s", "Throughput (median)"),
+        ):
+            series = [
+                Series(p, [(r.t, r.values.get(field)) for r in history.rows(p, range_name)]) for p in providers
+            ]
+            title = f"{label}, last {days} days, per {'hour' if step < timedelta(days=1) else 'day'}"
+            charts.append(Chart(metric, range_name, title,
+                                line_chart(series, start=start, end=now, step=step, unit=unit, title=title),
+                                legend(series)))
+    bars = []
+    for provider in providers:
+        days = history.days(provider, now=now)
+        known = [d for d in days if d.uptime is not None]
+        summary = (f"{format_ratio(history.uptime(provider, 90))} over 90 days, "
+                   f"{sum(1 for d in known if d.uptime < 0.995)} of {len(known)} days with data below 99.5 %"
+                   if known else "no data yet")
+        bars.append({"provider": provider, "summary": summary,
+                     "svg": uptime_bar(days, label=f"{provider}: daily uptime, last 90 days; {summary}")})
+    return {"charts": charts, "bars": bars}
