@@ -50,6 +50,7 @@ from monitor.settings import Settings
 
 HERE = Path(__file__).parent
 CSS_NAME = "pages.css"
+ICON_NAME = "favicon.svg"
 PAGE_CSP = (
     "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
     "base-uri 'none'; frame-ancestors 'none'"
@@ -94,11 +95,17 @@ class Pages:
             css, content_type="text/css; charset=utf-8", max_age_s=settings.cache_max_age_s,
             cache_control="public, max-age=31536000, immutable",
         )
+        icon = (HERE / "static" / ICON_NAME).read_bytes()
+        self.icon_url = f"/status/static/{ICON_NAME}?v={hashlib.sha256(icon).hexdigest()[:12]}"
+        self.icon = build(
+            icon, content_type="image/svg+xml", max_age_s=settings.cache_max_age_s,
+            cache_control="public, max-age=31536000, immutable",
+        )
         self.cards = CardCache()
         self.env.globals.update(
             format_ms=format_ms, format_tps=format_tps, format_ratio=format_ratio, humanize=humanize_seconds,
             relative=relative_time, utc_text=utc_text, model_labels=MODEL_STATUS_LABELS,
-            state_labels=STATE_LABELS, css_url=self.css_url, page_size=PAGE_SIZE, max_query=MAX_QUERY_CHARS,
+            state_labels=STATE_LABELS, css_url=self.css_url, icon_url=self.icon_url, page_size=PAGE_SIZE, max_query=MAX_QUERY_CHARS,
             incident_labels=INCIDENT_LABELS, maintenance_labels=MAINTENANCE_LABELS,
             incident_days=INCIDENT_DAYS, window_text=humanize_seconds(settings.window_s),
         )
@@ -157,6 +164,11 @@ PagesDep = Annotated[Pages, Depends(get_pages)]
 @router.get("/status/static/pages.css")
 async def stylesheet(request: Request, pages: PagesDep) -> Response:
     return respond(request, pages.css)
+
+
+@router.get("/status/static/favicon.svg")
+async def favicon(request: Request, pages: PagesDep) -> Response:
+    return respond(request, pages.icon)
 
 
 @router.get("/status", response_class=Response)

@@ -1,0 +1,240 @@
+"""Browser tests: Debian's Chromium driven by Playwright for Python, against a real `llm-monitor run`.
+
+- `chromium`: one headless Chromium per session (`/usr/bin/chromium`, Playwright's own browser
+  download cannot work here); each test opens its own context.
+- `site`: a real service (tests/e2e `start_service`) probing loopback providers every 3 s:
+  a model served by a healthy and a failing provider, a model whose only provider fails, and a
+  model whose id and provider name are hostile markup (allowed by the config). The fixture waits
+  until every endpoint has been probed, so pages have figures.
+- `axe_source`: axe-core fetched from the npm registry by `npm pack` (pinned version, cached
+  under ~/.cache), so a clean machine needs only node/npm (the Makefile installs them).
+- `Watch`: records console errors, failed requests and HTTP errors of a page.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tarfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+from urllib.parse import quote
+
+import httpx
+import pytest
+
+from monitor.testing.stream_server import StreamServer, html_response, json_response, openai_stream, sse_stream_response
+from tests.e2e.conftest import REPO, start_service, wait_until  # noqa: F401  (start_service is a fixture)
+
+CHROMIUM = "/usr/bin/chromium"
+AXE_VERSION = "4.10.3"
+SCREENSHOTS = REPO / "artifacts" / "screenshots"
+TIMEOUT_MS = 15_000
+
+LLAMA = "meta-llama/llama-3.2-1b-instruct"
+DOWN_MODEL = "acme/always-down"
+HOSTILE_ID = "evil/<script>alert(\"id\")</script>'x"
+HOSTILE_NAME = '<img src=x onerror=alert(1)> "Quoted" & \'single\''
+HOSTILE_PROVIDER = "<b>Prov<b> \"q\" 'x' &amp;"
+ALLOWED_ORIGIN_PORT_ENV = "BROWSER_TEST_ALLOWED_ORIGIN"
+
+
+def yaml_quote(text: str) -> str:
+    return json.dumps(text)  # a JSON string is a valid YAML double-quoted scalar
+
+
+def site_config(healthy: str, failing: str) -> str:
+    return f"""
+defaults: {{interval: 30m, timeout: 10s, max_tokens: 16}}
+models:
+  - id: {LLAMA}
+    name: "Meta: Llama 3.2 1B Instruct"
+    endpoints:
+      - {{provider: Healthy, protocol: openai, base_url: '{healthy}/v1', model: x}}
+      - {{provider: Failing, protocol: openai, base_url: '{failing}/v1', model: x}}
+  - id: {DOWN_MODEL}
+    name: Always down
+    endpoints:
+      - {{provider: Broken, protocol: openai, base_url: '{failing}/v1', model: x}}
+  - id: {yaml_quote(HOSTILE_ID)}
+    name: {yaml_quote(HOSTILE_NAME)}
+    endpoints:
+      - {{provider: {yaml_quote(HOSTILE_PROVIDER)}, protocol: openai, base_url: '{healthy}/v1', model: x}}
+"""
+
+
+def live_path(model_id: str) -> str:
+    return f"/v1/models/{quote(model_id, safe='/')}/live"
+
+
+@dataclass
+class Site:
+    base_url: str
+    service: Any
+    healthy: StreamServer
+    failing: StreamServer
+
+    def get(self, path: str, **kw: Any) -> httpx.Response:
+        return httpx.get(self.base_url + path, timeout=5, **kw)
+
+    def live(self, model_id: str) -> httpx.Response:
+        return self.get(live_path(model_id))
+
+
+@pytest.fixture
+def providers() -> Iterator[tuple[StreamServer, StreamServer]]:
+    with StreamServer() as healthy, StreamServer() as failing:
+        healthy.route("GET", "/v1/models", json_response(200, {"data": []}))
+        healthy.route(
+            "POST", "/v1/chat/completions",
+            lambda _r: sse_stream_response(openai_stream(ttft_s=0.03, gap_s=0.004, n_tokens=10)),
+        )
+        failing.route("GET", "/v1/models", json_response(200, {"data": []}))
+        failing.route("POST", "/v1/chat/completions", html_response(500, "<html>upstream exploded</html>"))
+        yield healthy, failing
+
+
+@pytest.fixture
+def host_pages() -> Iterator[tuple[StreamServer, StreamServer]]:
+    """Two more loopback origins that will frame the embed: the first is listed in the CORS
+    origins, the second is not."""
+    with StreamServer() as allowed, StreamServer() as other:
+        yield allowed, other
+
+
+@pytest.fixture
+def site(start_service, providers, host_pages) -> Site:
+    healthy, failing = providers
+    allowed, _ = host_pages
+    service = start_service(
+        site_config(healthy.url, failing.url),
+        env={"LLM_MONITOR_CORS_ORIGINS": allowed.url},
+        interval="3",
+    )
+    result = Site(service.base_url, service, healthy, failing)
+
+    def every_endpoint_probed() -> bool:
+        for model_id in (LLAMA, DOWN_MODEL, HOSTILE_ID):
+            body = result.live(model_id).json()
+            if any(e["last_probe_at"] is None for e in body["endpoints"]):
+                return False
+        return True
+
+    wait_until(every_endpoint_probed, timeout_s=30, what="every endpoint to be probed")
+    return result
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        raise AssertionError(f"{CHROMIUM} is missing: `make deps` installs Debian's chromium")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"], timeout=TIMEOUT_MS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def context_factory(chromium):
+    opened = []
+
+    def new(**kw: Any):
+        # Pages are cacheable for a minute (as /live is): tests revalidate every load, so that a
+        # page read again after a probe landed is not the browser's cached copy.
+        kw.setdefault("extra_http_headers", {"Cache-Control": "no-cache"})
+        context = chromium.new_context(**kw)
+        context.set_default_timeout(TIMEOUT_MS)
+        context.set_default_navigation_timeout(TIMEOUT_MS)
+        opened.append(context)
+        return context
+
+    yield new
+    for context in opened:
+        context.close()
+
+
+@dataclass
+class Watch:
+    """What went wrong while a page loaded: console errors, failed requests, HTTP >= 400."""
+
+    console_errors: list[str] = field(default_factory=list)
+    failed_requests: list[str] = field(default_factory=list)
+    http_errors: list[str] = field(default_factory=list)
+    requests: list[str] = field(default_factory=list)
+    dialogs: list[str] = field(default_factory=list)
+
+    @classmethod
+    def attach(cls, page: Any) -> "Watch":
+        watch = cls()
+        page.on("console", lambda m: watch.console_errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: watch.console_errors.append(str(e)))
+        page.on("requestfailed", lambda r: watch.failed_requests.append(f"{r.url} {r.failure}"))
+        page.on("request", lambda r: watch.requests.append(r.url))
+        page.on("response", lambda r: watch.http_errors.append(f"{r.status} {r.url}") if r.status >= 400 else None)
+
+        def on_dialog(dialog: Any) -> None:
+            watch.dialogs.append(dialog.message)
+            dialog.dismiss()
+
+        page.on("dialog", on_dialog)
+        return watch
+
+    def assert_clean(self) -> None:
+        assert self.console_errors == [], self.console_errors
+        assert self.failed_requests == [], self.failed_requests
+        assert self.http_errors == [], self.http_errors
+        assert self.dialogs == [], self.dialogs
+
+
+def _cache_dir() -> Path:
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "llm-endpoint-monitor" / f"axe-core-{AXE_VERSION}"
+
+
+@pytest.fixture(scope="session")
+def axe_source() -> str:
+    """axe.min.js of the pinned axe-core, from the npm registry (`npm pack`), cached."""
+    target = _cache_dir() / "axe.min.js"
+    if not target.exists():
+        npm = shutil.which("npm")
+        if npm is None:
+            raise AssertionError("npm is missing: `make deps` installs nodejs and npm for the axe-core checks")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        work = target.parent / "pack"
+        work.mkdir(exist_ok=True)
+        subprocess.run(
+            [npm, "pack", f"axe-core@{AXE_VERSION}", "--silent", "--pack-destination", str(work)],
+            check=True, timeout=120, capture_output=True,
+        )
+        tarball = next(work.glob("axe-core-*.tgz"))
+        with tarfile.open(tarball) as archive:
+            member = archive.extractfile("package/axe.min.js")
+            assert member is not None
+            partial = target.with_suffix(".part")
+            partial.write_bytes(member.read())
+            licence = archive.extractfile("package/LICENSE")
+            if licence is not None:
+                (target.parent / "LICENSE").write_bytes(licence.read())
+            partial.replace(target)
+    return target.read_text()
+
+
+def stable(site: Site, action, *, path: str = "/v1/models", attempts: int = 10):
+    """Run `action()` between two reads of `path` (every model's live figures by default) and
+    return (action result, JSON body) from an attempt where the figures did not change meanwhile
+    (same ETag before and after): probes land every few seconds, so a page and an API read are
+    only comparable when nothing landed in between."""
+    for _ in range(attempts):
+        before = site.get(path)
+        result = action()
+        after = site.get(path)
+        if before.headers["etag"] == after.headers["etag"]:
+            return result, after.json()
+        time.sleep(0.3)
+    raise AssertionError(f"{path} changed during each of {attempts} attempts")
