@@ -2,7 +2,7 @@
 
 - `chromium`: one headless Chromium per session (`/usr/bin/chromium`, Playwright's own browser
   download cannot work here); each test opens its own context.
-- `site`: a real service (tests/e2e `start_service`) probing loopback providers every 3 s:
+- `site`: a real `llm-monitor run` (one per test module) probing loopback providers every 3 s:
   a model served by a healthy and a failing provider, a model whose only provider fails, and a
   model whose id and provider name are hostile markup (allowed by the config). The fixture waits
   until every endpoint has been probed, so pages have figures.
@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import tarfile
 import time
 from dataclasses import dataclass, field
@@ -27,8 +28,15 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from monitor.testing.stream_server import StreamServer, html_response, json_response, openai_stream, sse_stream_response
-from tests.e2e.conftest import REPO, start_service, wait_until  # noqa: F401  (start_service is a fixture)
+from monitor.testing.stream_server import (
+    StreamServer,
+    html_response,
+    json_response,
+    openai_stream,
+    sse_stream_response,
+    unused_port,
+)
+from tests.e2e.conftest import REPO, Service, wait_until
 
 CHROMIUM = "/usr/bin/chromium"
 AXE_VERSION = "4.10.3"
@@ -85,7 +93,7 @@ class Site:
         return self.get(live_path(model_id))
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def providers() -> Iterator[tuple[StreamServer, StreamServer]]:
     with StreamServer() as healthy, StreamServer() as failing:
         healthy.route("GET", "/v1/models", json_response(200, {"data": []}))
@@ -98,34 +106,66 @@ def providers() -> Iterator[tuple[StreamServer, StreamServer]]:
         yield healthy, failing
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def host_pages() -> Iterator[tuple[StreamServer, StreamServer]]:
     """Two more loopback origins that will frame the embed: the first is listed in the CORS
     origins, the second is not."""
     with StreamServer() as allowed, StreamServer() as other:
+        for server in (allowed, other):
+            server.route("GET", "/favicon.ico", html_response(200, ""))
         yield allowed, other
 
 
-@pytest.fixture
-def site(start_service, providers, host_pages) -> Site:
+def start_monitor(directory: Path, config_text: str, env: dict[str, str]) -> Service:
+    """`python -m monitor run` on a free port, as tests/e2e's start_service runs it, for the
+    whole module (starting one per test would cost most of the time budget)."""
+    config = directory / "endpoints.yaml"
+    config.write_text(config_text)
+    port = unused_port()
+    log_path = directory / "service.log"
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("LLM_MONITOR_")}
+    full_env.update(env)
+    full_env["LLM_MONITOR_SHUTDOWN_GRACE_S"] = "5"
+    full_env["PYTHONPATH"] = os.pathsep.join([str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])
+    cmd = [sys.executable, "-m", "monitor", "run", "--config", str(config),
+           "--db", f"sqlite:///{directory / 'monitor.db'}", "--port", str(port), "--interval", "3"]
+    with open(log_path, "w") as log_file:
+        proc = subprocess.Popen(cmd, cwd=directory, env=full_env, stdout=log_file, stderr=subprocess.STDOUT)
+    service = Service(proc, f"http://127.0.0.1:{port}", log_path)
+
+    def ready() -> bool:
+        if proc.poll() is not None:
+            raise AssertionError(f"service exited with {proc.returncode}:\n{service.log()}")
+        return service.get("/healthz").status_code == 200
+
+    wait_until(ready, timeout_s=30, what="the service to answer /healthz")
+    return service
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory, providers, host_pages) -> Iterator[Site]:
     healthy, failing = providers
     allowed, _ = host_pages
-    service = start_service(
-        site_config(healthy.url, failing.url),
-        env={"LLM_MONITOR_CORS_ORIGINS": allowed.url},
-        interval="3",
+    service = start_monitor(
+        tmp_path_factory.mktemp("site"), site_config(healthy.url, failing.url),
+        {"LLM_MONITOR_CORS_ORIGINS": allowed.url},
     )
     result = Site(service.base_url, service, healthy, failing)
+    try:
+        def every_endpoint_probed() -> bool:
+            for model_id in (LLAMA, DOWN_MODEL, HOSTILE_ID):
+                body = result.live(model_id).json()
+                if any(e["last_probe_at"] is None for e in body["endpoints"]):
+                    return False
+            return True
 
-    def every_endpoint_probed() -> bool:
-        for model_id in (LLAMA, DOWN_MODEL, HOSTILE_ID):
-            body = result.live(model_id).json()
-            if any(e["last_probe_at"] is None for e in body["endpoints"]):
-                return False
-        return True
-
-    wait_until(every_endpoint_probed, timeout_s=30, what="every endpoint to be probed")
-    return result
+        wait_until(every_endpoint_probed, timeout_s=30, what="every endpoint to be probed")
+        yield result
+        assert service.stop() == 0, service.log()
+    finally:
+        if service.proc.poll() is None:
+            service.proc.kill()
+            service.proc.wait()
 
 
 @pytest.fixture(scope="session")

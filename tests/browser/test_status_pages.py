@@ -195,7 +195,6 @@ def test_embed_renders_in_a_listed_origin_and_is_refused_elsewhere(site, host_pa
     embed_url = site.base_url + "/embed/models/" + model_path(LLAMA)
     for server in (allowed, other):
         server.route("GET", "/", html_response(200, host_page(embed_url)))
-        server.route("GET", "/favicon.ico", html_response(200, ""))
 
     context = context_factory()
     page = context.new_page()
