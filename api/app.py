@@ -20,16 +20,18 @@ from prometheus_client import CollectorRegistry
 from starlette.types import Receive, Scope, Send
 
 from api.caching import RenderedBodies
-from api.deps import AdminHooks, LiveView, Readiness, require_metrics_token, secret_of
+from api.deps import AdminHooks, DefaultWindows, LiveView, Readiness, WindowedView, require_metrics_token, secret_of
 from api.exposition import MetricsExposition
 from api.fast_path import LiveFiguresFastPath
 from api.middleware import InternalErrorMiddleware, ResponseHeadersMiddleware, hardened_headers
 from api.routes import admin as admin_routes
 from api.pages.routes import router as pages_router
 from api.routes import badge, health, models
+from monitor.live import LiveFigures
 from monitor.metrics import installed_version
 from monitor.settings import Settings
 from monitor.store import Store, StoreUnavailableError
+from monitor.windows import WindowFigures
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +63,7 @@ def create_app(
     admin: AdminHooks | None = None,
     lifespan: Callable[[FastAPI], Any] | None = None,
     fast_path: bool = True,
+    windows: WindowedView | None = None,
 ) -> MonitorAPI:
     """The API over injected resources; the admin routes exist only when `settings.admin_token`
     is set, and /metrics asks for `settings.metrics_token` when that is set. `fast_path=False`
@@ -74,6 +77,12 @@ def create_app(
     app.state.settings = settings
     app.state.store = store
     app.state.live = live
+    if windows is None:  # other windows and profiles need the samples LiveFigures holds
+        windows = (
+            WindowFigures(live, store, cache_s=settings.window_cache_s)
+            if isinstance(live, LiveFigures) else DefaultWindows(live)
+        )
+    app.state.windows = windows
     rendered = RenderedBodies(
         max_age_s=settings.cache_max_age_s, gzip_minimum_bytes=GZIP_MINIMUM_BYTES, finish_headers=hardened_headers
     )
@@ -100,7 +109,7 @@ def create_app(
         app.add_middleware(CORSMiddleware, **cors_options)
     app.add_middleware(ResponseHeadersMiddleware)
     if fast_path:
-        app.fast_path = LiveFiguresFastPath(live=live, rendered=rendered, cors_options=cors_options)
+        app.fast_path = LiveFiguresFastPath(live=live, rendered=rendered, cors_options=cors_options, windows=windows)
     return app
 
 

@@ -162,11 +162,22 @@ def cached_json(request: Request, payload: BaseModel, *, max_age_s: int) -> Resp
     return Response(body, media_type="application/json", headers={**validator_headers(max_age_s), "ETag": etag})
 
 
+def live_key(model_id: str, window: str | None = None, input_tokens: int | None = None) -> str:
+    """The rendered-body key of one figure identity (model, window, profile)."""
+    if window is None and input_tokens is None:
+        return f"live:{model_id}"
+    return f"live:{model_id}?window={window or ''}&input_tokens={input_tokens or ''}"
+
+
+def render_live(rendered: RenderedBodies, key: str, figures: Any) -> Rendered:
+    return rendered.get(key, (figures,), lambda: ModelLiveOut.of(figures))
+
+
 def live_entry(model_id: str, live: Any, rendered: RenderedBodies) -> Rendered | None:
-    """A model's rendered live figures; None for an unknown model.
+    """A model's rendered default live figures; None for an unknown model.
 
     Shared by the documented route and the fast path (`api.fast_path`)."""
     figures = live.model(model_id)
     if figures is None:
         return None
-    return rendered.get(f"live:{model_id}", (figures,), lambda: ModelLiveOut.of(figures))
+    return render_live(rendered, live_key(model_id), figures)

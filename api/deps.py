@@ -42,6 +42,52 @@ class LiveView(Protocol):
         """Configured providers of the model, or None when the model is unknown."""
 
 
+class WindowedView(Protocol):
+    """Figures of any (model, window, profile) (`monitor.windows.WindowFigures`); window
+    lengths in seconds, None for the defaults (the live window, each endpoint's profile)."""
+
+    def cached(self, model_id: str, window_s: float | None = None, input_tokens: int | None = None) -> ModelLive | None:
+        """The figures if at hand without I/O, else None (also for an unknown model)."""
+
+    async def model(self, model_id: str, window_s: float | None = None, input_tokens: int | None = None) -> ModelLive | None:
+        """The figures; None for an unknown model."""
+
+    async def models(self, window_s: float | None = None, input_tokens: int | None = None) -> list[tuple[ModelInfo, ModelLive]]:
+        """Every catalog model with its figures, in catalog order."""
+
+
+class DefaultWindows:
+    """A WindowedView that has the default figures only (an app built over a bare LiveView):
+    asking for another window or profile is 503."""
+
+    def __init__(self, live: LiveView) -> None:
+        self._live = live
+
+    def cached(self, model_id: str, window_s: float | None = None, input_tokens: int | None = None) -> ModelLive | None:
+        figures = self._live.model(model_id)
+        return figures if figures is not None and self._is_default(figures, window_s, input_tokens) else None
+
+    async def model(self, model_id: str, window_s: float | None = None, input_tokens: int | None = None) -> ModelLive | None:
+        figures = self._live.model(model_id)
+        if figures is not None and not self._is_default(figures, window_s, input_tokens):
+            raise self._refusal()
+        return figures
+
+    async def models(self, window_s: float | None = None, input_tokens: int | None = None) -> list[tuple[ModelInfo, ModelLive]]:
+        entries = self._live.models()
+        if any(not self._is_default(figures, window_s, input_tokens) for _, figures in entries):
+            raise self._refusal()
+        return entries
+
+    @staticmethod
+    def _is_default(figures: ModelLive, window_s: float | None, input_tokens: int | None) -> bool:
+        return window_s in (None, figures.window_s) and input_tokens is None
+
+    @staticmethod
+    def _refusal() -> HTTPException:
+        return HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "only the default window and profile are served here")
+
+
 def secret_of(token: SecretStr | None) -> str | None:
     """The value of a configured token, or None when it is unset or empty (the feature is off)."""
     return (token.get_secret_value() if token is not None else None) or None
@@ -80,6 +126,10 @@ async def get_live(request: Request) -> LiveView:
     return _state(request).live
 
 
+async def get_windows(request: Request) -> WindowedView:
+    return _state(request).windows
+
+
 async def get_rendered(request: Request) -> RenderedBodies:
     return _state(request).rendered
 
@@ -103,6 +153,7 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 StoreDep = Annotated[Store, Depends(get_store)]
 LiveDep = Annotated[LiveView, Depends(get_live)]
 RenderedDep = Annotated[RenderedBodies, Depends(get_rendered)]
+WindowsDep = Annotated[WindowedView, Depends(get_windows)]
 ExpositionDep = Annotated[MetricsExposition, Depends(get_exposition)]
 ReadinessDep = Annotated[Readiness, Depends(get_readiness)]
 AdminHooksDep = Annotated[AdminHooks, Depends(get_admin_hooks)]

@@ -46,7 +46,23 @@ class EndpointLiveOut(_Out):
     uptime: float | None = Field(
         ge=0, le=1, description="ok / (ok + failed) in the window; rate_limited probes count in neither."
     )
-    samples: int = Field(ge=0, description="Probes in the window.")
+    samples: int = Field(ge=0, description="Scheduled probes of the profile in the window (the n of uptime).")
+    # --- figures: n, spread and 95 % intervals ---
+    ok_samples: int = Field(ge=0, description="The ok ones among `samples` (the n behind the medians).")
+    ttft_ms_p5: float | None = Field(description="5th percentile of the TTFTs behind ttft_ms_p50, ms.")
+    ttft_ms_p95: float | None = Field(description="95th percentile of the TTFTs behind ttft_ms_p50, ms.")
+    ttft_ms_p50_ci: tuple[float, float] | None = Field(
+        description="[low, high] distribution-free 95 % interval of ttft_ms_p50 (order statistics); null below 6 values."
+    )
+    throughput_tps_p50_ci: tuple[float, float] | None = Field(
+        description="[low, high] distribution-free 95 % interval of throughput_tps_p50; null below 6 values."
+    )
+    uptime_ci: tuple[float, float] | None = Field(
+        description="[low, high] Wilson 95 % interval of uptime; null when uptime is."
+    )
+    answer_ok_ratio: float | None = Field(
+        ge=0, le=1, description="Share of the ok probes whose answer check passed; null when none was checked."
+    )
 
     @classmethod
     def of(cls, live: EndpointLive) -> EndpointLiveOut:
@@ -59,6 +75,13 @@ class EndpointLiveOut(_Out):
             throughput_tps_p50=live.throughput_tps_p50,
             uptime=live.uptime,
             samples=live.samples,
+            ok_samples=live.ok_samples,
+            ttft_ms_p5=live.ttft_ms_p5,
+            ttft_ms_p95=live.ttft_ms_p95,
+            ttft_ms_p50_ci=live.ttft_ms_p50_ci,
+            throughput_tps_p50_ci=live.throughput_tps_p50_ci,
+            uptime_ci=live.uptime_ci,
+            answer_ok_ratio=live.answer_ok_ratio,
         )
 
 
@@ -72,7 +95,7 @@ class ModelLiveOut(_Out):
     total_endpoints: int = Field(ge=0)
     available_via: list[str] = Field(description="Every configured provider of the model.")
     updated_at: UtcDatetime | None = Field(description="Newest probe of any endpoint of the model.")
-    window_s: float = Field(gt=0, description="Trailing window of the medians and uptime, seconds.")
+    window_s: float = Field(gt=0, description="Trailing window of the medians and uptime, seconds (`?window=`).")
     endpoints: list[EndpointLiveOut]
 
     @classmethod

@@ -86,6 +86,37 @@ class LiveFigures:
         model = self._catalog.find(model_id)
         return None if model is None else tuple(e.provider for e in model.endpoints)
 
+    # --- what long windows and other profiles are computed from (monitor/windows.py) ---
+    @property
+    def window_s(self) -> float:
+        return self._window_s
+
+    @property
+    def catalog(self) -> Catalog:
+        return self._catalog
+
+    def now(self) -> datetime:
+        return self._clock()
+
+    def samples_of(self, model_id: str, provider: str) -> list[ProbeSample]:
+        """The endpoint's probes held in memory (the window, or 2 intervals when longer), newest first."""
+        return list(self._samples.get((model_id, provider), ()))
+
+    def maintenance_spans(self, model_id: str, provider: str) -> list[tuple[datetime, datetime, str | None]]:
+        """(start, end, location or None) of the maintenance windows that cover this endpoint."""
+        return [
+            (w.start, w.end, w.location)
+            for w in self._catalog.maintenance
+            if w.model in (None, model_id) and w.provider in (None, provider)
+        ]
+
+    def maintenance_test(self, model_id: str, provider: str) -> Callable[[ProbeSample], bool] | None:
+        """Whether a probe of this endpoint falls in a maintenance window; None when none applies."""
+        if not self.maintenance_spans(model_id, provider):
+            return None
+        catalog = self._catalog
+        return lambda s: catalog.in_maintenance(model_id, provider, s.started_at, s.location) is not None
+
     # --- write side ---
     def set_catalog(self, catalog: Catalog) -> None:
         """Adopt a (re)loaded catalog: keep samples of endpoints that still exist."""
@@ -203,6 +234,9 @@ class LiveFigures:
                     now=now,
                     interval_s=self._interval_of(endpoint),
                     window_s=self._window_s,
+                    input_tokens=endpoint.input_tokens,
+                    keep_cold_starts=endpoint.keep_cold_starts,
+                    in_maintenance=self.maintenance_test(model.id, endpoint.provider),
                 )
             )
         live = model_live(

@@ -58,6 +58,11 @@ class Settings(BaseSettings):
     # monitor's own TTFT error on it exceeds the threshold, finished probes are flagged `suspect`.
     selftest_interval_s: float = Field(300.0, gt=0)
     selftest_max_error_s: float = Field(0.05, gt=0)
+    # Figures over longer windows (?window=7d|30d|90d, read from the database): reused for at
+    # most this long; the long-range metrics (llm_endpoint_uptime_ratio{window}, ...) are
+    # refreshed this often.
+    window_cache_s: float = Field(60.0, gt=0)
+    window_metrics_s: float = Field(900.0, gt=0)
     # Retention (`db prune`) runs this often in the service.
     prune_interval_s: float = Field(3600.0, gt=0)
     # HTTP server limits (api.server): a request head must arrive within this many seconds of

@@ -19,6 +19,12 @@ Decisions the contract leaves open (tests pin each one):
 - with at least one active endpoint, `best_*` use active endpoints only, even when that
   leaves a figure null (an active endpoint whose replies are all one chunk has no throughput).
 
+Which probes count (the "Figures of a window" section):
+- `active` and the latest probe use every probe (any trigger, any workload profile);
+- medians, p5/p95, uptime, `samples`, `ok_samples` and the intervals use scheduled probes of the
+  figure's workload profile only; TTFT figures leave cold starts out unless the endpoint keeps
+  them; uptime leaves out probes inside maintenance windows (and rate_limited ones, as before).
+
 Spread and error bars (the "Quantiles and intervals" section at the end):
 - `quantile` is the linear interpolation between order statistics (Hyndman-Fan type 7, numpy's
   and R's default, `statistics.quantiles(method="inclusive")`), so p50 is exactly `median`;
@@ -31,7 +37,7 @@ Spread and error bars (the "Quantiles and intervals" section at the end):
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 import dataclasses
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -73,6 +79,15 @@ class EndpointLive:
     throughput_tps_p50: float | None
     uptime: float | None  # None when the window has no ok or failed probe
     samples: int
+    # Error bars and spread (figures; see "Figures of a window" below). Defaults keep literal
+    # constructions short; endpoint_live always sets them.
+    ok_samples: int = 0
+    ttft_ms_p5: float | None = None
+    ttft_ms_p95: float | None = None
+    ttft_ms_p50_ci: tuple[float, float] | None = None
+    throughput_tps_p50_ci: tuple[float, float] | None = None
+    uptime_ci: tuple[float, float] | None = None
+    answer_ok_ratio: float | None = None
 
 
 @dataclass(frozen=True)
@@ -160,12 +175,7 @@ def is_active(samples: Iterable[ProbeSample], *, now: datetime, interval_s: floa
 
 def uptime(samples: Iterable[ProbeSample]) -> float | None:
     """ok / (ok + failed); rate_limited in neither; None when there is neither."""
-    ok = failed = 0
-    for sample in samples:
-        if sample.ok:
-            ok += 1
-        elif not _is_rate_limited(sample):
-            failed += 1
+    ok, failed = uptime_counts(samples)
     return ok / (ok + failed) if ok + failed else None
 
 
@@ -176,24 +186,22 @@ def endpoint_live(
     now: datetime,
     interval_s: float,
     window_s: float,
+    input_tokens: int | None = None,
+    keep_cold_starts: bool = False,
+    in_maintenance: Callable[[ProbeSample], bool] | None = None,
 ) -> EndpointLive:
-    """One endpoint's live figures from its probes. Medians, uptime, samples and the latest
-    probe count only those in [now - window_s, now]; `active` looks at every probe up to `now`,
-    so with an interval longer than half the window the caller passes 2 intervals of history."""
+    """One endpoint's live figures from its probes. `active` looks at every probe up to `now`
+    (any trigger, any profile), so with an interval longer than half the window the caller passes
+    2 intervals of history; the latest probe is the newest of any kind in [now - window_s, now];
+    everything else is `window_figures` of the window (scheduled probes of the profile only)."""
     samples = [s for s in samples if s.started_at <= now]
     window = in_window(samples, now=now, window_s=window_s)
-    ok = [s for s in window if s.ok]
-    ttft_s = median(s.ttft_s for s in ok if s.ttft_s is not None)
-    newest = window[-1] if window else None
     return EndpointLive(
         provider=provider,
         active=is_active(samples, now=now, interval_s=interval_s),
-        last_probe_at=newest.started_at if newest else None,
-        last_error_kind=None if newest is None or newest.ok else newest.error_kind,
-        ttft_ms_p50=None if ttft_s is None else ttft_s * 1000.0,
-        throughput_tps_p50=median(s.tokens_per_second for s in ok if s.tokens_per_second is not None),
-        uptime=uptime(window),
-        samples=len(window),
+        **window_figures(
+            window, input_tokens=input_tokens, keep_cold_starts=keep_cold_starts, in_maintenance=in_maintenance
+        ),
     )
 
 
@@ -221,14 +229,12 @@ def model_live(
     by_provider = {live.provider: live for live in endpoint_lives}
     endpoints = tuple(by_provider.get(p) or _no_data(p) for p in providers)
     active = [e for e in endpoints if e.active]
-    pool = active or list(endpoints)
-    ttfts = [e.ttft_ms_p50 for e in pool if e.ttft_ms_p50 is not None]
-    rates = [e.throughput_tps_p50 for e in pool if e.throughput_tps_p50 is not None]
+    best_ttft_ms, best_throughput_tps = best_figures(endpoints)
     probe_times = [e.last_probe_at for e in endpoints if e.last_probe_at is not None]
     return ModelLive(
         model=model_id,
-        best_ttft_ms=min(ttfts) if ttfts else None,
-        best_throughput_tps=max(rates) if rates else None,
+        best_ttft_ms=best_ttft_ms,
+        best_throughput_tps=best_throughput_tps,
         active_endpoints=len(active),
         total_endpoints=len(providers),
         available_via=tuple(providers),
@@ -236,6 +242,170 @@ def model_live(
         window_s=window_s,
         endpoints=endpoints,
     )
+
+
+def best_figures(endpoints: Sequence[EndpointLive]) -> tuple[float | None, float | None]:
+    """(best TTFT median, best throughput median): over the active endpoints when at least one
+    is active, otherwise over every endpoint with data; None where no endpoint has that figure."""
+    pool = [e for e in endpoints if e.active] or list(endpoints)
+    ttfts = [e.ttft_ms_p50 for e in pool if e.ttft_ms_p50 is not None]
+    rates = [e.throughput_tps_p50 for e in pool if e.throughput_tps_p50 is not None]
+    return (min(ttfts) if ttfts else None), (max(rates) if rates else None)
+
+
+# ------------------------------------------------------------------------ Figures of a window
+
+# The EndpointLive fields that depend on the window (and on the workload profile); the rest
+# (`active`, and what other modules add, such as `state`) are judged on every probe.
+WINDOW_FIELDS: tuple[str, ...] = (
+    "last_probe_at", "last_error_kind", "ttft_ms_p50", "throughput_tps_p50", "uptime", "samples",
+    "ok_samples", "ttft_ms_p5", "ttft_ms_p95", "ttft_ms_p50_ci", "throughput_tps_p50_ci", "uptime_ci",
+    "answer_ok_ratio",
+)
+
+
+def published(samples: Iterable[ProbeSample], *, input_tokens: int | None = None) -> list[ProbeSample]:
+    """The probes behind published figures: scheduled ones (a confirmation re-probe after a
+    failure, or a manual "probe now", would weigh failures and one moment twice), of the
+    workload profile `input_tokens` (None: any profile). Input order is kept."""
+    return [
+        s for s in samples
+        if s.trigger == "scheduled" and (input_tokens is None or s.input_tokens == input_tokens)
+    ]
+
+
+def uptime_counts(
+    samples: Iterable[ProbeSample], *, in_maintenance: Callable[[ProbeSample], bool] | None = None
+) -> tuple[int, int]:
+    """(ok, failed) behind `uptime`: rate_limited probes in neither, nor probes for which
+    `in_maintenance` is true (planned downtime is not unavailability)."""
+    ok = failed = 0
+    for sample in samples:
+        if in_maintenance is not None and in_maintenance(sample):
+            continue
+        if sample.ok:
+            ok += 1
+        elif not _is_rate_limited(sample):
+            failed += 1
+    return ok, failed
+
+
+def _scaled(pair: tuple[float, float] | None, factor: float) -> tuple[float, float] | None:
+    return None if pair is None else (pair[0] * factor, pair[1] * factor)
+
+
+@dataclass
+class FigureInputs:
+    """What a window's published figures are computed from: counts and the values behind the
+    medians. Built from ProbeSamples (`figure_inputs`) or from the store's figure rows
+    (`inputs_from_rows`), so the in-memory and the database paths share `figures_of`."""
+
+    samples: int = 0
+    ok_samples: int = 0
+    up: int = 0  # ok, outside maintenance
+    down: int = 0  # failed (not rate_limited), outside maintenance
+    ttfts_s: list[float] = dataclasses.field(default_factory=list)
+    rates: list[float] = dataclasses.field(default_factory=list)
+    answers_checked: int = 0
+    answers_passed: int = 0
+
+    def add(
+        self, ok: bool, error_kind: str | None, ttft_s: float | None, tokens_per_second: float | None,
+        cold_start: bool, answer_ok: bool | None, in_maintenance: bool, *, keep_cold_starts: bool,
+    ) -> None:
+        """Account one published probe (scheduled, of the profile)."""
+        self.samples += 1
+        if ok:
+            self.ok_samples += 1
+            if not in_maintenance:
+                self.up += 1
+            if ttft_s is not None and (keep_cold_starts or not cold_start):
+                self.ttfts_s.append(ttft_s)
+            if tokens_per_second is not None:
+                self.rates.append(tokens_per_second)
+            if answer_ok is not None:
+                self.answers_checked += 1
+                self.answers_passed += bool(answer_ok)
+        elif error_kind != ErrorKind.RATE_LIMITED and not in_maintenance:
+            self.down += 1
+
+
+def figure_inputs(
+    counted: Iterable[ProbeSample],
+    *,
+    keep_cold_starts: bool = False,
+    in_maintenance: Callable[[ProbeSample], bool] | None = None,
+) -> FigureInputs:
+    """FigureInputs of already `published` probes."""
+    inputs = FigureInputs()
+    for s in counted:
+        inputs.add(
+            s.ok, s.error_kind, s.ttft_s, s.tokens_per_second, s.cold_start, s.answer_ok,
+            in_maintenance is not None and in_maintenance(s), keep_cold_starts=keep_cold_starts,
+        )
+    return inputs
+
+
+def inputs_from_rows(rows: Iterable[Sequence[object]], *, keep_cold_starts: bool = False) -> FigureInputs:
+    """FigureInputs from figure rows `(ok, error_kind, ttft_s, tokens_per_second, cold_start,
+    answer_ok, in_maintenance)` of published probes, as `Store.window_figure_rows` returns them."""
+    inputs = FigureInputs()
+    add = inputs.add
+    for ok, error_kind, ttft_s, rate, cold_start, answer_ok, maintenance in rows:
+        add(bool(ok), error_kind, ttft_s, rate, bool(cold_start), answer_ok, bool(maintenance),  # type: ignore[arg-type]
+            keep_cold_starts=keep_cold_starts)
+    return inputs
+
+
+def figures_of(inputs: FigureInputs) -> dict[str, object]:
+    """The WINDOW_FIELDS other than the latest probe's, from FigureInputs."""
+    ttft_s = median(inputs.ttfts_s)
+    ttft_p5, ttft_p95 = quantile(inputs.ttfts_s, 0.05), quantile(inputs.ttfts_s, 0.95)
+    up, down = inputs.up, inputs.down
+    return {
+        "ttft_ms_p50": None if ttft_s is None else ttft_s * 1000.0,
+        "throughput_tps_p50": median(inputs.rates),
+        "uptime": up / (up + down) if up + down else None,
+        "samples": inputs.samples,
+        "ok_samples": inputs.ok_samples,
+        "ttft_ms_p5": None if ttft_p5 is None else ttft_p5 * 1000.0,
+        "ttft_ms_p95": None if ttft_p95 is None else ttft_p95 * 1000.0,
+        "ttft_ms_p50_ci": _scaled(median_ci(inputs.ttfts_s), 1000.0),
+        "throughput_tps_p50_ci": median_ci(inputs.rates),
+        "uptime_ci": wilson_interval(up, up + down),
+        "answer_ok_ratio": inputs.answers_passed / inputs.answers_checked if inputs.answers_checked else None,
+    }
+
+
+def window_figures(
+    window: Sequence[ProbeSample],
+    *,
+    input_tokens: int | None = None,
+    keep_cold_starts: bool = False,
+    in_maintenance: Callable[[ProbeSample], bool] | None = None,
+) -> dict[str, object]:
+    """The WINDOW_FIELDS of one endpoint from the probes of its window (oldest first).
+
+    - `last_probe_at` / `last_error_kind`: the newest probe of any trigger and profile;
+    - everything else counts only `published` probes (scheduled, of the profile): `samples` is
+      their number (rate_limited included), `ok_samples` the ok ones among them;
+    - TTFT median, p5, p95 and the median's CI over the ok ones with a TTFT, leaving out cold
+      starts (a model load, not the endpoint's warm latency) unless `keep_cold_starts`;
+    - throughput median and CI over the ok ones with a decode rate (a cold start loads the model
+      before the first token, so it does not change the decode rate: cold starts stay in);
+    - `uptime` and its Wilson interval from `uptime_counts` (maintenance and rate_limited out);
+    - `answer_ok_ratio` over the ok ones whose answer was checked (`answer_ok_ratio`).
+    """
+    newest = window[-1] if window else None
+    inputs = figure_inputs(
+        published(window, input_tokens=input_tokens), keep_cold_starts=keep_cold_starts,
+        in_maintenance=in_maintenance,
+    )
+    return {
+        "last_probe_at": newest.started_at if newest else None,
+        "last_error_kind": None if newest is None or newest.ok else newest.error_kind,
+        **figures_of(inputs),
+    }
 
 
 # ------------------------------------------------------------------- Quantiles and intervals

@@ -6,13 +6,15 @@ suffixes (`/live`, `/endpoints/{provider}/probes`) keep the two routes apart.
 
 from __future__ import annotations
 
-from typing import Annotated
+from enum import IntEnum
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request, Response, status
 
-from api.caching import cached_json, live_entry
-from api.deps import LiveDep, RenderedDep, SettingsDep, StoreDep
+from api.caching import cached_json, live_entry, live_key, render_live
+from api.deps import LiveDep, RenderedDep, SettingsDep, StoreDep, WindowsDep
 from api.schemas import ErrorOut, ModelListOut, ModelLiveOut, ModelOut, ProbeListOut, ProbeResultOut
+from monitor.windows import WINDOWS
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 
@@ -26,15 +28,50 @@ CACHED = {status.HTTP_304_NOT_MODIFIED: {"description": "The client's copy (If-N
 DATABASE_DOWN = {status.HTTP_503_SERVICE_UNAVAILABLE: {"model": ErrorOut, "description": "Database unavailable; retry"}}
 
 
+class Profile(IntEnum):
+    """Workload profiles (approximate prompt tokens), as `input_tokens` in the catalog."""
+
+    short = 100
+    medium = 1000
+    long = 10000
+
+
+WindowName = Literal["24h", "7d", "30d", "90d"]
+assert set(WindowName.__args__) == set(WINDOWS)  # type: ignore[attr-defined]
+WindowQuery = Annotated[
+    WindowName | None,
+    Query(description="Trailing window of the figures (default: the service's live window, 24h)."),
+]
+ProfileQuery = Annotated[
+    Profile | None,
+    Query(description="Workload profile of the figures (prompt tokens); default: each endpoint's configured one."),
+]
+
+
+def figure_identity(window: str | None, input_tokens: Profile | None) -> tuple[float | None, int | None]:
+    return (None if window is None else WINDOWS[window]), (None if input_tokens is None else int(input_tokens))
+
+
 def unknown_model(model_id: str) -> HTTPException:
     return HTTPException(status.HTTP_404_NOT_FOUND, f"unknown model: {model_id}")
 
 
-@router.get("", response_model=ModelListOut, responses=CACHED, summary="Every model with its live figures")
-async def list_models(request: Request, live: LiveDep, rendered: RenderedDep) -> Response:
-    models = live.models()
+@router.get(
+    "", response_model=ModelListOut, responses={**CACHED, **DATABASE_DOWN}, summary="Every model with its live figures"
+)
+async def list_models(
+    request: Request, live: LiveDep, windows: WindowsDep, rendered: RenderedDep,
+    window: WindowQuery = None, input_tokens: ProfileQuery = None,
+) -> Response:
+    window_s, tokens = figure_identity(window, input_tokens)
+    if window_s is None and tokens is None:
+        models = live.models()
+        key = "models"
+    else:
+        models = await windows.models(window_s, tokens)
+        key = f"models?window={window or ''}&input_tokens={tokens or ''}"
     return rendered.respond(request, rendered.get(
-        "models",
+        key,
         tuple(item for pair in models for item in pair),
         lambda: ModelListOut(
             data=[ModelOut(id=m.id, name=m.name, live=ModelLiveOut.of(figures)) for m, figures in models]
@@ -70,13 +107,19 @@ async def list_probes(
 @router.get(
     "/{model_id:path}/live",
     response_model=ModelLiveOut,
-    responses={**NOT_FOUND, **CACHED},
+    responses={**NOT_FOUND, **CACHED, **DATABASE_DOWN},
     summary="A model's live figures",
 )
 async def model_live(
-    request: Request, model_id: ModelIdPath, live: LiveDep, rendered: RenderedDep
+    request: Request, model_id: ModelIdPath, live: LiveDep, windows: WindowsDep, rendered: RenderedDep,
+    window: WindowQuery = None, input_tokens: ProfileQuery = None,
 ) -> Response:
-    entry = live_entry(model_id, live, rendered)
+    window_s, tokens = figure_identity(window, input_tokens)
+    if window_s is None and tokens is None:
+        entry = live_entry(model_id, live, rendered)
+    else:
+        figures = await windows.model(model_id, window_s, tokens)
+        entry = None if figures is None else render_live(rendered, live_key(model_id, window, tokens), figures)
     if entry is None:
         raise unknown_model(model_id)
     return rendered.respond(request, entry)

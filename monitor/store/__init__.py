@@ -20,8 +20,9 @@ escape a verb; messages never carry a URL's password or a row's values.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from monitor.probes.base import ProbeResult
 from monitor.stats import ProbeSample
@@ -58,6 +59,16 @@ class Store(Protocol):
         one that was opened (a SQLite file deleted or replaced while open)."""
 
     async def close(self) -> None: ...
+
+    # --- figures ---
+    async def window_figure_rows(
+        self, model_id: str, provider: str, since: datetime, until: datetime, *,
+        input_tokens: int, maintenance: Sequence[tuple[datetime, datetime, str | None]] = (),
+    ) -> list[tuple[Any, ...]]:
+        """Figure rows `(ok, error_kind, ttft_s, tokens_per_second, cold_start, answer_ok,
+        in_maintenance)` of the endpoint's scheduled probes of profile `input_tokens` with
+        since <= started_at <= until, any order; `in_maintenance` is whether one of the
+        `(start, end, location or None)` spans covers the probe (start <= t < end)."""
 
 
 class StoreError(Exception):

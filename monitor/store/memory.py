@@ -13,6 +13,7 @@ Nothing is persisted; a restart starts empty.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -20,6 +21,7 @@ import sqlalchemy as sa
 from monitor.probes.base import NOT_PROVIDER_FAILURES, ProbeResult
 from monitor.stats import SAMPLE_FIELDS, ProbeSample
 from monitor.store import StoreError, StoreUnavailableError
+from monitor.store.figures import FIGURE_ROW_COLUMNS
 from monitor.store.sql import FAILURE_LOOKBACK, result_to_row, row_to_result
 from monitor.store.tables import UTCDateTime, probe_table
 
@@ -179,6 +181,25 @@ class InMemoryStore:
         for rows in grouped.values():
             rows.sort(key=lambda row: (row["started_at"], row["id"]), reverse=True)
         return grouped
+
+    # --- figures: long-window live figures (monitor/store/figures.py) ---
+    async def window_figure_rows(
+        self, model_id: str, provider: str, since: dt.datetime, until: dt.datetime, *,
+        input_tokens: int, maintenance: Sequence[tuple[dt.datetime, dt.datetime, str | None]] = (),
+    ) -> list[tuple[Any, ...]]:
+        for moment in (since, until):
+            if moment.tzinfo is None or moment.utcoffset() is None:
+                raise ValueError("since, until must be timezone-aware (UTC)")
+        self._reading("window_figure_rows")
+        return [
+            (
+                *(row[name] for name in FIGURE_ROW_COLUMNS),
+                any(a <= row["started_at"] < b and loc in (None, row["location"]) for a, b, loc in maintenance),
+            )
+            for row in self._newest_first(model_id, provider)
+            if since <= row["started_at"] <= until and row["trigger"] == "scheduled"
+            and row["input_tokens"] == input_tokens
+        ]
 
 
 def _sample(row: dict[str, Any]) -> ProbeSample:

@@ -29,7 +29,7 @@ import contextlib
 import dataclasses
 import enum
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -48,6 +48,7 @@ from monitor.probes.base import (
 )
 from monitor.stats import SAMPLE_FIELDS, ProbeSample
 from monitor.store import StoreUnavailableError
+from monitor.store.figures import MaintenanceSpan, window_figure_rows_statement
 from monitor.store.database import (
     SQLiteFileIdentity,
     create_engine,
@@ -394,6 +395,19 @@ class SQLStore:
                 self._sqlite_file = SQLiteFileIdentity(self._sqlite_path)
             return
         self._sqlite_file.check(verb)
+
+    # --- figures: long-window live figures (monitor/store/figures.py) ---
+    async def window_figure_rows(
+        self, model_id: str, provider: str, since: datetime, until: datetime, *,
+        input_tokens: int, maintenance: Sequence[MaintenanceSpan] = (),
+    ) -> list[tuple[Any, ...]]:
+        statement = window_figure_rows_statement(
+            model_id, provider, _require_aware(since, "since"), _require_aware(until, "until"),
+            input_tokens, [(_require_aware(a, "maintenance"), _require_aware(b, "maintenance"), loc)
+                           for a, b, loc in maintenance],
+        )
+        async with self._reading("window_figure_rows") as connection:
+            return [tuple(row) for row in await connection.execute(statement)]
 
 
 async def open_store(database_url: str, *, migrate: bool = True) -> SQLStore:

@@ -8,7 +8,7 @@ route passes the limit through.
 from __future__ import annotations
 
 import inspect
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -50,6 +50,8 @@ LLAMA_LIVE = ModelLive(
         EndpointLive(
             provider="Cloudflare", active=True, last_probe_at=T0, last_error_kind=None,
             ttft_ms_p50=244.0, throughput_tps_p50=57.25, uptime=0.75, samples=4,
+            ok_samples=3, ttft_ms_p5=200.5, ttft_ms_p95=290.25, uptime_ci=(0.30064184258240184, 0.9544127391902995),
+            answer_ok_ratio=1.0,
         ),
         EndpointLive(
             provider="Groq", active=False, last_probe_at=T0 - timedelta(hours=2),
@@ -83,6 +85,34 @@ class FakeLive:
     def providers(self, model_id: str):
         live = self.model(model_id)
         return None if live is None else tuple(live.available_via)
+
+
+class FakeWindows:
+    """A WindowedView over a FakeLive: another window or profile is the same literal figures with
+    that `window_s`; records every (model or None, window_s, input_tokens) it computes."""
+
+    def __init__(self, live: FakeLive) -> None:
+        self.live = live
+        self.computed: list[tuple[Any, ...]] = []
+        self.cache: dict[tuple[Any, ...], ModelLive] = {}
+
+    def cached(self, model_id, window_s=None, input_tokens=None):
+        figures = self.live.model(model_id)
+        if figures is None or (window_s in (None, figures.window_s) and input_tokens is None):
+            return figures
+        return self.cache.get((model_id, window_s, input_tokens))
+
+    async def model(self, model_id, window_s=None, input_tokens=None):
+        hit = self.cached(model_id, window_s, input_tokens)
+        if hit is not None or self.live.model(model_id) is None:
+            return hit
+        self.computed.append((model_id, window_s, input_tokens))
+        figures = replace(self.live.model(model_id), window_s=window_s or 86400.0)
+        self.cache[(model_id, window_s, input_tokens)] = figures
+        return figures
+
+    async def models(self, window_s=None, input_tokens=None):
+        return [(m, await self.model(m.id, window_s, input_tokens)) for m, _ in self.live.models()]
 
 
 def probe_result(minutes_ago: int, *, ok: bool = True) -> ProbeResult:
@@ -184,8 +214,13 @@ def fake_admin() -> FakeAdmin:
 
 
 @pytest.fixture
-def app_factory(fake_live, history_store, registry, readiness_state, fake_admin):
-    def build(*, settings=None, admin=fake_admin, live=fake_live, fast_path=True):
+def fake_windows(fake_live) -> FakeWindows:
+    return FakeWindows(fake_live)
+
+
+@pytest.fixture
+def app_factory(fake_live, fake_windows, history_store, registry, readiness_state, fake_admin):
+    def build(*, settings=None, admin=fake_admin, live=fake_live, fast_path=True, windows=None):
         async def readiness() -> dict[str, Any]:
             if isinstance(readiness_state.get("raise"), Exception):
                 raise readiness_state["raise"]
@@ -199,6 +234,7 @@ def app_factory(fake_live, history_store, registry, readiness_state, fake_admin)
             readiness=readiness,
             admin=admin,
             fast_path=fast_path,
+            windows=windows if windows is not None else (fake_windows if live is fake_live else None),
         )
 
     return build

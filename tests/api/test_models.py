@@ -17,7 +17,8 @@ LIVE_KEYS = [
 ]
 ENDPOINT_KEYS = [
     "provider", "active", "last_probe_at", "last_error_kind", "ttft_ms_p50", "throughput_tps_p50",
-    "uptime", "samples",
+    "uptime", "samples", "ok_samples", "ttft_ms_p5", "ttft_ms_p95", "ttft_ms_p50_ci", "throughput_tps_p50_ci",
+    "uptime_ci", "answer_ok_ratio",
 ]
 
 
@@ -53,12 +54,15 @@ async def test_live_figures_exact_shape_and_values(client):
             {
                 "provider": "Cloudflare", "active": True, "last_probe_at": "2026-03-01T12:00:00Z",
                 "last_error_kind": None, "ttft_ms_p50": 244.0, "throughput_tps_p50": 57.25,
-                "uptime": 0.75, "samples": 4,
+                "uptime": 0.75, "samples": 4, "ok_samples": 3, "ttft_ms_p5": 200.5, "ttft_ms_p95": 290.25,
+                "ttft_ms_p50_ci": None, "throughput_tps_p50_ci": None,
+                "uptime_ci": [0.30064184258240184, 0.9544127391902995], "answer_ok_ratio": 1.0,
             },
             {
                 "provider": "Groq", "active": False, "last_probe_at": "2026-03-01T10:00:00Z",
                 "last_error_kind": "auth_error", "ttft_ms_p50": None, "throughput_tps_p50": None,
-                "uptime": 0.0, "samples": 3,
+                "uptime": 0.0, "samples": 3, "ok_samples": 0, "ttft_ms_p5": None, "ttft_ms_p95": None,
+                "ttft_ms_p50_ci": None, "throughput_tps_p50_ci": None, "uptime_ci": None, "answer_ok_ratio": None,
             },
         ],
     }
