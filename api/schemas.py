@@ -7,11 +7,12 @@ datetimes to UTC and reads naive ones (as some database drivers return them) as 
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from monitor.probes.base import ErrorKind, ProbeResult, TokenCountSource, ToolCallError, Trigger
+from monitor.endpoint_state import LocationView
 from monitor.stats import EndpointLive, ModelLive
 
 
@@ -30,6 +31,44 @@ class _Out(BaseModel):
 
 class ErrorOut(_Out):
     detail: str = Field(description="What went wrong, for humans.")
+
+
+class LocationLiveOut(_Out):
+    """One location's view of an endpoint (its own probes only)."""
+
+    location: str
+    active: bool = Field(description="Active as seen from this location.")
+    last_probe_at: UtcDatetime | None
+    last_error_kind: ErrorKind | None
+    ttft_ms_p50: float | None = Field(description="Median TTFT of this location's scheduled ok probes in the window, ms.")
+    throughput_tps_p50: float | None
+    uptime: float | None = Field(ge=0, le=1)
+    samples: int = Field(ge=0, description="Scheduled probes from this location in the window.")
+    failing: bool = Field(description="Its latest confirm.failures provider failures have no success after them.")
+
+    @classmethod
+    def of(cls, view: LocationView) -> LocationLiveOut:
+        return cls(
+            location=view.location, active=view.active, last_probe_at=view.last_probe_at,
+            last_error_kind=view.last_error_kind, ttft_ms_p50=view.ttft_ms_p50,
+            throughput_tps_p50=view.throughput_tps_p50, uptime=view.uptime, samples=view.samples,
+            failing=view.failing,
+        )
+
+
+class OpenIncidentOut(_Out):
+    id: int
+    started_at: UtcDatetime
+    locations: list[str]
+
+
+class MaintenanceOut(_Out):
+    start: UtcDatetime
+    end: UtcDatetime
+    reason: str
+
+
+EndpointState = Literal["up", "degraded", "regional", "down", "misconfigured", "unknown"]
 
 
 class EndpointLiveOut(_Out):
@@ -63,6 +102,11 @@ class EndpointLiveOut(_Out):
     answer_ok_ratio: float | None = Field(
         ge=0, le=1, description="Share of the ok probes whose answer check passed; null when none was checked."
     )
+    state: EndpointState = Field(description="up, degraded, regional, down (by quorum), misconfigured or unknown.")
+    state_reason: str | None = Field(description="Why the state is not plain up, for humans.")
+    locations: list[LocationLiveOut] = Field(description="Each location's view.")
+    open_incident: OpenIncidentOut | None = Field(description="The endpoint's open incident, if any.")
+    maintenance: MaintenanceOut | None = Field(description="The maintenance window covering it now, if any.")
 
     @classmethod
     def of(cls, live: EndpointLive) -> EndpointLiveOut:
@@ -82,6 +126,16 @@ class EndpointLiveOut(_Out):
             throughput_tps_p50_ci=live.throughput_tps_p50_ci,
             uptime_ci=live.uptime_ci,
             answer_ok_ratio=live.answer_ok_ratio,
+            state=live.state,
+            state_reason=live.state_reason,
+            locations=[LocationLiveOut.of(view) for view in live.locations],
+            open_incident=None if live.open_incident is None else OpenIncidentOut(
+                id=live.open_incident.id, started_at=live.open_incident.started_at,
+                locations=list(live.open_incident.locations),
+            ),
+            maintenance=None if live.maintenance is None else MaintenanceOut(
+                start=live.maintenance.start, end=live.maintenance.end, reason=live.maintenance.reason,
+            ),
         )
 
 

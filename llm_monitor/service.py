@@ -23,8 +23,9 @@ from api.app import create_app
 from api.server import build_server
 from llm_monitor.modes import ProcessMode
 from monitor.catalog import Catalog, CatalogError, EndpointConfig, catalog_warnings, load_catalog
+from monitor.incidents import IncidentTracker
 from monitor.live import LiveFigures
-from monitor.metrics import Metrics, build_metrics
+from monitor.metrics import Metrics, build_incident_metrics, build_metrics
 from monitor.probes.meters import LoopLagMonitor
 from monitor.probes.transport import build_client
 from monitor.runner import ResultBuffer, Runner
@@ -72,6 +73,8 @@ class Service:
         for collector in (ProcessCollector, PlatformCollector, GCCollector):
             collector(registry=self.registry)
         self.metrics = build_metrics(self.registry if mode.probes else CollectorRegistry())
+        self.incident_metrics = build_incident_metrics(self.registry if mode.probes else CollectorRegistry())
+        self.incidents: IncidentTracker | None = None
         self.live = LiveFigures(catalog, window_s=settings.window_s, interval_of=self.interval_of)
         self.store: Store | None = None
         self.buffer: ResultBuffer | None = None
@@ -129,6 +132,8 @@ class Service:
             for model_id in {m.id for m in self.catalog.models} - {m.id for m in catalog.models}:
                 self.metrics.remove_model(model_id)
             self.catalog = catalog
+            if self.incidents is not None:
+                self.incidents.set_catalog(catalog)
             self.live.set_catalog(catalog)
             for _, model_live in self.live.models():
                 self.metrics.set_model_live(model_live)
@@ -152,6 +157,7 @@ class Service:
             log.error("cannot open the database: %s", str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
             return 1
         probing = self.mode.probes
+        await self._start_incidents(self.store, probing)
         await (self.live.load(self.store) if probing else self.live.follow(self.store))
         if probing:
             await restore_metrics(self.store, self.metrics, self.live, self.catalog)
@@ -178,11 +184,15 @@ class Service:
                     runner, self.metrics, interval_of=self.interval_of,
                     is_offline=lambda endpoint: endpoint.to_target(self.environ).config_error is not None,
                 )
+                runner.add_listener(self.incidents.touch)
                 latest = await self.store.latest_results()
                 self.scheduler.start(self.catalog, {k: r.started_at for k, r in latest.items()})
             else:
                 background.append(asyncio.create_task(self._reload_from_db_loop(), name="live-refresh"))
             background.append(asyncio.create_task(self._recompute_loop(export=probing), name="live-recompute"))
+            background.append(asyncio.create_task(
+                self.incidents.run(self.buffer.flush if self.buffer is not None else None), name="incidents"
+            ))
             loop = asyncio.get_running_loop()
             with suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(signal.SIGHUP, lambda: self._start_callback_task(self.reload(), "reload"))
@@ -226,6 +236,25 @@ class Service:
             if client is not None:
                 await client.aclose()
             await self.store.close()
+
+    async def _start_incidents(self, store: Store, probing: bool) -> None:
+        """Endpoint state and incidents from the shared database (monitor/incidents.py): opened
+        and resolved by probing processes, read by all; annotates the live figures."""
+        self.incidents = IncidentTracker(
+            store, self.catalog, interval_of=self.interval_of, window_s=self.settings.window_s,
+            writes=probing, metrics=self.incident_metrics, on_change=self._incidents_changed,
+            sweep_s=self.settings.incident_sweep_s,
+        )
+        self.live.annotate = self.incidents.annotate
+        try:
+            await self.incidents.evaluate()
+        except Exception as exc:  # the database may come back later: the task retries
+            log.warning("first incident evaluation failed: %s", type(exc).__name__)
+
+    def _incidents_changed(self) -> None:
+        for model_live in self.live.recompute(force=True):
+            if self.mode.probes:
+                self.metrics.set_model_live(model_live)
 
     def _start_callback_task(self, work: Coroutine[Any, Any, Any], name: str) -> None:
         task = asyncio.get_running_loop().create_task(work, name=name)

@@ -40,6 +40,11 @@ NEVER = datetime.max.replace(tzinfo=timezone.utc)
 DUE_MARGIN = timedelta(milliseconds=2)
 
 
+# (model_id, endpoint, figures, the endpoint's kept samples newest first, now) -> figures with the
+# endpoint state set (`IncidentTracker.annotate`): sets `active` to "up by quorum" as well.
+Annotator = Callable[[str, EndpointConfig, EndpointLive, list[ProbeSample], datetime], EndpointLive]
+
+
 def _utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -61,8 +66,10 @@ class LiveFigures:
         window_s: float,
         interval_of: Callable[[EndpointConfig], float],
         clock: Callable[[], datetime] = _utcnow,
+        annotate: Annotator | None = None,
     ) -> None:
         self._window_s = window_s
+        self.annotate = annotate  # endpoint state, locations, incident, maintenance (monitor.incidents)
         self._interval_of = interval_of
         self._clock = clock
         self._samples: dict[tuple[str, str], deque[ProbeSample]] = {}
@@ -227,18 +234,19 @@ class LiveFigures:
             horizon = now - timedelta(seconds=self._kept_s(endpoint))
             while samples and samples[-1].started_at < horizon:
                 samples.pop()  # the oldest stop mattering
-            lives.append(
-                endpoint_live(
-                    endpoint.provider,
-                    list(samples),
-                    now=now,
-                    interval_s=self._interval_of(endpoint),
-                    window_s=self._window_s,
-                    input_tokens=endpoint.input_tokens,
-                    keep_cold_starts=endpoint.keep_cold_starts,
-                    in_maintenance=self.maintenance_test(model.id, endpoint.provider),
-                )
+            figures = endpoint_live(
+                endpoint.provider,
+                list(samples),
+                now=now,
+                interval_s=self._interval_of(endpoint),
+                window_s=self._window_s,
+                input_tokens=endpoint.input_tokens,
+                keep_cold_starts=endpoint.keep_cold_starts,
+                in_maintenance=self.maintenance_test(model.id, endpoint.provider),
             )
+            if self.annotate is not None:
+                figures = self.annotate(model.id, endpoint, figures, list(samples), now)
+            lives.append(figures)
         live = model_live(
             model.id, [e.provider for e in model.endpoints], lives, window_s=self._window_s
         )

@@ -353,3 +353,111 @@ def build_metrics(registry: CollectorRegistry, *, version: str | None = None) ->
     for reason in SKIP_REASONS:
         metrics.skipped_runs_total.labels(reason)  # at 0 from the start, so increase() sees the first
     return metrics
+
+
+# ------------------------------------------------------------------------------------ incidents
+# Endpoint state, incidents, per-location health and maintenance. Every value is derived from the
+# shared database by `monitor.incidents.IncidentTracker` (never from this process's own probes
+# only), so N probing processes in M locations export the same values: the alert rules take
+# `max by (model, provider)` over instances, and nothing flaps when another process probes next.
+
+# Time from an outage's first failed probe to its incident opening: a minute or two with
+# confirmation probes, up to an interval or two without them.
+DETECT_BUCKETS_S: tuple[float, ...] = (15, 30, 60, 90, 120, 180, 300, 600, 1200, 1800, 3600, 7200)
+
+
+@dataclass
+class IncidentMetrics:
+    endpoint_state: Gauge
+    endpoint_incident_open: Gauge
+    location_endpoint_up: Gauge
+    location_impaired: Gauge
+    endpoint_in_maintenance: Gauge
+    incident_time_to_detect_seconds: Histogram
+
+    def set_state(self, model: str, provider: str, state: str, states: tuple[str, ...]) -> None:
+        for name in states:
+            self.endpoint_state.labels(model, provider, name).set(1 if name == state else 0)
+
+    def set_incident_open(self, model: str, provider: str, is_open: bool) -> None:
+        self.endpoint_incident_open.labels(model, provider).set(1 if is_open else 0)
+
+    def set_in_maintenance(self, model: str, provider: str, covered: bool) -> None:
+        self.endpoint_in_maintenance.labels(model, provider).set(1 if covered else 0)
+
+    def set_location_up(self, model: str, provider: str, location_up: Mapping[str, bool]) -> None:
+        """Export the locations given; drop the endpoint's series of any other location."""
+        for location, up in location_up.items():
+            self.location_endpoint_up.labels(model, provider, location).set(1 if up else 0)
+        for labels in _label_sets(self.location_endpoint_up):
+            if labels[:2] == (model, provider) and labels[2] not in location_up:
+                _remove_if_present(self.location_endpoint_up, labels)
+
+    def set_impaired(self, impaired: Mapping[str, bool]) -> None:
+        for location, value in impaired.items():
+            self.location_impaired.labels(location).set(1 if value else 0)
+        for labels in _label_sets(self.location_impaired):
+            if labels[0] not in impaired:
+                _remove_if_present(self.location_impaired, labels)
+
+    def observe_time_to_detect(self, model: str, provider: str, seconds: float) -> None:
+        self.incident_time_to_detect_seconds.labels(model, provider).observe(max(0.0, seconds))
+
+    def remove_endpoint(self, model: str, provider: str, states: tuple[str, ...]) -> None:
+        for name in states:
+            _remove_if_present(self.endpoint_state, (model, provider, name))
+        for gauge in (self.endpoint_incident_open, self.endpoint_in_maintenance):
+            _remove_if_present(gauge, (model, provider))
+        self.set_location_up(model, provider, {})
+        _remove_if_present(self.incident_time_to_detect_seconds, (model, provider))
+
+
+def _label_sets(metric: Gauge) -> list[tuple[str, ...]]:
+    """The label values of every series a labelled metric currently holds."""
+    return [tuple(labels) for labels in list(metric._metrics)]  # prometheus_client keeps them there
+
+
+def build_incident_metrics(registry: CollectorRegistry) -> IncidentMetrics:
+    return IncidentMetrics(
+        endpoint_state=Gauge(
+            "llm_endpoint_state",
+            "1 for the endpoint's current state (up, degraded, regional, down, misconfigured, unknown), "
+            "0 for the others; from every location's probes in the database.",
+            (*ENDPOINT_LABELS, "state"),
+            registry=registry,
+        ),
+        endpoint_incident_open=Gauge(
+            "llm_endpoint_incident_open",
+            "1 while the endpoint has an open incident (declared down by quorum, not yet recovered).",
+            ENDPOINT_LABELS,
+            registry=registry,
+        ),
+        location_endpoint_up=Gauge(
+            "llm_location_endpoint_up",
+            "1 when the endpoint is active as seen from this location (its latest non-rate-limited "
+            "probe there ok, within 2 intervals), else 0.",
+            (*ENDPOINT_LABELS, "location"),
+            registry=registry,
+        ),
+        location_impaired=Gauge(
+            "llm_location_impaired",
+            "1 when the location's probes fail for every endpoint it probes (at least 2 endpoints "
+            "of 2 providers): the monitor's own trouble there. Its failures count towards no quorum.",
+            ("location",),
+            registry=registry,
+        ),
+        endpoint_in_maintenance=Gauge(
+            "llm_endpoint_in_maintenance",
+            "1 while a configured maintenance window covers the endpoint (no incident opens, no page).",
+            ENDPOINT_LABELS,
+            registry=registry,
+        ),
+        incident_time_to_detect_seconds=Histogram(
+            "llm_incident_time_to_detect_seconds",
+            "From an outage's first failed probe to its incident opening, in seconds (observed once, "
+            "by the process that opened the incident).",
+            ENDPOINT_LABELS,
+            buckets=DETECT_BUCKETS_S,
+            registry=registry,
+        ),
+    )

@@ -63,6 +63,9 @@ class Settings(BaseSettings):
     # refreshed this often.
     window_cache_s: float = Field(60.0, gt=0)
     window_metrics_s: float = Field(900.0, gt=0)
+    # Incidents and endpoint state: every endpoint is re-evaluated from the database this often
+    # (besides right after this process's own probes are stored).
+    incident_sweep_s: float = Field(15.0, gt=0)
     # Retention (`db prune`) runs this often in the service.
     prune_interval_s: float = Field(3600.0, gt=0)
     # HTTP server limits (api.server): a request head must arrive within this many seconds of

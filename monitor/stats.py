@@ -45,7 +45,12 @@ from fractions import Fraction
 from functools import lru_cache
 from statistics import NormalDist
 
+from typing import TYPE_CHECKING
+
 from monitor.probes.base import ErrorKind
+
+if TYPE_CHECKING:  # annotations only: endpoint_state builds on this module
+    from monitor.endpoint_state import IncidentRef, LocationView, MaintenanceRef
 
 
 @dataclass(frozen=True)
@@ -88,6 +93,13 @@ class EndpointLive:
     throughput_tps_p50_ci: tuple[float, float] | None = None
     uptime_ci: tuple[float, float] | None = None
     answer_ok_ratio: float | None = None
+    # Set by monitor.endpoint_state (via the live figures' annotator); these defaults mean "no state
+    # computed" (a figure built without one).
+    state: str = "unknown"
+    state_reason: str | None = None
+    locations: tuple[LocationView, ...] = ()
+    open_incident: IncidentRef | None = None
+    maintenance: MaintenanceRef | None = None
 
 
 @dataclass(frozen=True)

@@ -20,10 +20,11 @@ escape a verb; messages never carry a URL's password or a row's values.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
+from monitor.endpoint_state import Incident
 from monitor.probes.base import ProbeResult
 from monitor.stats import ProbeSample
 
@@ -69,6 +70,32 @@ class Store(Protocol):
         in_maintenance)` of the endpoint's scheduled probes of profile `input_tokens` with
         since <= started_at <= until, any order; `in_maintenance` is whether one of the
         `(start, end, location or None)` spans covers the probe (start <= t < end)."""
+    # --- incidents (monitor/incidents.py evaluates; any number of processes may call these) ---
+    async def open_incident(
+        self, model_id: str, provider: str, *, started_at: datetime, detected_at: datetime,
+        error_kinds: Mapping[str, int], locations: Sequence[str],
+    ) -> tuple[Incident, bool]:
+        """Open the endpoint's incident unless one is open: (the open incident, created by this call).
+        At most one open incident per endpoint, whoever calls concurrently."""
+
+    async def update_incident(
+        self, incident_id: int, *, error_kinds: Mapping[str, int], locations: Sequence[str]
+    ) -> None:
+        """Replace an open incident's error kinds and locations (no effect once resolved)."""
+
+    async def resolve_incident(self, incident_id: int, resolved_at: datetime) -> bool:
+        """Resolve an open incident; False (and no change) when it was resolved already."""
+
+    async def list_incidents(
+        self, *, model_id: str | None = None, provider: str | None = None, open: bool | None = None,
+        since: datetime | None = None, limit: int = 1000,
+    ) -> list[Incident]:
+        """Newest first (started_at, then id). `since`: open at some moment at or after it."""
+
+    async def failure_summary(
+        self, model_id: str, provider: str, since: datetime
+    ) -> tuple[dict[str, int], tuple[str, ...]]:
+        """Provider failures since `since`: counts per error kind, and the locations that saw them."""
 
 
 class StoreError(Exception):

@@ -12,12 +12,14 @@ Nothing is persisted; a restart starts empty.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
 
+from monitor.endpoint_state import Incident
 from monitor.probes.base import NOT_PROVIDER_FAILURES, ProbeResult
 from monitor.stats import SAMPLE_FIELDS, ProbeSample
 from monitor.store import StoreError, StoreUnavailableError
@@ -72,6 +74,7 @@ class InMemoryStore:
         self.fail_writes: StoreError | None = None
         self.fail_reads: StoreError | None = None
         self._write_failure: StoreUnavailableError | None = None
+        self._incidents: list[Incident] = []  # id = position + 1
 
     def make_unavailable(self, reason: str = "database unavailable (in-memory store switched off)") -> None:
         self.fail_writes = self.fail_reads = StoreUnavailableError(reason)
@@ -159,6 +162,82 @@ class InMemoryStore:
 
     async def close(self) -> None:
         return None
+
+    # --- incidents: the same rules as monitor/store/incidents.py ---
+    async def open_incident(
+        self, model_id: str, provider: str, *, started_at: dt.datetime, detected_at: dt.datetime,
+        error_kinds: Mapping[str, int], locations: Sequence[str],
+    ) -> tuple[Incident, bool]:
+        self._writing_incidents()
+        for aware in (started_at, detected_at):
+            if aware.tzinfo is None or aware.utcoffset() is None:
+                raise ValueError("incident timestamps must be timezone-aware (UTC)")
+        for incident in self._incidents:
+            if (incident.model, incident.provider) == (model_id, provider) and incident.open:
+                return incident, False
+        incident = Incident(
+            id=len(self._incidents) + 1, model=model_id, provider=provider,
+            started_at=started_at.astimezone(dt.UTC), detected_at=detected_at.astimezone(dt.UTC),
+            resolved_at=None, error_kinds=dict(sorted(error_kinds.items())),
+            locations=tuple(sorted(set(locations))),
+        )
+        self._incidents.append(incident)
+        return incident, True
+
+    async def update_incident(
+        self, incident_id: int, *, error_kinds: Mapping[str, int], locations: Sequence[str]
+    ) -> None:
+        self._writing_incidents()
+        index = incident_id - 1
+        if 0 <= index < len(self._incidents) and self._incidents[index].open:
+            self._incidents[index] = dataclasses.replace(
+                self._incidents[index], error_kinds=dict(sorted(error_kinds.items())),
+                locations=tuple(sorted(set(locations))),
+            )
+
+    async def resolve_incident(self, incident_id: int, resolved_at: dt.datetime) -> bool:
+        self._writing_incidents()
+        if resolved_at.tzinfo is None or resolved_at.utcoffset() is None:
+            raise ValueError("resolved_at must be timezone-aware (UTC)")
+        index = incident_id - 1
+        if not (0 <= index < len(self._incidents)) or not self._incidents[index].open:
+            return False
+        self._incidents[index] = dataclasses.replace(self._incidents[index], resolved_at=resolved_at.astimezone(dt.UTC))
+        return True
+
+    async def list_incidents(
+        self, *, model_id: str | None = None, provider: str | None = None, open: bool | None = None,
+        since: dt.datetime | None = None, limit: int = 1000,
+    ) -> list[Incident]:
+        self._reading("list_incidents", history=False)
+        if since is not None and (since.tzinfo is None or since.utcoffset() is None):
+            raise ValueError("since must be timezone-aware (UTC)")
+        chosen = [
+            i for i in self._incidents
+            if model_id in (None, i.model) and provider in (None, i.provider)
+            and (open is None or i.open == open)
+            and (since is None or i.resolved_at is None or i.resolved_at >= since)
+        ]
+        chosen.sort(key=lambda i: (i.started_at, i.id), reverse=True)
+        return chosen[: max(0, min(limit, 1000))]
+
+    async def failure_summary(
+        self, model_id: str, provider: str, since: dt.datetime
+    ) -> tuple[dict[str, int], tuple[str, ...]]:
+        self._reading("failure_summary", history=False)
+        kinds: dict[str, int] = {}
+        locations: set[str] = set()
+        for row in self._newest_first(model_id, provider):
+            if row["started_at"] < since or row["ok"] or row["error_kind"] in _NOT_PROVIDER_FAILURES:
+                continue
+            kind = row["error_kind"] or "stream_error"
+            kinds[kind] = kinds.get(kind, 0) + 1
+            locations.add(row["location"])
+        return kinds, tuple(sorted(locations))
+
+    def _writing_incidents(self) -> None:
+        if self.fail_writes is not None:
+            raise self.fail_writes
 
     def _reading(self, verb: str, *, history: bool = True) -> None:
         """Like the SQL store: `history` verbs are refused while writes fail for availability."""

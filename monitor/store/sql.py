@@ -29,7 +29,7 @@ import contextlib
 import dataclasses
 import enum
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -46,6 +46,7 @@ from monitor.probes.base import (
     ToolCallError,
     Trigger,
 )
+from monitor.endpoint_state import Incident
 from monitor.stats import SAMPLE_FIELDS, ProbeSample
 from monitor.store import StoreUnavailableError
 from monitor.store.figures import MaintenanceSpan, window_figure_rows_statement
@@ -60,6 +61,7 @@ from monitor.store.database import (
     sqlite_file_of,
     writing,
 )
+from monitor.store import incidents as incident_sql
 from monitor.store.tables import UTCDateTime, endpoint_latest_table, probe_table
 
 _LOG = logging.getLogger(__name__)
@@ -409,6 +411,53 @@ class SQLStore:
         async with self._reading("window_figure_rows") as connection:
             return [tuple(row) for row in await connection.execute(statement)]
 
+
+    # --- incidents (table `incident`; the SQL lives in monitor/store/incidents.py) ---
+    async def open_incident(
+        self, model_id: str, provider: str, *, started_at: datetime, detected_at: datetime,
+        error_kinds: Mapping[str, int], locations: Sequence[str],
+    ) -> tuple[Incident, bool]:
+        with database_errors("open_incident"):
+            async with writing(self._engine) as connection:
+                return await incident_sql.open_incident(
+                    connection, model_id, provider, started_at=_require_aware(started_at, "started_at"),
+                    detected_at=_require_aware(detected_at, "detected_at"),
+                    error_kinds=error_kinds, locations=locations,
+                )
+
+    async def update_incident(
+        self, incident_id: int, *, error_kinds: Mapping[str, int], locations: Sequence[str]
+    ) -> None:
+        with database_errors("update_incident"):
+            async with writing(self._engine) as connection:
+                await incident_sql.update_incident(
+                    connection, incident_id, error_kinds=error_kinds, locations=locations
+                )
+
+    async def resolve_incident(self, incident_id: int, resolved_at: datetime) -> bool:
+        with database_errors("resolve_incident"):
+            async with writing(self._engine) as connection:
+                return await incident_sql.resolve_incident(
+                    connection, incident_id, _require_aware(resolved_at, "resolved_at")
+                )
+
+    async def list_incidents(
+        self, *, model_id: str | None = None, provider: str | None = None, open: bool | None = None,
+        since: datetime | None = None, limit: int = incident_sql.MAX_LISTED,
+    ) -> list[Incident]:
+        if since is not None:
+            _require_aware(since, "since")
+        async with self._reading("list_incidents", history=False) as connection:
+            return await incident_sql.list_incidents(
+                connection, model_id=model_id, provider=provider, open=open, since=since,
+                limit=max(0, min(limit, incident_sql.MAX_LISTED)),
+            )
+
+    async def failure_summary(
+        self, model_id: str, provider: str, since: datetime
+    ) -> tuple[dict[str, int], tuple[str, ...]]:
+        async with self._reading("failure_summary", history=False) as connection:
+            return await incident_sql.failure_summary(connection, model_id, provider, _require_aware(since, "since"))
 
 async def open_store(database_url: str, *, migrate: bool = True) -> SQLStore:
     """Open the database at `database_url` (plain or async form) and, by default, migrate it to

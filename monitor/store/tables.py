@@ -162,3 +162,43 @@ def probe_table() -> sa.Table:
 
 def endpoint_latest_table() -> sa.Table:
     return EndpointLatestRow.__table__  # type: ignore[attr-defined, return-value]
+
+
+# --- incidents -------------------------------------------------------------------------------
+
+
+class IncidentRow(SQLModel, table=True):
+    """One outage of one endpoint, from its declaration by quorum to its first success by quorum.
+
+    `error_kinds` ({"timeout": 3, ...}) and `locations` (["a", "b"]) are JSON text, recounted from
+    the stored probes at each evaluation (never incremented), so any number of processes can
+    refresh them and agree. At most one open row per endpoint: `ux_incident_open` is a partial
+    unique index (`WHERE resolved_at IS NULL`), which both PostgreSQL and SQLite enforce, and
+    openers use INSERT ... ON CONFLICT DO NOTHING against it."""
+
+    __tablename__ = "incident"
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=BigId)
+    model_id: str = Field(sa_type=sa.String(), nullable=False)
+    provider: str = Field(sa_type=sa.String(), nullable=False)
+    started_at: datetime = Field(sa_type=UTCDateTime(), nullable=False)
+    detected_at: datetime = Field(sa_type=UTCDateTime(), nullable=False)
+    resolved_at: datetime | None = Field(default=None, sa_type=UTCDateTime())
+    error_kinds: str = Field(sa_type=sa.Text(), nullable=False)
+    locations: str = Field(sa_type=sa.Text(), nullable=False)
+
+    __table_args__ = (
+        sa.Index(
+            "ux_incident_open",
+            "model_id",
+            "provider",
+            unique=True,
+            postgresql_where=sa.text("resolved_at IS NULL"),
+            sqlite_where=sa.text("resolved_at IS NULL"),
+        ),
+        sa.Index("ix_incident_started", "started_at"),  # newest first: read backwards
+    )
+
+
+def incident_table() -> sa.Table:
+    return IncidentRow.__table__  # type: ignore[attr-defined, return-value]

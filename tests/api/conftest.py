@@ -144,9 +144,9 @@ class RecordingStore(InMemoryStore):
 
 
 def _recorded(verb: str):
-    async def call(self: RecordingStore, *args: Any) -> Any:
-        self.calls.append((verb, *args))
-        return await getattr(InMemoryStore, verb)(self, *args)
+    async def call(self: RecordingStore, *args: Any, **kwargs: Any) -> Any:
+        self.calls.append((verb, *args, *sorted(kwargs.items())))
+        return await getattr(InMemoryStore, verb)(self, *args, **kwargs)
 
     return call
 

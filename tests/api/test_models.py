@@ -19,6 +19,7 @@ ENDPOINT_KEYS = [
     "provider", "active", "last_probe_at", "last_error_kind", "ttft_ms_p50", "throughput_tps_p50",
     "uptime", "samples", "ok_samples", "ttft_ms_p5", "ttft_ms_p95", "ttft_ms_p50_ci", "throughput_tps_p50_ci",
     "uptime_ci", "answer_ok_ratio",
+    "state", "state_reason", "locations", "open_incident", "maintenance",
 ]
 
 
@@ -57,12 +58,16 @@ async def test_live_figures_exact_shape_and_values(client):
                 "uptime": 0.75, "samples": 4, "ok_samples": 3, "ttft_ms_p5": 200.5, "ttft_ms_p95": 290.25,
                 "ttft_ms_p50_ci": None, "throughput_tps_p50_ci": None,
                 "uptime_ci": [0.30064184258240184, 0.9544127391902995], "answer_ok_ratio": 1.0,
+                "state": "unknown", "state_reason": None, "locations": [], "open_incident": None,
+                "maintenance": None,
             },
             {
                 "provider": "Groq", "active": False, "last_probe_at": "2026-03-01T10:00:00Z",
                 "last_error_kind": "auth_error", "ttft_ms_p50": None, "throughput_tps_p50": None,
                 "uptime": 0.0, "samples": 3, "ok_samples": 0, "ttft_ms_p5": None, "ttft_ms_p95": None,
                 "ttft_ms_p50_ci": None, "throughput_tps_p50_ci": None, "uptime_ci": None, "answer_ok_ratio": None,
+                "state": "unknown", "state_reason": None, "locations": [], "open_incident": None,
+                "maintenance": None,
             },
         ],
     }
