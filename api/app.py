@@ -26,7 +26,7 @@ from api.fast_path import LiveFiguresFastPath
 from api.middleware import InternalErrorMiddleware, ResponseHeadersMiddleware, hardened_headers
 from api.routes import admin as admin_routes
 from api.pages.routes import router as pages_router
-from api.routes import badge, health, incidents, models
+from api.routes import badge, health, history, incidents, models
 from monitor.live import LiveFigures
 from monitor.metrics import installed_version
 from monitor.settings import Settings
@@ -96,6 +96,7 @@ def create_app(
     app.include_router(models.router)
     app.include_router(pages_router)
     app.include_router(incidents.router)
+    app.include_router(history.router)
     app.include_router(health.router)
     metrics_guard = [Depends(require_metrics_token)] if secret_of(settings.metrics_token) is not None else []
     app.include_router(health.metrics_router, dependencies=metrics_guard)

@@ -4,7 +4,7 @@ the one `Settings` object and hands each subcommand to the module that does the 
 Subcommands: `probe` (one measured request, JSON out; `monitor.probes.cli`), `run` (scheduler +
 API + /metrics in one process), `scheduler` (probing + /metrics, for production), `api`
 (read-only API replicas over the same database) -- those three go to `llm_monitor.service`, which
-builds the process's resources -- `check-config PATH`, `db upgrade`.
+builds the process's resources -- `check-config PATH`, `db upgrade`, `db prune`.
 """
 
 from __future__ import annotations
@@ -97,6 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
     db_commands = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
     upgrade = db_commands.add_parser("upgrade", help="apply migrations up to the latest schema")
     upgrade.add_argument("--db", help="database URL (default $DATABASE_URL or sqlite:///./data/monitor.db)")
+    prune = db_commands.add_parser("prune", help="roll up new probes, then apply the retention now")
+    prune.add_argument("--db", help="database URL (default $DATABASE_URL or sqlite:///./data/monitor.db)")
+    prune.add_argument("--config", type=Path, help="endpoints YAML with the retention (default config/endpoints.yaml)")
     return parser
 
 
@@ -168,6 +171,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"invalid setting {name}: {error['msg']}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level)
+    if args.command == "db" and args.db_command == "prune":
+        from monitor.retention import prune_command
+
+        return prune_command(settings)
     if args.command == "db":
         from monitor.store import upgrade
 

@@ -28,6 +28,7 @@ from monitor.live import LiveFigures
 from monitor.metrics import Metrics, build_incident_metrics, build_metrics
 from monitor.probes.meters import LoopLagMonitor
 from monitor.probes.transport import build_client
+from monitor.retention import maintain
 from monitor.runner import ResultBuffer, Runner
 from monitor.scheduler import ProbeScheduler
 from monitor.settings import Settings
@@ -187,6 +188,9 @@ class Service:
                 runner.add_listener(self.incidents.touch)
                 latest = await self.store.latest_results()
                 self.scheduler.start(self.catalog, {k: r.started_at for k, r in latest.items()})
+                background.append(asyncio.create_task(maintain(
+                    self.store, lambda: self.catalog, prune_interval_s=settings.prune_interval_s,
+                ), name="rollups-retention"))
             else:
                 background.append(asyncio.create_task(self._reload_from_db_loop(), name="live-refresh"))
             background.append(asyncio.create_task(self._recompute_loop(export=probing), name="live-recompute"))

@@ -26,6 +26,7 @@ from typing import Any, Protocol
 
 from monitor.endpoint_state import Incident
 from monitor.probes.base import ProbeResult
+from monitor.rollups import BucketAggregate, RollupRules
 from monitor.stats import ProbeSample
 
 
@@ -96,6 +97,32 @@ class Store(Protocol):
         self, model_id: str, provider: str, since: datetime
     ) -> tuple[dict[str, int], tuple[str, ...]]:
         """Provider failures since `since`: counts per error kind, and the locations that saw them."""
+
+    # --- roll-ups and retention (monitor/store/rollups.py; rules in monitor/rollups.py) ---
+    async def rollup(self, rules: RollupRules, *, batch: int = 5000) -> int:
+        """Absorb every probe not yet in the hourly/daily roll-ups (in batches, each its own
+        transaction); returns how many were absorbed. Idempotent: a probe is counted once."""
+
+    async def rebuild_rollups(self, rules: RollupRules) -> int:
+        """Recompute the roll-ups from the raw probes retention kept; returns probes read."""
+
+    async def rollup_buckets(
+        self, model_id: str, provider: str, step_s: int, start: datetime, end: datetime,
+        *, location: str | None = None, input_tokens: int | None = None,
+    ) -> dict[datetime, BucketAggregate]:
+        """Stored buckets with start <= bucket_start < end, matching series merged."""
+
+    async def rollup_counts(
+        self, model_id: str, provider: str, step_s: int, start: datetime, end: datetime
+    ) -> dict[str, int]:
+        """Summed roll-up counts (COUNT_FIELDS) of one endpoint over [start, end)."""
+
+    async def prune_raw(self, cutoff: datetime, *, batch: int = 2000) -> int:
+        """Delete up to `batch` absorbed probes started before `cutoff` (never one an
+        endpoint_latest pointer needs); returns how many."""
+
+    async def prune_hourly(self, cutoff: datetime, *, batch: int = 2000) -> int:
+        """Delete up to `batch` hourly roll-ups starting before `cutoff`; returns how many."""
 
 
 class StoreError(Exception):

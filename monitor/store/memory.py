@@ -21,6 +21,16 @@ import sqlalchemy as sa
 
 from monitor.endpoint_state import Incident
 from monitor.probes.base import NOT_PROVIDER_FAILURES, ProbeResult
+from monitor.rollups import (
+    COUNT_FIELDS,
+    DAY,
+    HOUR,
+    ROLLUP_PROBE_FIELDS,
+    BucketAggregate,
+    RollupProbe,
+    RollupRules,
+    aggregate,
+)
 from monitor.stats import SAMPLE_FIELDS, ProbeSample
 from monitor.store import StoreError, StoreUnavailableError
 from monitor.store.figures import FIGURE_ROW_COLUMNS
@@ -75,6 +85,8 @@ class InMemoryStore:
         self.fail_reads: StoreError | None = None
         self._write_failure: StoreUnavailableError | None = None
         self._incidents: list[Incident] = []  # id = position + 1
+        self._next_id = 1  # ids are never reused, even after pruning
+        self._rollups = _MemoryRollups()
 
     def make_unavailable(self, reason: str = "database unavailable (in-memory store switched off)") -> None:
         self.fail_writes = self.fail_reads = StoreUnavailableError(reason)
@@ -95,9 +107,9 @@ class InMemoryStore:
                 problem = _refusal(column, row.get(column.name))
                 if problem is not None:
                     raise StoreError(f"value refused in insert_results: {column.name}: {problem}")
-        next_id = len(self._rows) + 1
-        for offset, row in enumerate(values):
-            row["id"] = next_id + offset
+        for row in values:
+            row["id"] = self._next_id
+            self._next_id += 1
             row["started_at"] = row["started_at"].astimezone(dt.UTC)
         self._rows.extend(values)
         self._write_failure = None
@@ -116,12 +128,12 @@ class InMemoryStore:
 
     async def samples_after(self, after_id: int, limit: int) -> list[tuple[int, str, str, ProbeSample]]:
         self._reading("samples_after")
-        newer = self._rows[max(after_id, 0):][:limit]  # ids are 1-based positions
+        newer = [row for row in self._rows if row["id"] > after_id][:limit]  # rows are in id order
         return [(row["id"], row["model_id"], row["provider"], _sample(row)) for row in newer]
 
     async def max_result_id(self) -> int:
         self._reading("max_result_id")
-        return len(self._rows)
+        return self._rows[-1]["id"] if self._rows else 0
 
     async def latest_results(self) -> dict[tuple[str, str], ProbeResult]:
         self._reading("latest_results")
@@ -239,6 +251,68 @@ class InMemoryStore:
         if self.fail_writes is not None:
             raise self.fail_writes
 
+    # --- roll-ups and retention (same rules as monitor/store/rollups.py) ---
+    async def rollup(self, rules: RollupRules, *, batch: int = 5000) -> int:
+        if self.fail_writes is not None:
+            raise self.fail_writes
+        return self._rollups.absorb([row for row in self._rows if row["id"] > self._rollups.absorbed_id], rules)
+
+    async def rebuild_rollups(self, rules: RollupRules) -> int:
+        if self.fail_writes is not None:
+            raise self.fail_writes
+        return self._rollups.rebuild(self._rows, rules)
+
+    async def rollup_buckets(
+        self, model_id: str, provider: str, step_s: int, start: dt.datetime, end: dt.datetime,
+        *, location: str | None = None, input_tokens: int | None = None,
+    ) -> dict[dt.datetime, BucketAggregate]:
+        self._reading("rollup_buckets", history=False)
+        merged: dict[dt.datetime, BucketAggregate] = {}
+        for ((m, p, loc, tokens), bucket), value in sorted(self._rollups.steps[step_s].items()):
+            if (m, p) != (model_id, provider) or not start <= bucket < end:
+                continue
+            if location not in (None, loc) or input_tokens not in (None, tokens):
+                continue
+            merged.setdefault(bucket, BucketAggregate()).merge(value)
+        return merged
+
+    async def rollup_counts(
+        self, model_id: str, provider: str, step_s: int, start: dt.datetime, end: dt.datetime
+    ) -> dict[str, int]:
+        buckets = await self.rollup_buckets(model_id, provider, step_s, start, end)
+        return {name: sum(b.counts[name] for b in buckets.values()) for name in COUNT_FIELDS}
+
+    async def prune_raw(self, cutoff: dt.datetime, *, batch: int = 2000) -> int:
+        if self.fail_writes is not None:
+            raise self.fail_writes
+        pointed: set[int] = set()
+        for rows in self._by_endpoint().values():
+            pointed.add(rows[0]["id"])
+            ok = next((row for row in rows if row["ok"]), None)
+            if ok is not None:
+                pointed.add(ok["id"])
+        if self._rollups.raw_complete_since is None or self._rollups.raw_complete_since < cutoff:
+            self._rollups.raw_complete_since = cutoff
+        if self._rows:
+            pointed.add(self._rows[-1]["id"])  # the newest row stays, as in the SQL store
+        victims = sorted(
+            (row for row in self._rows
+             if row["started_at"] < cutoff and row["id"] <= self._rollups.absorbed_id and row["id"] not in pointed),
+            key=lambda row: row["started_at"],
+        )[:batch]
+        gone = {row["id"] for row in victims}
+        self._rows = [row for row in self._rows if row["id"] not in gone]
+        return len(gone)
+
+    async def prune_hourly(self, cutoff: dt.datetime, *, batch: int = 2000) -> int:
+        if self.fail_writes is not None:
+            raise self.fail_writes
+        hourly = self._rollups.steps[HOUR]
+        victims = sorted((key for key in hourly if key[1] < cutoff), key=lambda key: key[1])[:batch]
+        for key in victims:
+            del hourly[key]
+        return len(victims)
+
     def _reading(self, verb: str, *, history: bool = True) -> None:
         """Like the SQL store: `history` verbs are refused while writes fail for availability."""
         if self.fail_reads is not None:
@@ -283,3 +357,37 @@ class InMemoryStore:
 
 def _sample(row: dict[str, Any]) -> ProbeSample:
     return ProbeSample(**{name: row[name] for name in SAMPLE_FIELDS})
+
+
+class _MemoryRollups:
+    """Hourly and daily buckets keyed by (series, bucket start), and the id watermark (ids are
+    assigned in commit order in process memory, so there are no gaps to track)."""
+
+    def __init__(self) -> None:
+        self.absorbed_id = 0
+        self.raw_complete_since: dt.datetime | None = None
+        self.steps: dict[int, dict[tuple[tuple[str, str, str, int], dt.datetime], BucketAggregate]] = {
+            HOUR: {}, DAY: {},
+        }
+
+    def absorb(self, rows: list[dict[str, Any]], rules: RollupRules, *, skip_before: dt.datetime | None = None) -> int:
+        probes = [
+            RollupProbe(**{name: row[name] for name in ROLLUP_PROBE_FIELDS})
+            for row in rows
+            if skip_before is None or row["started_at"] >= skip_before
+        ]
+        for step_s, buckets in self.steps.items():
+            new = aggregate(probes, step_s, in_maintenance=rules.in_maintenance, keep_cold_starts=rules.keep_cold_starts)
+            for key, value in new.items():
+                buckets.setdefault(key, BucketAggregate()).merge(value)
+        if rows:
+            self.absorbed_id = max(self.absorbed_id, max(row["id"] for row in rows))
+        return len(probes)
+
+    def rebuild(self, rows: list[dict[str, Any]], rules: RollupRules) -> int:
+        horizon = self.raw_complete_since
+        for buckets in self.steps.values():
+            for key in [key for key in buckets if horizon is None or key[1] >= horizon]:
+                del buckets[key]
+        self.absorbed_id = 0
+        return self.absorb(rows, rules, skip_before=horizon)

@@ -47,8 +47,10 @@ from monitor.probes.base import (
     Trigger,
 )
 from monitor.endpoint_state import Incident
+from monitor.rollups import BucketAggregate, RollupRules
 from monitor.stats import SAMPLE_FIELDS, ProbeSample
 from monitor.store import StoreUnavailableError
+from monitor.store import rollups as rollup_sql
 from monitor.store.figures import MaintenanceSpan, window_figure_rows_statement
 from monitor.store.database import (
     SQLiteFileIdentity,
@@ -386,6 +388,47 @@ class SQLStore:
         with database_errors(verb):
             async with self._engine.connect() as connection:
                 yield connection
+
+    # --- roll-ups and retention (monitor/store/rollups.py) ---
+    async def rollup(self, rules: RollupRules, *, batch: int = rollup_sql.ABSORB_BATCH) -> int:
+        self._check_file("rollup")
+        with database_errors("rollup"):
+            return await rollup_sql.absorb(self._engine, rules, batch=batch)
+
+    async def rebuild_rollups(self, rules: RollupRules) -> int:
+        self._check_file("rebuild_rollups")
+        with database_errors("rebuild_rollups"):
+            return await rollup_sql.rebuild(self._engine, rules)
+
+    async def rollup_buckets(
+        self, model_id: str, provider: str, step_s: int, start: datetime, end: datetime,
+        *, location: str | None = None, input_tokens: int | None = None,
+    ) -> dict[datetime, BucketAggregate]:
+        self._check_file("rollup_buckets")
+        with database_errors("rollup_buckets"):
+            return await rollup_sql.read_buckets(
+                self._engine, model_id, provider, step_s, _require_aware(start, "start"),
+                _require_aware(end, "end"), location=location, input_tokens=input_tokens,
+            )
+
+    async def rollup_counts(
+        self, model_id: str, provider: str, step_s: int, start: datetime, end: datetime
+    ) -> dict[str, int]:
+        self._check_file("rollup_counts")
+        with database_errors("rollup_counts"):
+            return await rollup_sql.sum_counts(
+                self._engine, model_id, provider, step_s, _require_aware(start, "start"), _require_aware(end, "end")
+            )
+
+    async def prune_raw(self, cutoff: datetime, *, batch: int = rollup_sql.PRUNE_BATCH) -> int:
+        self._check_file("prune_raw")
+        with database_errors("prune_raw"):
+            return await rollup_sql.prune_raw_batch(self._engine, _require_aware(cutoff, "cutoff"), batch=batch)
+
+    async def prune_hourly(self, cutoff: datetime, *, batch: int = rollup_sql.PRUNE_BATCH) -> int:
+        self._check_file("prune_hourly")
+        with database_errors("prune_hourly"):
+            return await rollup_sql.prune_hourly_batch(self._engine, _require_aware(cutoff, "cutoff"), batch=batch)
 
     def _check_file(self, verb: str) -> None:
         """SQLite: raise StoreUnavailableError once the path no longer names the opened file.

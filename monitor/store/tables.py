@@ -125,6 +125,8 @@ class ProbeResultRow(SQLModel, table=True):
             sa.text("id DESC"),
             postgresql_include=["ok", "error_kind", "ttft_s", "tokens_per_second"],
         ),
+        # Retention deletes the oldest probes in small batches (migration 0006).
+        sa.Index("ix_probe_result_started_at", "started_at"),
     )
 
 
@@ -202,3 +204,78 @@ class IncidentRow(SQLModel, table=True):
 
 def incident_table() -> sa.Table:
     return IncidentRow.__table__  # type: ignore[attr-defined, return-value]
+
+
+# --- roll-ups (migration 0006; queries in monitor/store/rollups.py) ---------------------------
+
+
+class RollupSeriesRow(SQLModel, table=True):
+    """One roll-up series: an endpoint as seen from one location with one workload profile.
+    Roll-up rows refer to it by id, so a year of hourly buckets repeats an integer, not names."""
+
+    __tablename__ = "rollup_series"
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=BigId)
+    model_id: str = Field(sa_type=sa.String(), nullable=False)
+    provider: str = Field(sa_type=sa.String(), nullable=False)
+    location: str = Field(sa_type=sa.String(32), nullable=False)
+    input_tokens: int = Field(sa_type=sa.Integer(), nullable=False)
+
+    __table_args__ = (
+        sa.UniqueConstraint("model_id", "provider", "location", "input_tokens", name="uq_rollup_series_key"),
+    )
+
+
+ROLLUP_COUNT_COLUMNS = (
+    "ok", "config_error", "dns_error", "connect_error", "tls_error", "timeout", "auth_error",
+    "not_found", "rate_limited", "http_error", "stream_error", "empty_response",
+    "maintenance", "unscheduled", "cold_starts", "suspect", "ttft_count", "tps_count",
+)
+ROLLUP_QUANTILE_COLUMNS = ("ttft_ms_p5", "ttft_ms_p50", "ttft_ms_p95", "tps_p5", "tps_p50", "tps_p95")
+
+
+def _rollup_columns() -> list[sa.Column]:
+    return [
+        sa.Column("series_id", sa.BigInteger(), sa.ForeignKey("rollup_series.id"), primary_key=True),
+        sa.Column("bucket_start", UTCDateTime(), primary_key=True),
+        *(sa.Column(name, sa.Integer(), nullable=False) for name in ROLLUP_COUNT_COLUMNS),
+        sa.Column("ttft_sketch", sa.LargeBinary(), nullable=True),
+        sa.Column("tps_sketch", sa.LargeBinary(), nullable=True),
+        *(sa.Column(name, sa.Double(), nullable=True) for name in ROLLUP_QUANTILE_COLUMNS),
+    ]
+
+
+# Plain tables (not SQLModel classes): two tables of identical shape, built by one function.
+rollup_hourly = sa.Table(
+    "rollup_hourly", SQLModel.metadata, *_rollup_columns(),
+    sa.Index("ix_rollup_hourly_bucket_start", "bucket_start"),
+    sqlite_with_rowid=False,
+)
+rollup_daily = sa.Table(
+    "rollup_daily", SQLModel.metadata, *_rollup_columns(),
+    sa.Index("ix_rollup_daily_bucket_start", "bucket_start"),
+    sqlite_with_rowid=False,
+)
+
+
+class RollupStateRow(SQLModel, table=True):
+    """The roll-up job's progress (one row, id 1): every probe with id <= absorbed_id, except
+    the ids listed in `gaps` (ids not visible yet when the job passed them: a PostgreSQL
+    transaction still in flight), is counted in the roll-ups. `raw_complete_since`: raw probes
+    older than this may have been pruned (None: never pruned)."""
+
+    __tablename__ = "rollup_state"
+
+    id: int = Field(primary_key=True, sa_type=sa.Integer())
+    absorbed_id: int = Field(sa_type=sa.BigInteger(), nullable=False)
+    gaps: str = Field(sa_type=sa.Text(), nullable=False)  # JSON [[id, first seen epoch s], ...]
+    raw_complete_since: datetime | None = Field(default=None, sa_type=UTCDateTime())
+    updated_at: datetime | None = Field(default=None, sa_type=UTCDateTime())
+
+
+def rollup_series_table() -> sa.Table:
+    return RollupSeriesRow.__table__  # type: ignore[attr-defined, return-value]
+
+
+def rollup_state_table() -> sa.Table:
+    return RollupStateRow.__table__  # type: ignore[attr-defined, return-value]

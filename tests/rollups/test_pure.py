@@ -1,0 +1,148 @@
+"""The pure roll-up functions on literal values: UTC buckets, the sketch's bytes and quantiles
+(against the ddsketch package itself), what each probe adds to a bucket, merging, SLO accounting."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+from ddsketch import DDSketch
+
+from monitor.rollups import (
+    DAY,
+    HOUR,
+    RELATIVE_ACCURACY,
+    BucketAggregate,
+    RollupProbe,
+    bins_quantile,
+    bucket_start,
+    bucket_starts,
+    decode_bins,
+    encode_bins,
+    key_of,
+    slo_report,
+)
+
+
+def test_buckets_are_utc_whatever_the_offset() -> None:
+    moment = datetime(2026, 12, 1, 1, 30, tzinfo=timezone(timedelta(hours=5)))  # 2026-11-30 20:30 UTC
+    assert bucket_start(moment, HOUR) == datetime(2026, 11, 30, 20, tzinfo=UTC)
+    assert bucket_start(moment, DAY) == datetime(2026, 11, 30, tzinfo=UTC)
+    assert bucket_start(datetime(2026, 11, 30, tzinfo=UTC), DAY) == datetime(2026, 11, 30, tzinfo=UTC)
+    with pytest.raises(ValueError):
+        bucket_start(datetime(2026, 11, 30), HOUR)
+
+
+def test_bucket_starts_cover_from_the_floor_to_before_the_end() -> None:
+    start = datetime(2026, 11, 30, 10, 59, tzinfo=UTC)
+    assert bucket_starts(start, datetime(2026, 11, 30, 12, 0, tzinfo=UTC), HOUR) == [
+        datetime(2026, 11, 30, 10, tzinfo=UTC), datetime(2026, 11, 30, 11, tzinfo=UTC)]
+    assert bucket_starts(start, datetime(2026, 11, 30, 12, 0, 1, tzinfo=UTC), HOUR)[-1] == datetime(
+        2026, 11, 30, 12, tzinfo=UTC)
+    assert bucket_starts(start, start, HOUR) == [datetime(2026, 11, 30, 10, tzinfo=UTC)]
+    assert bucket_starts(start, datetime(2026, 11, 30, 10, tzinfo=UTC), HOUR) == []
+
+
+def test_sketch_bytes_round_trip_and_are_deterministic() -> None:
+    bins = {key_of(v): c for v, c in ((0.5, 3), (244.0, 1), (1e6, 7), (3e-5, 2))}
+    data = encode_bins(bins)
+    assert decode_bins(data) == bins
+    assert encode_bins(dict(reversed(list(bins.items())))) == data
+    assert encode_bins({}) == b"" and decode_bins(None) == {} and decode_bins(b"") == {}
+    with pytest.raises(ValueError):
+        decode_bins(data + b"\x00")
+    with pytest.raises(ValueError):
+        decode_bins(b"\x09" + data[1:])
+    with pytest.raises(ValueError):
+        decode_bins(data[:-1])
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 10, 101])
+def test_quantiles_equal_the_ddsketch_package_and_hold_its_accuracy(n: int) -> None:
+    rng = random.Random(n)
+    values = [rng.lognormvariate(5, 1) for _ in range(n)]
+    reference = DDSketch(RELATIVE_ACCURACY)
+    bins: dict[int, int] = {}
+    for value in values:
+        reference.add(value)
+        key = key_of(value)
+        bins[key] = bins.get(key, 0) + 1
+    ordered = sorted(values)
+    for q in (0.0, 0.05, 0.5, 0.95, 1.0):
+        ours = bins_quantile(bins, q)
+        assert ours == pytest.approx(reference.get_quantile_value(q), rel=1e-12)
+        exact = ordered[int(q * (n - 1))]  # the rank DDSketch targets (lower)
+        assert abs(ours - exact) <= RELATIVE_ACCURACY * exact * (1 + 1e-9)
+    assert bins_quantile({}, 0.5) is None
+
+
+def test_values_the_sketch_cannot_take_are_left_out() -> None:
+    assert key_of(0.0) is None and key_of(-1.0) is None
+    assert key_of(float("nan")) is None and key_of(float("inf")) is None
+
+
+def _probe(**overrides) -> RollupProbe:
+    values = dict(id=1, model_id="m", provider="p", location="local", input_tokens=100,
+                  started_at=datetime(2026, 11, 30, tzinfo=UTC), ok=True, error_kind=None,
+                  ttft_s=0.25, tokens_per_second=50.0)
+    values.update(overrides)
+    return RollupProbe(**values)
+
+
+def test_what_each_probe_adds() -> None:
+    bucket = BucketAggregate()
+    add = lambda maintenance=False, keep=False, **kw: bucket.add(_probe(**kw), in_maintenance=maintenance, keep_cold_starts=keep)  # noqa: E731
+    add()                                                     # ok: counted, in both sketches
+    add(ok=False, error_kind="timeout")                       # failed
+    add(ok=False, error_kind="rate_limited")                  # neither ok nor failed
+    add(trigger="confirm", ok=False, error_kind="timeout")    # unscheduled only
+    add(trigger="manual")                                     # unscheduled only
+    add(maintenance=True, ok=False, error_kind="timeout")     # maintenance only
+    add(cold_start=True, ttft_s=9.0)                          # ok, cold start: not in sketches
+    add(cold_start=True, ttft_s=0.5, keep=True)               # kept cold start: in sketches
+    add(suspect=True, ttft_s=7.0)                             # ok, suspect: not in sketches
+    add(ttft_s=None, tokens_per_second=None)                  # ok without timings
+    add(ok=False, error_kind="not_a_kind")                    # unknown kind: a stream error
+    counts = bucket.counts
+    assert counts["ok"] == 5 and counts["timeout"] == 1 and counts["rate_limited"] == 1
+    assert counts["stream_error"] == 1
+    assert counts["unscheduled"] == 2 and counts["maintenance"] == 1
+    assert counts["cold_starts"] == 2 and counts["suspect"] == 1
+    assert bucket.failed == 2 and bucket.samples == 9 and bucket.uptime == pytest.approx(5 / 7)
+    assert sum(bucket.ttft_bins.values()) == 2 and sum(bucket.tps_bins.values()) == 2
+    assert bucket.ttft_ms(1.0) == pytest.approx(500, rel=RELATIVE_ACCURACY)
+
+
+def test_merging_equals_adding_everything_to_one_bucket() -> None:
+    rng = random.Random(7)
+    probes = [_probe(ttft_s=rng.random(), tokens_per_second=rng.uniform(1, 300),
+                     ok=rng.random() > 0.2, error_kind="timeout") for _ in range(200)]
+    probes = [p if p.ok else _probe(ok=False, error_kind="timeout") for p in probes]
+    whole, parts = BucketAggregate(), [BucketAggregate() for _ in range(5)]
+    for index, item in enumerate(probes):
+        whole.add(item, in_maintenance=False, keep_cold_starts=False)
+        parts[index % 5].add(item, in_maintenance=False, keep_cold_starts=False)
+    merged = BucketAggregate()
+    for part in reversed(parts):
+        merged.merge(part)
+    assert merged == whole
+    assert merged.row_values() == whole.row_values()
+    assert BucketAggregate.from_row(whole.row_values()) == whole
+
+
+def test_slo_accounting_on_literal_counts() -> None:
+    counts = {"ok": 990, "timeout": 4, "http_error": 3, "rate_limited": 50, "config_error": 7, "maintenance": 12}
+    report = slo_report(counts, objective=0.99, period_s=30 * DAY)
+    assert (report.good, report.bad) == (990, 7)
+    assert report.excluded == {"rate_limited": 50, "maintenance": 12, "config_error": 7}
+    assert report.availability == pytest.approx(990 / 997)
+    # 1 % of 997 judged probes may fail: 9.97; 7 did -> 1 - 7 / 9.97 of the budget left.
+    assert report.error_budget_remaining == pytest.approx(1 - 7 / 9.97)
+    overspent = slo_report({"ok": 90, "timeout": 10}, objective=0.99, period_s=DAY)
+    assert overspent.error_budget_remaining == pytest.approx(1 - 10 / 1.0)
+    empty = slo_report({"rate_limited": 3}, objective=0.99, period_s=DAY)
+    assert empty.availability is None and empty.error_budget_remaining is None and empty.good == empty.bad == 0
+    assert slo_report({"ok": 5}, objective=0.9, period_s=DAY).error_budget_remaining == 1.0
+    with pytest.raises(ValueError):
+        slo_report(counts, objective=1.0, period_s=DAY)
