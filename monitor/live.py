@@ -278,10 +278,3 @@ class LiveFigures:
                 if moment is not None and now < moment < horizon:
                     horizon = moment
         return horizon
-
-    # --- status pages (read side) ---
-    @property
-    def catalog(self) -> Catalog:
-        """The catalog these figures follow (replaced on reload): the status pages read each
-        endpoint's interval and the maintenance windows from it."""
-        return self._catalog

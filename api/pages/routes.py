@@ -24,7 +24,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Depends, HTTPException, Path as PathParam, Query, Request, Response, status
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
-from api.deps import LiveDep, SettingsDep, StoreDep
+from api.deps import LiveDep, SettingsDep, StoreDep, WindowsDep
 from api.pages import sources
 from api.pages.charts import Day, Series, legend, line_chart, uptime_bar
 from api.pages.rendering import Body, build, respond
@@ -201,7 +201,8 @@ async def embed_page(request: Request, model_id: ModelId, pages: PagesDep, live:
 
 @router.get("/status/models/{model_id:path}", response_class=Response)
 async def model_page(
-    request: Request, model_id: ModelId, pages: PagesDep, live: LiveDep, store: StoreDep, theme: Theme = None
+    request: Request, model_id: ModelId, pages: PagesDep, live: LiveDep, windows: WindowsDep, store: StoreDep,
+    theme: Theme = None,
 ) -> Response:
     found = pages.card_of(live, model_id)
     if found is None:
@@ -209,15 +210,19 @@ async def model_page(
     card, model = found
     now = datetime.now(timezone.utc)
     providers = list(card.live["available_via"])
+    # Uptime over 7 and 30 days: the figures of /live?window=7d|30d.
+    uptimes: dict[int, dict[str, float | None]] = {}
+    for days in (7, 30):
+        figures = await windows.model(model_id, days * 86400.0)
+        uptimes[days] = {e.provider: e.uptime for e in figures.endpoints} if figures is not None else {}
     history = await sources.model_history(store, model_id, providers, now=now)
     incidents = await sources.model_incidents(store, model_id, since=now - timedelta(days=INCIDENT_DAYS), now=now)
     catalog = getattr(live, "catalog", None)
-    windows = sources.maintenance_windows(catalog, model_id, now=now) if catalog is not None else []
-    rows = [endpoint_row(e, history) for e in card.live["endpoints"]]
+    windows_now = sources.maintenance_windows(catalog, model_id, now=now) if catalog is not None else []
+    rows = [endpoint_row(e, uptimes) for e in card.live["endpoints"]]
     return pages.page(
         request, "model.html", csp=PAGE_CSP, c=card, endpoints=rows, theme=theme,
-        history=charts_of(history, providers, now) if history is not None else None,
-        incidents=incidents, maintenance=windows,
+        history=charts_of(history, providers, now), incidents=incidents, maintenance=windows_now,
     )
 
 
@@ -227,8 +232,8 @@ def _interval_text(ci: Any, fmt: Any) -> str | None:
     return None
 
 
-def endpoint_row(endpoint: dict[str, Any], history: sources.History | None) -> dict[str, Any]:
-    """One row of the endpoint table from the live body's endpoint (plus history uptimes)."""
+def endpoint_row(endpoint: dict[str, Any], uptimes: dict[int, dict[str, float | None]]) -> dict[str, Any]:
+    """One row of the endpoint table from the live body's endpoint (plus the 7 and 30 day uptimes)."""
     row = dict(endpoint)
     row["state"] = endpoint_state(endpoint)
     row["last_probe_at_iso"] = endpoint.get("last_probe_at")
@@ -241,8 +246,7 @@ def endpoint_row(endpoint: dict[str, Any], history: sources.History | None) -> d
     row["locations"] = [{"location": loc.get("location", "?"), "state": endpoint_state(loc)} for loc in locations
                         if isinstance(loc, dict)]
     for days in (7, 30):
-        ratio = history.uptime(endpoint["provider"], days) if history is not None else None
-        row[f"uptime_{days}d"] = format_ratio(ratio)
+        row[f"uptime_{days}d"] = uptimes.get(days, {}).get(endpoint["provider"])
     return row
 
 
@@ -250,6 +254,9 @@ def endpoint_row(endpoint: dict[str, Any], history: sources.History | None) -> d
 class Chart:
     metric: str
     range: str
+    step: str
+    start: str  # the `from` and `to` of the /history query that gives the same points
+    end: str
     title: str
     svg: Any
     legend: Any
@@ -258,7 +265,8 @@ class Chart:
 def charts_of(history: sources.History, providers: list[str], now: datetime) -> dict[str, Any]:
     charts = []
     for range_name, days, step in (("7d", 7, timedelta(hours=1)), ("30d", 30, timedelta(days=1))):
-        start = now - timedelta(days=days)
+        start = history.starts[range_name]
+        step_name = "1h" if step < timedelta(days=1) else "1d"
         for metric, field, unit, label in (
             ("ttft", "ttft_ms_p50", "ms", "Time to first token (median)"),
             ("throughput", "throughput_tps_p50", "tok/s", "Throughput (median)"),
@@ -267,7 +275,7 @@ def charts_of(history: sources.History, providers: list[str], now: datetime) -> 
                 Series(p, [(r.t, r.values.get(field)) for r in history.rows(p, range_name)]) for p in providers
             ]
             title = f"{label}, last {days} days, per {'hour' if step < timedelta(days=1) else 'day'}"
-            charts.append(Chart(metric, range_name, title,
+            charts.append(Chart(metric, range_name, step_name, history.start(range_name), now.isoformat(), title,
                                 line_chart(series, start=start, end=now, step=step, unit=unit, title=title),
                                 legend(series)))
     bars = []

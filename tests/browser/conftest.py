@@ -4,8 +4,10 @@
   download cannot work here); each test opens its own context.
 - `site`: a real `llm-monitor run` (one per test module) probing loopback providers every 3 s:
   a model served by a healthy and a failing provider, a model whose only provider fails, and a
-  model whose id and provider name are hostile markup (allowed by the config). The fixture waits
-  until every endpoint has been probed, so pages have figures.
+  model whose id and provider name are hostile markup (allowed by the config). Before it starts,
+  its database gets 40 days of rolled-up history with holes (`seeded_history`), so charts, the
+  uptime bar and 7/30-day figures have data; the fixture waits until every endpoint has been
+  probed live too.
 - `axe_source`: axe-core fetched from the npm registry by `npm pack` (pinned version, cached
   under ~/.cache), so a clean machine needs only node/npm (the Makefile installs them).
 - `Watch`: records console errors, failed requests and HTTP errors of a page.
@@ -13,14 +15,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import math
 import os
 import shutil
 import subprocess
 import sys
 import tarfile
+from concurrent.futures import ThreadPoolExecutor
 import time
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Iterator
 from urllib.parse import quote
@@ -36,6 +42,9 @@ from monitor.testing.stream_server import (
     sse_stream_response,
     unused_port,
 )
+from monitor.probes.base import ErrorKind, ProbeResult, TokenCountSource, Trigger
+from monitor.rollups import RollupRules
+from monitor.store import open_store
 from tests.e2e.conftest import REPO, Service, wait_until
 
 CHROMIUM = "/usr/bin/chromium"
@@ -116,6 +125,45 @@ def host_pages() -> Iterator[tuple[StreamServer, StreamServer]]:
         yield allowed, other
 
 
+def past_probe(started_at: datetime, *, ok: bool, ttft_s: float = 0.2, tps: float = 50.0) -> ProbeResult:
+    return ProbeResult(
+        ok=ok, error_kind=None if ok else ErrorKind.HTTP_ERROR, error=None if ok else "HTTP 500",
+        http_status=200 if ok else 500, started_at=started_at, ttft_s=ttft_s if ok else None,
+        connect_s=None, total_s=0.5, output_tokens=10 if ok else None,
+        token_count_source=TokenCountSource.USAGE if ok else None, tokens_per_second=tps if ok else None,
+        protocol="openai", model="x", location="local", trigger=Trigger.SCHEDULED,
+    )
+
+
+def seeded_history(now: datetime) -> list[tuple[str, str, ProbeResult]]:
+    """40 days of hourly probes of Llama's endpoints before the service starts, with holes:
+    no probe on the UTC days 10 and 11 days ago (whole days missing from the 30-day chart and the uptime bar)
+    and none 30 to 36 hours ago (a gap in the 7-day chart); the healthy endpoint fails one
+    hour in 8, the failing one always fails."""
+    rows = []
+    newest = now.replace(minute=30, second=0, microsecond=0) - timedelta(hours=2)
+    for back in range(40 * 24):
+        moment = newest - timedelta(hours=back)
+        if (now.date() - moment.date()).days in (10, 11) or 30 <= back < 36:
+            continue
+        ok = back % 8 != 3
+        rows.append((LLAMA, "Healthy", past_probe(
+            moment, ok=ok, ttft_s=0.2 + 0.05 * math.sin(back / 9), tps=50 + 10 * math.cos(back / 7),
+        )))
+        rows.append((LLAMA, "Failing", past_probe(moment + timedelta(minutes=5), ok=False)))
+    return rows
+
+
+async def seed(database_url: str, now: datetime) -> None:
+    """Write the past probes and roll them up, as the service's own roll-up job would."""
+    store = await open_store(database_url)
+    try:
+        await store.insert_results(seeded_history(now))
+        await store.rollup(RollupRules())
+    finally:
+        await store.close()
+
+
 def start_monitor(directory: Path, config_text: str, env: dict[str, str]) -> Service:
     """`python -m monitor run` on a free port, as tests/e2e's start_service runs it, for the
     whole module (starting one per test would cost most of the time budget)."""
@@ -127,8 +175,12 @@ def start_monitor(directory: Path, config_text: str, env: dict[str, str]) -> Ser
     full_env.update(env)
     full_env["LLM_MONITOR_SHUTDOWN_GRACE_S"] = "5"
     full_env["PYTHONPATH"] = os.pathsep.join([str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])
+    database_url = f"sqlite:///{directory / 'monitor.db'}"
+    # In a thread of its own: Playwright's sync API keeps an event loop running in this one.
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, seed(database_url, datetime.now(timezone.utc))).result(timeout=60)
     cmd = [sys.executable, "-m", "monitor", "run", "--config", str(config),
-           "--db", f"sqlite:///{directory / 'monitor.db'}", "--port", str(port), "--interval", "3"]
+           "--db", database_url, "--port", str(port), "--interval", "3"]
     with open(log_path, "w") as log_file:
         proc = subprocess.Popen(cmd, cwd=directory, env=full_env, stdout=log_file, stderr=subprocess.STDOUT)
     service = Service(proc, f"http://127.0.0.1:{port}", log_path)
@@ -214,7 +266,10 @@ class Watch:
         watch = cls()
         page.on("console", lambda m: watch.console_errors.append(m.text) if m.type == "error" else None)
         page.on("pageerror", lambda e: watch.console_errors.append(str(e)))
-        page.on("requestfailed", lambda r: watch.failed_requests.append(f"{r.url} {r.failure}"))
+        # ERR_ABORTED is a request the page itself dropped (a test navigating on while the
+        # favicon still loads), not one the server failed.
+        page.on("requestfailed", lambda r: watch.failed_requests.append(f"{r.url} {r.failure}")
+                if "ERR_ABORTED" not in (r.failure or "") else None)
         page.on("request", lambda r: watch.requests.append(r.url))
         page.on("response", lambda r: watch.http_errors.append(f"{r.status} {r.url}") if r.status >= 400 else None)
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import re
+from datetime import datetime, timedelta, timezone
 import xml.etree.ElementTree as ET
 from urllib.parse import parse_qs, quote, urlsplit
 
-from api.pages.view import format_ms, format_ratio, format_tps, model_path
+from api.pages.view import STATE_LABELS, format_ms, format_ratio, format_tps, model_path
 from monitor.testing.stream_server import html_response
 from tests.browser.conftest import (
+    wait_until,
     DOWN_MODEL,
     HOSTILE_ID,
     HOSTILE_NAME,
@@ -107,7 +109,7 @@ def test_pages_work_with_javascript_disabled(site, context_factory):
     page.goto(site.base_url + "/status/models/" + model_path(LLAMA))
     rows = page.locator("table.endpoints tbody tr")
     assert rows.evaluate_all("rs => rs.map(r => r.dataset.provider)") == ["Healthy", "Failing"]
-    assert page.locator("tr[data-provider=Failing] code").inner_text() == "http_error"
+    assert page.locator("tr[data-provider=Failing] td[data-label='Last error'] code").inner_text() == "http_error"
     page.goto(site.base_url + "/embed/models/" + model_path(LLAMA))
     assert page.locator("article.card data.v-active").inner_text() == "1/2"
     watch.assert_clean()
@@ -142,7 +144,8 @@ def test_model_page_endpoint_table_equals_the_live_api(site, context_factory):
         assert row["uptime_text"] == format_ratio(endpoint["uptime"])
         assert row["last_probe"] == endpoint["last_probe_at"]
         # State in words (with an icon beside it), never by colour alone.
-        assert ("Active" if endpoint["active"] else "Not active") in row["state"]
+        assert STATE_LABELS[endpoint["state"]][0] in row["state"]
+        assert row["state"].startswith(STATE_LABELS[endpoint["state"]][1])
 
 
 def test_badge_svg_parses_and_shows_the_live_value(site, context_factory):
@@ -329,3 +332,113 @@ def test_axe_finds_no_serious_or_critical_violations(site, context_factory, axe_
             if bad:
                 found[(scheme, path)] = bad
     assert found == {}
+
+
+def runs_of(values: list) -> int:
+    """How many runs of consecutive non-null values (each starts a new line segment)."""
+    runs, previous = 0, None
+    for value in values:
+        if value is not None and previous is None:
+            runs += 1
+        previous = value
+    return runs
+
+
+def test_model_page_charts_draw_every_history_point_with_gaps_as_gaps(site, context_factory):
+    page = context_factory().new_page()
+    watch = Watch.attach(page)
+    base = "/v1/models/" + quote(LLAMA, safe="/") + "/endpoints/"
+    fields = {"ttft": "ttft_ms_p50", "throughput": "throughput_tps_p50"}
+
+    def load():
+        page.goto(site.base_url + "/status/models/" + model_path(LLAMA))
+        charts = []
+        for figure in page.locator("figure.chart-box").all():
+            charts.append({
+                "metric": figure.get_attribute("data-metric"), "range": figure.get_attribute("data-range"),
+                "step": figure.get_attribute("data-step"), "from": figure.get_attribute("data-from"),
+                "to": figure.get_attribute("data-to"),
+                "points": figure.locator("circle.pt").count(),
+                "segments": figure.locator("path.line").evaluate_all(
+                    "ps => ps.map(p => (p.getAttribute('d').match(/M/g) || []).length)"),
+                "declared": int(figure.locator("svg.chart").get_attribute("data-points")),
+            })
+        return charts
+
+    # Compare with the history API over exactly the charts' ranges, between two reads of it
+    # (the service rolls up every minute).
+    def history_of(chart, provider):
+        return site.get(base + provider + "/history", params={"from": chart["from"], "to": chart["to"], "step": chart["step"]}).json()["data"]
+
+    for _ in range(5):
+        charts = load()
+        before = {(c["metric"], c["range"], p): history_of(c, p) for c in charts for p in ("Healthy", "Failing")}
+        charts_again = load()
+        after = {(c["metric"], c["range"], p): history_of(c, p) for c in charts_again for p in ("Healthy", "Failing")}
+        if before == after and [c["points"] for c in charts] == [c["points"] for c in charts_again]:
+            break
+    assert {(c["metric"], c["range"]) for c in charts} == {(m, r) for m in fields for r in ("7d", "30d")}
+    for chart in charts:
+        expected_points, expected_runs = 0, []
+        for provider in ("Healthy", "Failing"):
+            values = [item[fields[chart["metric"]]] for item in after[(chart["metric"], chart["range"], provider)]]
+            expected_points += sum(v is not None for v in values)
+            if any(v is not None for v in values):
+                expected_runs.append(runs_of(values))
+        assert chart["points"] == expected_points == chart["declared"], chart
+        assert chart["segments"] == expected_runs, chart  # one line per provider with data
+    seven_days = next(c for c in charts if c["metric"] == "ttft" and c["range"] == "7d")
+    thirty_days = next(c for c in charts if c["metric"] == "ttft" and c["range"] == "30d")
+    # The seeded holes: 6 hours a day and a half ago, days 10 to 12 ago; the failing endpoint has
+    # no point at all (no ok probe).
+    assert seven_days["segments"][0] >= 2 and thirty_days["segments"][0] >= 2
+    assert seven_days["points"] >= 100
+    # The 90-day bar: one cell per day, the missing days drawn as "no data".
+    bar = page.locator("figure.uptime-box[data-provider=Healthy] svg.uptime")
+    assert bar.get_attribute("data-days") == "90"
+    titles = bar.locator("rect title").evaluate_all("ts => ts.map(t => t.textContent)")
+    assert len(titles) == 90
+    by_day = dict(t.split(": ", 1) for t in titles)
+    today = datetime.now(timezone.utc).date()
+    for back in (10, 11):  # the seeded holes
+        assert by_day[str(today - timedelta(days=back))] == "no data"
+    assert by_day[str(today - timedelta(days=60))] == "no data"  # before the seeded history
+    with_data = [t for t in by_day.values() if "% uptime" in t]
+    assert len(with_data) >= 35
+    watch.assert_clean()
+
+
+def test_model_page_windows_and_incidents_equal_the_api(site, context_factory):
+    page = context_factory().new_page()
+    model = quote(LLAMA, safe="/")
+
+    def open_incidents() -> bool:
+        return bool(site.get("/v1/incidents", params={"model": LLAMA, "open": "true"}).json()["data"])
+
+    wait_until(open_incidents, timeout_s=40, what="an incident on the failing endpoint")
+
+    def load():
+        page.goto(site.base_url + "/status/models/" + model_path(LLAMA))
+        rows = {
+            row.get_attribute("data-provider"): (
+                row.locator("data.v-uptime-7d").get_attribute("value"),
+                row.locator("data.v-uptime-30d").get_attribute("value"),
+                row.locator("td[data-label=State]").inner_text(),
+            )
+            for row in page.locator("table.endpoints tbody tr").all()
+        }
+        incidents = page.locator("ul.incidents li").all_inner_texts()
+        return rows, incidents
+
+    (rows, incidents), _ = stable(site, load, path=f"/v1/models/{model}/live")
+    for days in (7, 30):
+        body = site.get(f"/v1/models/{model}/live", params={"window": f"{days}d"}).json()
+        for endpoint in body["endpoints"]:
+            shown = rows[endpoint["provider"]][0 if days == 7 else 1]
+            assert figure_value(shown) == endpoint["uptime"], (days, endpoint["provider"])
+    # The seeded history makes these real: 7 of 8 hours ok on the healthy endpoint.
+    assert 0.8 < float(rows["Healthy"][1]) < 1.0 and float(rows["Failing"][1]) == 0.0
+    assert "Down" in rows["Failing"][2]
+    listed = site.get("/v1/incidents", params={"model": LLAMA}).json()["data"]
+    assert len(incidents) == len(listed) >= 1
+    assert "Open" in incidents[0] and "Failing" in incidents[0] and "http_error" in incidents[0]
