@@ -21,8 +21,8 @@ from typing import Sequence
 
 from markupsafe import Markup, escape
 
-WIDTH, HEIGHT = 640, 200
-PAD_LEFT, PAD_RIGHT, PAD_TOP, PAD_BOTTOM = 56, 12, 12, 28
+WIDTH, HEIGHT = 800, 220
+PAD_LEFT, PAD_RIGHT, PAD_TOP, PAD_BOTTOM = 56, 12, 24, 28
 DASHES = ("", "6 3", "2 3", "8 3 2 3")
 
 
@@ -75,7 +75,7 @@ def line_chart(series: Sequence[Series], *, start: datetime, end: datetime, step
             f'text-anchor="{anchor}">{moment.astimezone(timezone.utc).strftime("%b %d %H:%M")}</text>'
         )
     parts.append(
-        f'<text class="axis" x="{PAD_LEFT - 6}" y="{PAD_TOP - 2}" text-anchor="end">{escape(unit)}</text>'
+        f'<text class="axis" x="{PAD_LEFT - 6}" y="12" text-anchor="end">{escape(unit)}</text>'
     )
     join_within = step.total_seconds() * 1.5
     for index, one in enumerate(series):
@@ -116,7 +116,8 @@ def legend(series: Sequence[Series]) -> Markup:
         items.append(
             f'<li><svg class="key" viewBox="0 0 24 8" aria-hidden="true"><line class="line s{index % 4}" '
             f'x1="0" y1="4" x2="24" y2="4"' + (f' stroke-dasharray="{dash}"' if dash else "")
-            + f"/></svg> {escape(one.label)}</li>"
+            + f"/></svg> {escape(one.label)}"
+            + ("" if any(v is not None for _, v in one.points) else " (no data)") + "</li>"
         )
     return Markup('<ul class="legend">' + "".join(items) + "</ul>")
 
