@@ -14,7 +14,8 @@ from typing import Callable, Hashable
 
 from fastapi import Request, Response
 
-from api.caching import matching_tag, not_modified_headers, strong_etag, validator_headers
+from api.caching import Reply, matching_tag, not_modified_headers, strong_etag, validator_headers
+from api.middleware import hardened_headers
 
 GZIP_MINIMUM_BYTES = 500
 
@@ -28,6 +29,20 @@ class Body:
     gzip_headers: tuple[tuple[bytes, bytes], ...]
     max_age_s: int
     cache_control: str
+    # The same headers after the security-header pass (what the middleware stack would send),
+    # for the fast path (api.pages.fast_path), which answers in front of that stack.
+    hardened: tuple[tuple[bytes, bytes], ...] = ()
+    gzip_hardened: tuple[tuple[bytes, bytes], ...] = ()
+
+    def reply(self, *, if_none_match: str | None, accept_encoding: str | None) -> Reply:
+        """The finished reply, as the route answers it through the middleware stack."""
+        matched = matching_tag(if_none_match, self.etag)
+        if matched is not None:
+            headers = {**not_modified_headers(matched, self.max_age_s), "Cache-Control": self.cache_control}
+            return Reply(304, hardened_headers(_raw(headers)), b"")
+        if self.gzip_body is not None and "gzip" in (accept_encoding or ""):
+            return Reply(200, self.gzip_hardened, self.gzip_body)
+        return Reply(200, self.hardened, self.body)
 
 
 def build(body: bytes, *, content_type: str, max_age_s: int, cache_control: str | None = None,
@@ -39,7 +54,8 @@ def build(body: bytes, *, content_type: str, max_age_s: int, cache_control: str 
     plain = {**base, "content-length": str(len(body))}
     gzip_body = gzip.compress(body, compresslevel=6, mtime=0) if len(body) >= GZIP_MINIMUM_BYTES else None
     zipped = {**base, "content-length": str(len(gzip_body)), "content-encoding": "gzip"} if gzip_body else {}
-    return Body(body, etag, _raw(plain), gzip_body, _raw(zipped), max_age_s, base["Cache-Control"])
+    return Body(body, etag, _raw(plain), gzip_body, _raw(zipped), max_age_s, base["Cache-Control"],
+                hardened_headers(_raw(plain)), hardened_headers(_raw(zipped)) if gzip_body else ())
 
 
 def _raw(headers: dict[str, str]) -> tuple[tuple[bytes, bytes], ...]:
@@ -76,14 +92,16 @@ class VersionedCache:
     past `limit` entries."""
 
     limit: int = 20000
-    _entries: dict[Hashable, tuple[object, Body]] = field(default_factory=dict)
+    _entries: dict[Hashable, tuple[object, str, Body]] = field(default_factory=dict)
 
-    def get(self, key: Hashable, source: object, render: Callable[[], Body]) -> Body:
+    def get(self, key: Hashable, source: object, render: Callable[[], Body], *, text: str = "") -> Body:
+        """The body for `key` while `source` is the same object (and `text`, e.g. a relative
+        time shown in it, is the same string); rendered anew otherwise."""
         entry = self._entries.get(key)
-        if entry is not None and entry[0] is source:
-            return entry[1]
+        if entry is not None and entry[0] is source and entry[1] == text:
+            return entry[2]
         built = render()
         if len(self._entries) >= self.limit and key not in self._entries:
             self._entries.pop(next(iter(self._entries)))
-        self._entries[key] = (source, built)
+        self._entries[key] = (source, text, built)
         return built

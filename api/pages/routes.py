@@ -27,7 +27,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from api.deps import LiveDep, SettingsDep, StoreDep, WindowsDep
 from api.pages import sources
 from api.pages.charts import Day, Series, legend, line_chart, uptime_bar
-from api.pages.rendering import Body, build, respond
+from api.pages.rendering import Body, VersionedCache, build, respond
 from api.pages.view import (
     FILTERS,
     MAX_QUERY_CHARS,
@@ -102,6 +102,7 @@ class Pages:
             cache_control="public, max-age=31536000, immutable",
         )
         self.cards = CardCache()
+        self.embeds = VersionedCache()
         self.env.globals.update(
             format_ms=format_ms, format_tps=format_tps, format_ratio=format_ratio, humanize=humanize_seconds,
             relative=relative_time, utc_text=utc_text, model_labels=MODEL_STATUS_LABELS,
@@ -134,13 +135,29 @@ class Pages:
             return None
         return self.cards.card(model, figures, self.interval_of(model)), model
 
-    def page(self, request: Request, template: str, *, csp: str, **context: Any) -> Response:
-        html = self.env.get_template(template).render(now=datetime.now(timezone.utc), **context).encode()
-        body = build(
+    def render(self, template: str, *, csp: str, now: datetime | None = None, **context: Any) -> Body:
+        html = self.env.get_template(template).render(now=now or datetime.now(timezone.utc), **context).encode()
+        return build(
             html, content_type="text/html; charset=utf-8", max_age_s=self.settings.cache_max_age_s,
             headers={"content-security-policy": csp},
         )
-        return respond(request, body)
+
+    def page(self, request: Request, template: str, *, csp: str, **context: Any) -> Response:
+        return respond(request, self.render(template, csp=csp, **context))
+
+    def embed_body(self, live: Any, model_id: str, theme: str | None) -> Body | None:
+        """The embed of a model, rendered once per figures version and shown relative time (so
+        the route and the fast path answer from bytes); None for an unknown model."""
+        found = self.card_of(live, model_id)
+        if found is None:
+            return None
+        card = found[0]
+        now = datetime.now(timezone.utc)
+        shown = relative_time(card.updated_at, now)
+        return self.embeds.get(
+            (model_id, theme), live.model(model_id),
+            lambda: self.render("embed.html", csp=self.embed_csp, now=now, c=card, theme=theme), text=shown,
+        )
 
 
 def find_model(live: Any, model_id: str) -> Any | None:
@@ -151,7 +168,11 @@ def find_model(live: Any, model_id: str) -> Any | None:
 
 
 async def get_pages(request: Request) -> Pages:
-    state = request.app.state
+    return pages_of(request.app.state)
+
+
+def pages_of(state: Any) -> Pages:
+    """The application's Pages, built on first use (shared by the routes and the fast path)."""
     pages = getattr(state, "pages", None)
     if pages is None:
         pages = state.pages = Pages(state.settings)
@@ -193,10 +214,10 @@ async def status_page(
 
 @router.get("/embed/models/{model_id:path}", response_class=Response)
 async def embed_page(request: Request, model_id: ModelId, pages: PagesDep, live: LiveDep, theme: Theme = None) -> Response:
-    found = pages.card_of(live, model_id)
-    if found is None:
+    body = pages.embed_body(live, model_id, theme)
+    if body is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"unknown model: {model_id}")
-    return pages.page(request, "embed.html", csp=pages.embed_csp, c=found[0], theme=theme)
+    return respond(request, body)
 
 
 @router.get("/status/models/{model_id:path}", response_class=Response)

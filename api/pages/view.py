@@ -76,14 +76,15 @@ def relative_time(moment: datetime | None, now: datetime) -> str:
     if seconds < -5:
         return "in the future"  # clock skew between processes
     if seconds < 60:
-        return "just now" if seconds < 5 else f"{int(seconds)} s ago"
+        # Not "N s ago": a text that changes every second would defeat the embed's cache.
+        return "under a minute ago"
     for size, unit in ((86400, "day"), (3600, "h"), (60, "min")):
         if seconds >= size:
             count = int(seconds // size)
             if unit == "day":
                 return f"{count} day{'s' if count != 1 else ''} ago"
             return f"{count} {unit} ago"
-    return "just now"  # unreachable
+    return "under a minute ago"  # unreachable
 
 
 def parse_time(value: str | None) -> datetime | None:

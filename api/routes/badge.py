@@ -16,7 +16,7 @@ labels are fixed and values are numbers).
 from __future__ import annotations
 
 from enum import Enum
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 from markupsafe import escape
@@ -99,18 +99,25 @@ async def model_badge(
     settings: SettingsDep,
     metric: Annotated[BadgeMetric, Query(description="Which figure the badge shows.")] = BadgeMetric.ttft,
 ) -> Response:
-    figures = live.model(model_id)
-    if figures is None:
+    body = badge_body(request.app.state, live, model_id, metric.value, settings.cache_max_age_s)
+    if body is None:
         raise unknown_model(model_id)
-    cache: VersionedCache | None = getattr(request.app.state, "badges", None)
-    if cache is None:
-        cache = request.app.state.badges = VersionedCache()
-    body = cache.get(
-        (model_id, metric.value),
-        figures,
-        lambda: render_badge(ModelLiveOut.of(figures).model_dump(mode="json"), metric.value, settings.cache_max_age_s),
-    )
     return respond(request, body)
 
 
-__all__ = ["router", "BadgeMetric", "badge_svg", "badge_value"]
+def badge_body(state: Any, live: Any, model_id: str, metric: str, max_age_s: int) -> Body | None:
+    """The model's badge for `metric`, rendered once per figures version (shared by the route
+    and the fast path); None for an unknown model."""
+    figures = live.model(model_id)
+    if figures is None:
+        return None
+    cache: VersionedCache | None = getattr(state, "badges", None)
+    if cache is None:
+        cache = state.badges = VersionedCache()
+    return cache.get(
+        (model_id, metric), figures,
+        lambda: render_badge(ModelLiveOut.of(figures).model_dump(mode="json"), metric, max_age_s),
+    )
+
+
+__all__ = ["router", "BadgeMetric", "badge_body", "badge_svg", "badge_value"]

@@ -159,14 +159,70 @@ async def test_badge_is_rendered_once_per_figures_version(live):
         same = await client.get(path, params={"metric": "ttft"})
         assert same.headers["etag"] == first.headers["etag"]
         cache = client._transport.app.state.badges  # type: ignore[attr-defined]
-        body = cache._entries[(model_id_of(0), "ttft")][1]
+        body = cache._entries[(model_id_of(0), "ttft")][2]
         provider = live.catalog.models[0].endpoints[0].provider
         live.add(model_id_of(0), provider, result(True, ttft_s=0.1, minutes_ago=0.5))
         changed = await client.get(path, params={"metric": "ttft"})
         assert changed.headers["etag"] != first.headers["etag"]
-        assert cache._entries[(model_id_of(0), "ttft")][1] is not body
+        assert cache._entries[(model_id_of(0), "ttft")][2] is not body
         gz = await client.get(path, params={"metric": "uptime"}, headers={"Accept-Encoding": "gzip"})
         assert gz.headers.get("content-encoding") == "gzip"
         assert ET.fromstring(gzip.decompress(gz.content) if gz.content[:2] == b"\x1f\x8b" else gz.content) is not None
         down = await client.get("/v1/models/" + model_id_of(2) + "/badge.svg", params={"metric": "active"})
         assert b">0/3<" in down.content and b"#c62828" in down.content
+
+
+def app_client(live, *, fast_path: bool, cors_origins) -> httpx.AsyncClient:
+    settings = Settings(cors_origins=list(cors_origins), window_s=86400.0)
+    app = create_app(settings=settings, store=InMemoryStore(), live=live, registry=CollectorRegistry(),
+                     readiness=lambda: None, fast_path=fast_path)
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test")
+
+
+@pytest.mark.parametrize("cors_origins", [(), ("https://catalog.example",)])
+async def test_fast_path_replies_equal_the_routes(live, cors_origins):
+    """Badge and embed answered in front of the stack carry the route's status, headers and body
+    for every mix of query, gzip, Origin and If-None-Match; what it does not handle falls through."""
+    paths = [
+        "/v1/models/" + model_id_of(0) + "/badge.svg",
+        *("/v1/models/" + model_id_of(0) + f"/badge.svg?metric={m}" for m in ("ttft", "throughput", "active", "uptime")),
+        "/v1/models/" + model_id_of(2) + "/badge.svg?metric=active",
+        "/v1/models/" + model_id_of(0) + "/badge.svg?metric=bogus",  # 422 from the route
+        "/v1/models/nope/badge.svg",  # 404 from the route
+        "/embed/models/" + model_id_of(0), "/embed/models/" + model_id_of(0) + "?theme=dark",
+        "/embed/models/" + model_id_of(1) + "?theme=light", "/embed/models/" + model_id_of(0) + "?theme=blue",
+        "/embed/models/nope", "/v1/models/" + model_id_of(0) + "/live",
+    ]
+    header_sets = [{}, {"Accept-Encoding": "gzip"}, {"Origin": "https://catalog.example", "Accept-Encoding": "gzip"},
+                   {"Origin": "https://elsewhere.example"}]
+    async with app_client(live, fast_path=True, cors_origins=cors_origins) as fast, \
+            app_client(live, fast_path=False, cors_origins=cors_origins) as slow:
+        for path in paths:
+            for headers in header_sets:
+                a, b = await fast.get(path, headers=headers), await slow.get(path, headers=headers)
+                assert (a.status_code, a.content) == (b.status_code, b.content), (path, headers)
+                assert sorted(a.headers.multi_items()) == sorted(b.headers.multi_items()), (path, headers)
+                if a.status_code == 200:
+                    tag = a.headers["etag"]
+                    a2 = await fast.get(path, headers={**headers, "If-None-Match": tag})
+                    b2 = await slow.get(path, headers={**headers, "If-None-Match": tag})
+                    assert a2.status_code == b2.status_code == 304, (path, headers)
+                    assert sorted(a2.headers.multi_items()) == sorted(b2.headers.multi_items()), (path, headers)
+
+
+async def test_fast_path_answers_badges_and_embeds_of_known_models_only(live):
+    async with app_client(live, fast_path=True, cors_origins=()) as client:
+        fast = client._transport.app.fast_path  # type: ignore[attr-defined]
+
+        def scope(path: str, query: bytes = b"", method: str = "GET") -> dict:
+            return {"type": "http", "method": method, "path": path, "query_string": query, "headers": []}
+
+        badge = "/v1/models/" + model_id_of(0) + "/badge.svg"
+        assert fast.answer(scope(badge, b"metric=uptime")).status == 200
+        assert fast.answer(scope("/embed/models/" + model_id_of(0), b"theme=dark")).status == 200
+        assert fast.answer(scope("/v1/models/" + model_id_of(0) + "/live")).status == 200  # the inner fast path
+        assert fast.answer(scope(badge, b"metric=bogus")) is None
+        assert fast.answer(scope(badge, b"metric=ttft&x=1")) is None
+        assert fast.answer(scope(badge, method="HEAD")) is None
+        assert fast.answer(scope("/v1/models/nope/badge.svg")) is None
+        assert fast.answer(scope("/status")) is None

@@ -39,7 +39,7 @@ def test_formats():
     assert format_tps(57.4) == "57 tok/s" and format_tps(1234.0) == "1,234 tok/s"
     assert format_ratio(1.0) == "100 %" and format_ratio(0.99996) == "99.9 %"  # never rounded up to 100
     assert format_ratio(0.0) == "0.0 %" and format_ratio(None) == "no data yet"
-    assert relative_time(T0 - timedelta(seconds=2), T0) == "just now"
+    assert relative_time(T0 - timedelta(seconds=59), T0) == "under a minute ago"
     assert relative_time(T0 - timedelta(minutes=3, seconds=5), T0) == "3 min ago"
     assert relative_time(T0 - timedelta(days=2, hours=1), T0) == "2 days ago"
     assert relative_time(None, T0) == "never"
