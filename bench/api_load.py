@@ -59,7 +59,8 @@ LIVE_KEYS = {
 }
 ENDPOINT_KEYS = {
     "provider", "active", "last_probe_at", "last_error_kind", "ttft_ms_p50", "throughput_tps_p50",
-    "uptime", "samples",
+    "uptime", "samples", "ok_samples", "ttft_ms_p5", "ttft_ms_p95", "ttft_ms_p50_ci", "throughput_tps_p50_ci",
+    "uptime_ci", "answer_ok_ratio", "state", "state_reason", "locations", "open_incident", "maintenance",
 }
 
 
