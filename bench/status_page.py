@@ -59,6 +59,8 @@ LCP_SCRIPT = """() => new Promise(resolve => {
 def part_routes(args: argparse.Namespace, work: Path, real_base: str, real: Any) -> dict[str, Any]:
     results: dict[str, Any] = {}
     for route, path_of in ROUTES.items():
+        if route not in args.routes.split(","):
+            continue
         paths = [path_of(model_id_of(m)) for m in range(args.models)]
         plain, _, path_file = write_wrk_files(work / route, paths)
         sample = httpx.get(real_base + paths[0]).content
@@ -193,6 +195,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--lcp-loads", type=int, default=5)
     parser.add_argument("--skip-routes", action="store_true")
+    parser.add_argument("--routes", default="live,badge,embed", help="which routes part 1 measures")
+    parser.add_argument("--skip-status", action="store_true")
     parser.add_argument("--name", default="status_page")
     parser.add_argument("--results-dir", type=Path, default=None)
     args = parser.parse_args(argv)
@@ -220,7 +224,8 @@ def main(argv: list[str] | None = None) -> int:
             log(f"monitor ready in {time.perf_counter() - started:.1f} s (pid {real.pid})")
             if not args.skip_routes:
                 report["routes"] = part_routes(args, work, base, real)
-            report["status"] = part_status(args, work, base, real)
+            if not args.skip_status:
+                report["status"] = part_status(args, work, base, real)
     publish(report, render, args.name, args.results_dir)
     return 0
 

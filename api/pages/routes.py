@@ -23,6 +23,7 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, HTTPException, Path as PathParam, Query, Request, Response, status
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from markupsafe import Markup, escape
 
 from api.deps import LiveDep, SettingsDep, StoreDep, WindowsDep
 from api.pages import sources
@@ -103,6 +104,7 @@ class Pages:
         )
         self.cards = CardCache()
         self.embeds = VersionedCache()
+        self.embed_html = VersionedCache()
         self.env.globals.update(
             format_ms=format_ms, format_tps=format_tps, format_ratio=format_ratio, humanize=humanize_seconds,
             relative=relative_time, utc_text=utc_text, model_labels=MODEL_STATUS_LABELS,
@@ -146,18 +148,36 @@ class Pages:
         return respond(request, self.render(template, csp=csp, **context))
 
     def embed_body(self, live: Any, model_id: str, theme: str | None) -> Body | None:
-        """The embed of a model, rendered once per figures version and shown relative time (so
-        the route and the fast path answer from bytes); None for an unknown model."""
+        """The embed of a model (so the route and the fast path answer from bytes); None for an
+        unknown model. The HTML is rendered once per figures version with a placeholder for the
+        relative time, and the finished body (hash, gzip) made once per shown relative time, so
+        a catalog of thousands of models is not re-rendered every minute."""
         found = self.card_of(live, model_id)
         if found is None:
             return None
         card = found[0]
-        now = datetime.now(timezone.utc)
-        shown = relative_time(card.updated_at, now)
-        return self.embeds.get(
-            (model_id, theme), live.model(model_id),
-            lambda: self.render("embed.html", csp=self.embed_csp, now=now, c=card, theme=theme), text=shown,
+        figures = live.model(model_id)
+        template = self.embed_html.get(
+            (model_id, theme), figures,
+            lambda: self.render("embed.html", csp=self.embed_csp, c=card, theme=theme, relative=_placeholder),
         )
+        shown = relative_time(card.updated_at, datetime.now(timezone.utc))
+        return self.embeds.get(
+            (model_id, theme), figures,
+            lambda: build(
+                template.body.replace(RELATIVE_PLACEHOLDER, str(escape(shown)).encode()),
+                content_type="text/html; charset=utf-8", max_age_s=self.settings.cache_max_age_s,
+                headers={"content-security-policy": self.embed_csp},
+            ),
+            text=shown,
+        )
+
+
+RELATIVE_PLACEHOLDER = b"\x00relative-time\x00"
+
+
+def _placeholder(moment: Any, now: Any) -> Markup:
+    return Markup(RELATIVE_PLACEHOLDER.decode())
 
 
 def find_model(live: Any, model_id: str) -> Any | None:
