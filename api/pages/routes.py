@@ -15,6 +15,7 @@ Cache-Control; the stylesheet is addressed by its hash and cached as immutable.
 from __future__ import annotations
 
 import hashlib
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -57,6 +58,8 @@ PAGE_CSP = (
     "base-uri 'none'; frame-ancestors 'none'"
 )
 INCIDENT_DAYS = 30
+LISTING_REUSE_S = 10
+LISTING_CACHE_ENTRIES = 256
 INCIDENT_LABELS = {"open": ("Open", "\u2716"), "resolved": ("Resolved", "\u2714")}
 MAINTENANCE_LABELS = {"now": ("In progress", "\u2699"), "planned": ("Scheduled", "\u25f7")}
 
@@ -105,6 +108,7 @@ class Pages:
         self.cards = CardCache()
         self.embeds = VersionedCache()
         self.embed_html = VersionedCache()
+        self.listings: dict[tuple[Any, ...], tuple[tuple[object, ...], int, Body]] = {}
         self.env.globals.update(
             format_ms=format_ms, format_tps=format_tps, format_ratio=format_ratio, humanize=humanize_seconds,
             relative=relative_time, utc_text=utc_text, model_labels=MODEL_STATUS_LABELS,
@@ -222,14 +226,29 @@ async def status_page(
     page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
     theme: Theme = None,
 ) -> Response:
-    result = listing(pages.all_cards(live), query=q.strip(), filter=filter, page=page)
+    pairs = live.models()
+    versions = tuple(figures for _, figures in pairs)
+    key = (q.strip(), filter, page, theme)
+    # Relative times are shown to the minute: a rendering is reused for at most 10 s, and only
+    # while every model's figures are the same objects (none changed).
+    moment = int(time.time() // LISTING_REUSE_S)
+    cached = pages.listings.get(key)
+    if cached is not None and cached[1] == moment and len(cached[0]) == len(versions) and all(
+        a is b for a, b in zip(cached[0], versions)
+    ):
+        return respond(request, cached[2])
+    result = listing(pages.all_cards(live), query=key[0], filter=filter, page=page)
 
     def page_url(number: int) -> str:
         params = {k: v for k, v in (("q", result.query), ("filter", result.filter if result.filter != "all" else ""),
                                     ("page", str(number)), ("theme", theme or "")) if v}
         return "/status?" + urlencode(params)
 
-    return pages.page(request, "status.html", csp=PAGE_CSP, listing=result, page_url=page_url, theme=theme)
+    body = pages.render("status.html", csp=PAGE_CSP, listing=result, page_url=page_url, theme=theme)
+    if len(pages.listings) >= LISTING_CACHE_ENTRIES and key not in pages.listings:
+        pages.listings.pop(next(iter(pages.listings)))  # queries are the client's: bounded
+    pages.listings[key] = (versions, moment, body)
+    return respond(request, body)
 
 
 @router.get("/embed/models/{model_id:path}", response_class=Response)
