@@ -53,7 +53,7 @@ class PagesFastPath:
                 query = scope.get("query_string", b"")
                 model_id = path[len(EMBED_PREFIX):]
                 if query in THEMES and model_id:
-                    body = pages_of(self._state).embed_body(self._live, model_id, THEMES[query])
+                    body = pages_of(self._state).embed_body(self._live, self._state.rendered, model_id, THEMES[query])
             else:
                 return self._inner.answer(scope)
             if body is None:

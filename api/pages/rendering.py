@@ -95,10 +95,12 @@ class VersionedCache:
     _entries: dict[Hashable, tuple[object, str, Body]] = field(default_factory=dict)
 
     def get(self, key: Hashable, source: object, render: Callable[[], Body], *, text: str = "") -> Body:
-        """The body for `key` while `source` is the same object (and `text`, e.g. a relative
-        time shown in it, is the same string); rendered anew otherwise."""
+        """The body for `key` while `source` is the same object, or the same string when it is
+        one (e.g. the ETag of the figures' /live body), and `text` (e.g. a relative time shown
+        in it) is the same string; rendered anew otherwise."""
         entry = self._entries.get(key)
-        if entry is not None and entry[0] is source and entry[1] == text:
+        if entry is not None and (entry[0] is source or (isinstance(source, str) and entry[0] == source)) \
+                and entry[1] == text:
             return entry[2]
         built = render()
         if len(self._entries) >= self.limit and key not in self._entries:

@@ -26,6 +26,7 @@ from fastapi import APIRouter, Depends, HTTPException, Path as PathParam, Query,
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup, escape
 
+from api.caching import live_entry
 from api.deps import LiveDep, SettingsDep, StoreDep, WindowsDep
 from api.pages import sources
 from api.pages.charts import Day, Series, legend, line_chart, uptime_bar
@@ -151,7 +152,7 @@ class Pages:
     def page(self, request: Request, template: str, *, csp: str, **context: Any) -> Response:
         return respond(request, self.render(template, csp=csp, **context))
 
-    def embed_body(self, live: Any, model_id: str, theme: str | None) -> Body | None:
+    def embed_body(self, live: Any, rendered: Any, model_id: str, theme: str | None) -> Body | None:
         """The embed of a model (so the route and the fast path answer from bytes); None for an
         unknown model. The HTML is rendered once per figures version with a placeholder for the
         relative time, and the finished body (hash, gzip) made once per shown relative time, so
@@ -160,20 +161,24 @@ class Pages:
         if found is None:
             return None
         card = found[0]
-        figures = live.model(model_id)
+        # The figures' version is the ETag of their /live body: figures recomputed to equal
+        # values keep their embed. Name and interval come from the catalog (a reload).
+        version = live_entry(model_id, live, rendered).etag
+        config = f"{card.name}\n{card.interval_s}"
         template = self.embed_html.get(
-            (model_id, theme), figures,
+            (model_id, theme), version,
             lambda: self.render("embed.html", csp=self.embed_csp, c=card, theme=theme, relative=_placeholder),
+            text=config,
         )
         shown = relative_time(card.updated_at, datetime.now(timezone.utc))
         return self.embeds.get(
-            (model_id, theme), figures,
+            (model_id, theme), version,
             lambda: build(
                 template.body.replace(RELATIVE_PLACEHOLDER, str(escape(shown)).encode()),
                 content_type="text/html; charset=utf-8", max_age_s=self.settings.cache_max_age_s,
                 headers={"content-security-policy": self.embed_csp},
             ),
-            text=shown,
+            text=f"{shown}\n{config}",
         )
 
 
@@ -253,7 +258,7 @@ async def status_page(
 
 @router.get("/embed/models/{model_id:path}", response_class=Response)
 async def embed_page(request: Request, model_id: ModelId, pages: PagesDep, live: LiveDep, theme: Theme = None) -> Response:
-    body = pages.embed_body(live, model_id, theme)
+    body = pages.embed_body(live, request.app.state.rendered, model_id, theme)
     if body is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"unknown model: {model_id}")
     return respond(request, body)

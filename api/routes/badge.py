@@ -1,8 +1,8 @@
 """`GET /v1/models/{model_id}/badge.svg?metric=ttft|throughput|active|uptime`: a shields-style badge.
 
 The badge shows the same figure as `/v1/models/{id}/live` (formatted as on the status page),
-rendered once per figures version: the cache is keyed by the identity of the model's immutable
-figures object, so a request for unchanged figures only picks prebuilt bytes (strong ETag,
+rendered once per figures version: the cache is keyed by the ETag of the model's /live body, so
+a request for unchanged figures only picks prebuilt bytes (strong ETag,
 `If-None-Match` -> 304, Cache-Control as the live route, gzip form compressed once).
 
 Metrics: `ttft` = best_ttft_ms, `throughput` = best_throughput_tps, `active` = N/M active
@@ -21,6 +21,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 from markupsafe import escape
 
+from api.caching import live_entry
 from api.deps import LiveDep, SettingsDep
 from api.pages.rendering import Body, VersionedCache, build, respond
 from api.pages.view import format_ms, format_ratio, format_tps, model_status
@@ -114,8 +115,11 @@ def badge_body(state: Any, live: Any, model_id: str, metric: str, max_age_s: int
     cache: VersionedCache | None = getattr(state, "badges", None)
     if cache is None:
         cache = state.badges = VersionedCache()
+    # Keyed by the ETag of the model's /live body (rendered once per figures object anyway):
+    # figures recomputed to equal values (every model is, when an incident state changes) keep
+    # their badges.
     return cache.get(
-        (model_id, metric), figures,
+        (model_id, metric), live_entry(model_id, live, state.rendered).etag,
         lambda: render_badge(ModelLiveOut.of(figures).model_dump(mode="json"), metric, max_age_s),
     )
 

@@ -165,6 +165,15 @@ async def test_badge_is_rendered_once_per_figures_version(live):
         assert same.headers["etag"] == first.headers["etag"]
         cache = client._transport.app.state.badges  # type: ignore[attr-defined]
         body = cache._entries[(model_id_of(0), "ttft")][2]
+        live.recompute(force=True)  # new figures objects, equal values: the badge stays
+        await client.get(path, params={"metric": "ttft"})
+        assert cache._entries[(model_id_of(0), "ttft")][2] is body
+        embed = await client.get("/embed/models/" + model_id_of(0))
+        embeds = client._transport.app.state.pages.embeds  # type: ignore[attr-defined]
+        kept = embeds._entries[(model_id_of(0), None)][2]
+        live.recompute(force=True)
+        assert (await client.get("/embed/models/" + model_id_of(0))).content == embed.content
+        assert embeds._entries[(model_id_of(0), None)][2] is kept
         provider = live.catalog.models[0].endpoints[0].provider
         live.add(model_id_of(0), provider, result(True, ttft_s=0.1, minutes_ago=0.5))
         changed = await client.get(path, params={"metric": "ttft"})
