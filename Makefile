@@ -26,6 +26,12 @@ deps:
 	  $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(APT_PACKAGES) >/dev/null; \
 	fi
+	@# node + npm: the browser tests fetch axe-core with `npm pack` (tests/browser/conftest.py).
+	@if ! command -v npm >/dev/null; then \
+	  echo "installing Debian packages: nodejs npm"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null; \
+	fi
 	$(PYTHON) -m pip install -q -e '.[test]'
 
 test: deps

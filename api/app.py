@@ -25,7 +25,9 @@ from api.exposition import MetricsExposition
 from api.fast_path import LiveFiguresFastPath
 from api.middleware import InternalErrorMiddleware, ResponseHeadersMiddleware, hardened_headers
 from api.routes import admin as admin_routes
-from api.routes import health, history, incidents, models
+from api.pages.fast_path import PagesFastPath
+from api.pages.routes import router as pages_router
+from api.routes import badge, health, history, incidents, models
 from monitor.live import LiveFigures
 from monitor.metrics import installed_version
 from monitor.settings import Settings
@@ -41,7 +43,7 @@ CORS_PREFLIGHT_MAX_AGE_S = 600
 class MonitorAPI(FastAPI):
     """FastAPI with the live-figures fast path asked first (None: every request takes the stack)."""
 
-    fast_path: LiveFiguresFastPath | None = None
+    fast_path: LiveFiguresFastPath | PagesFastPath | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.fast_path is not None:
@@ -91,7 +93,9 @@ def create_app(
     app.state.admin = admin
 
     app.add_exception_handler(StoreUnavailableError, database_unavailable)
+    app.include_router(badge.router)  # before models: its suffix is more specific than {model_id:path}
     app.include_router(models.router)
+    app.include_router(pages_router)
     app.include_router(incidents.router)
     app.include_router(history.router)
     app.include_router(health.router)
@@ -108,7 +112,8 @@ def create_app(
         app.add_middleware(CORSMiddleware, **cors_options)
     app.add_middleware(ResponseHeadersMiddleware)
     if fast_path:
-        app.fast_path = LiveFiguresFastPath(live=live, rendered=rendered, cors_options=cors_options, windows=windows)
+        app.fast_path = PagesFastPath(state=app.state, live=live, inner=LiveFiguresFastPath(  # badge and embed, then /live
+            live=live, rendered=rendered, cors_options=cors_options, windows=windows))
     return app
 
 

@@ -78,10 +78,14 @@ def harden(message: Message) -> None:
         present.setdefault(name, value)
         if name == b"vary":
             vary.append(value)
+    csp = present.get(b"content-security-policy")
+    # A page that names its own frame-ancestors (the embeddable card) must not also be denied
+    # framing by X-Frame-Options.
+    framable = csp is not None and b"frame-ancestors" in csp and b"frame-ancestors 'none'" not in csp
     for name, value in _SECURITY_RAW:
-        if name not in present:
+        if name not in present and not (framable and name == b"x-frame-options"):
             raw.append((name, value))
-    if b"content-security-policy" not in present:
+    if csp is None:
         is_html = present.get(b"content-type", b"").startswith(b"text/html")
         raw.append((b"content-security-policy", _DOCS_CSP_RAW if is_html else _JSON_CSP_RAW))
     etag = present.get(b"etag")
