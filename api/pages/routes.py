@@ -27,12 +27,11 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from markupsafe import Markup, escape
 
 from api.caching import live_entry
-from api.deps import LiveDep, SettingsDep, StoreDep, WindowsDep
+from api.deps import LiveDep, StoreDep, WindowsDep
 from api.pages import sources
-from api.pages.charts import Day, Series, legend, line_chart, uptime_bar
+from api.pages.charts import Series, legend, line_chart, uptime_bar
 from api.pages.rendering import Body, VersionedCache, build, respond
 from api.pages.view import (
-    FILTERS,
     MAX_QUERY_CHARS,
     MODEL_STATUS_LABELS,
     PAGE_SIZE,
