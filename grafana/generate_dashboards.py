@@ -733,7 +733,7 @@ def endpoint_detail() -> db.Dashboard:
                 "Failures in a row",
                 [target(f"max(llm_endpoint_consecutive_failures{{{SEL_ONE}}})", "failures in a row")],
                 unit="none",
-                description="LLMEndpointDown fires at 2. Rate-limited probes neither count nor reset it.",
+                description="This process's failed probes in a row (rate-limited ones neither count nor reset it). LLMEndpointDown pages on the open incident, decided by quorum across locations.",
             ),
         ])
         .panels(8, [
