@@ -66,7 +66,9 @@ def yaml_quote(text: str) -> str:
 
 def site_config(healthy: str, failing: str) -> str:
     return f"""
-defaults: {{interval: 30m, timeout: 10s, max_tokens: 16}}
+# checks: [] because these servers stream filler, not the answer canary's count: the states
+# under test come from availability alone.
+defaults: {{interval: 30m, timeout: 10s, max_tokens: 16, checks: []}}
 models:
   - id: {LLAMA}
     name: "Meta: Llama 3.2 1B Instruct"
@@ -220,7 +222,9 @@ def site(tmp_path_factory, providers, host_pages) -> Iterator[Site]:
             service.proc.wait()
 
 
-@pytest.fixture(scope="session")
+# Module scope, not session: while Playwright's sync API runs, this thread has a running event
+# loop, and every later test that calls asyncio.run() (or runs an async test) would fail.
+@pytest.fixture(scope="module")
 def chromium():
     from playwright.sync_api import sync_playwright
 
