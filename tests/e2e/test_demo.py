@@ -31,7 +31,7 @@ def demo(tmp_path: Path):
     log_path = tmp_path / "demo.log"
     with open(log_path, "w") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "monitor", "demo", "--port", str(port), "--interval", "4", "--flaky-period", "9"],
+            [sys.executable, "-m", "monitor", "demo", "--port", str(port), "--interval", "4", "--flaky-period", "18"],
             cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT,
         )
     service = Service(proc, f"http://127.0.0.1:{port}", log_path)
@@ -67,12 +67,21 @@ def test_every_behaviour_shows_as_its_figure(demo: Service, tmp_path: Path):
     # The simulated delays are lower bounds of what a probe can measure.
     assert healthy["ttft_ms_p50"] >= 150 and slow["ttft_ms_p50"] >= 1500
     assert slow["active"] and slow["uptime"] == 1.0
+    assert slow["state"] == "degraded" and "TTFT" in slow["state_reason"]
+    assert healthy["state"] == "up" and healthy["answer_ok_ratio"] == 1.0  # it answers the count right
 
     mistral = endpoints(demo, "mistralai/mistral-7b-instruct")
     assert mistral["Throttled (simulated)"]["last_error_kind"] == "rate_limited"
     assert mistral["Cloudflare (simulated)"]["active"]
     gone = endpoints(demo, "qwen/qwen-2.5-7b-instruct")["Gone (simulated)"]
     assert gone["last_error_kind"] == "connect_error" and not gone["active"]
+
+    # The down provider and the flaky one (its 6 s outages, 2 s confirmations) open incidents.
+    def incidents() -> set[str] | None:
+        providers = {i["provider"] for i in demo.get("/v1/incidents").json()["data"]}
+        return providers if {"Gone (simulated)", "FlakyAI (simulated)"} <= providers else None
+
+    wait_until(incidents, timeout_s=45, what="incidents for the down and the flaky provider")
 
     metrics = demo.get("/metrics").text
     assert 'llm_endpoint_up{model="qwen/qwen-2.5-7b-instruct",provider="Gone (simulated)"} 0.0' in metrics
