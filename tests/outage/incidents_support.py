@@ -5,34 +5,22 @@ Under CI=true an unreachable PostgreSQL FAILS (never skips), as in the store sui
 
 from __future__ import annotations
 
-import asyncio
-import os
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-import asyncpg
 import pytest
 
 from monitor.probes.base import ErrorKind, ProbeResult, TokenCountSource, Trigger
 from monitor.stats import ProbeSample
 from monitor.store import InMemoryStore, Store, open_store
-from tests.store.conftest import POSTGRES_HOST, POSTGRES_PORT, _admin, drop_postgres_database, postgres_url
+from tests.store.conftest import create_postgres_database, drop_postgres_database, postgres_url
 
 T0 = datetime(2026, 12, 1, 12, 0, tzinfo=timezone.utc)
 
 
 def create_inc_database() -> str:
-    name = f"inc_{uuid.uuid4().hex[:12]}"
-    try:
-        asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
-    except (OSError, asyncio.TimeoutError, asyncpg.PostgresError) as error:
-        reason = f"PostgreSQL at {POSTGRES_HOST}:{POSTGRES_PORT} unreachable ({type(error).__name__}: {error})"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"{reason}; CI=true requires the PostgreSQL backend", pytrace=False)
-        pytest.skip(f"{reason}; set CI=true to make this a failure")
-    return name
+    return create_postgres_database("inc")
 
 
 @pytest.fixture

@@ -7,22 +7,18 @@ computation of roll-ups from raw rows that the stored ones must equal.
 
 from __future__ import annotations
 
-import asyncio
-import os
 import random
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import asyncpg
 import pytest
 import sqlalchemy as sa
 
 from monitor.probes.base import ErrorKind, ProbeResult, TokenCountSource, Trigger
 from monitor.rollups import BucketAggregate, RollupProbe, RollupRules, aggregate
 from monitor.store import InMemoryStore, SQLStore, Store, open_store
-from tests.store.conftest import POSTGRES_ADMIN_DATABASE, POSTGRES_HOST, POSTGRES_PORT, POSTGRES_USER, postgres_url
+from tests.store.conftest import create_postgres_database, drop_postgres_database, postgres_url
 
 BACKENDS = ("memory", "sqlite", "postgresql")
 SQL_BACKENDS = ("sqlite", "postgresql")
@@ -32,33 +28,15 @@ PROVIDERS = ("Cloudflare", "Groq")
 LOCATIONS = ("eu-west", "us-east", "ap-south")
 
 
-async def _admin(sql: str) -> None:
-    connection = await asyncpg.connect(
-        host=POSTGRES_HOST, port=POSTGRES_PORT, user=POSTGRES_USER, database=POSTGRES_ADMIN_DATABASE, timeout=5
-    )
-    try:
-        await connection.execute(sql)
-    finally:
-        await connection.close()
-
-
 def create_ru_database() -> str:
-    name = f"ru_{uuid.uuid4().hex[:12]}"
-    try:
-        asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
-    except (OSError, asyncio.TimeoutError, asyncpg.PostgresError) as error:
-        reason = f"PostgreSQL at {POSTGRES_HOST}:{POSTGRES_PORT} unreachable ({type(error).__name__}: {error})"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"{reason}; CI=true requires the PostgreSQL backend", pytrace=False)
-        pytest.skip(f"{reason}; set CI=true to make this a failure")
-    return name
+    return create_postgres_database("ru")
 
 
 @pytest.fixture(scope="session")
 def ru_postgres_database() -> Iterator[str]:
     name = create_ru_database()
     yield name
-    asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    drop_postgres_database(name)
 
 
 ROLLUP_TABLES = ("rollup_hourly", "rollup_daily", "rollup_series", "rollup_state", "endpoint_latest", "probe_result")
