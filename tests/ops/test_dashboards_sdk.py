@@ -30,11 +30,6 @@ OVERVIEW = DASHBOARDS["llm-endpoints-overview.json"]
 DETAIL = DASHBOARDS["llm-endpoint-detail.json"]
 VARIABLES = {"model": "org/m", "provider": "P", "__interval": "5m", "__rate_interval": "1m", "__range": "1d"}
 
-# Contract metrics exported by other parts of the monitor (docs/CONTRACT.md, "Metrics
-# additions"; the team brief's agreed names), which the dashboards read. Once a name is exported
-# by monitor.metrics, test_every_metric_name_is_known notices it and asks for its removal here.
-OTHER_PARTS = {
-}
 # PromQL words that look like metric names in the extraction below.
 KEYWORDS = {
     "by", "without", "on", "ignoring", "group_left", "group_right", "and", "or", "unless", "bool", "offset",
@@ -133,16 +128,11 @@ def test_metric_name_extraction():
 
 def test_every_metric_name_is_known():
     known = exported_names() | {rule["record"] for _, _, rule in iter_rules() if "record" in rule} | {"ALERTS", "up"}
-    assert not set(OTHER_PARTS) & exported_names(), (
-        "now exported here: remove from OTHER_PARTS " + str(set(OTHER_PARTS) & exported_names())
-    )
     unknown = {}
     for where, expr in dashboard_expressions():
-        for name in metric_names(expr) - known - set(OTHER_PARTS):
+        for name in metric_names(expr) - known:
             unknown.setdefault(name, where)
     assert not unknown, f"dashboards read metrics nobody exports: {unknown}"
-    used = set().union(*(metric_names(expr) for _, expr in dashboard_expressions()))
-    assert set(OTHER_PARTS) <= used
 
 
 def panels_of(board: dict) -> dict[str, dict]:
