@@ -130,7 +130,7 @@ class Metrics:
     endpoint_uptime_ratio: Gauge
     endpoint_ttft_p50_seconds: Gauge
     ops: "CostSelftestMetrics | None" = field(default=None)  # cost and self-test (section at the end)
-    # --- HA scheduling (ha) ---
+    # --- HA scheduling (monitor.coordination) ---
     slot_claims_total: Counter | None = None
 
     # --- per probe (runner) ---
@@ -521,7 +521,7 @@ def _canary_families(registry: CollectorRegistry) -> dict[str, Gauge | Counter]:
             ENDPOINT_LABELS, registry=registry,
         ),
     }
-# --------------------------------------------------------------------------- cost and self-test (ops)
+# --------------------------------------------------------------------------- cost and self-test
 @dataclass
 class CostSelftestMetrics:
     """Probe cost (monitor/cost.py) and the self-test (monitor/selftest.py).

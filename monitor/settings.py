@@ -56,7 +56,7 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     # Where this process probes from: stamped on every probe it stores and on per-location series.
     location: str = Field("local", pattern=r"^[a-z0-9-]{1,32}$")
-    # HA scheduling (ha): every location probing this catalog, in one agreed order, comma-separated
+    # HA scheduling: every location probing this catalog, in one agreed order, comma-separated
     # (LLM_MONITOR_LOCATIONS=eu,us,ap). This location's phases are shifted by index/L of an
     # interval, so with L locations some location probes each endpoint every interval / L.
     # Empty: this location alone. Must contain `location`.

@@ -282,7 +282,7 @@ def rollup_series_table() -> sa.Table:
 
 def rollup_state_table() -> sa.Table:
     return RollupStateRow.__table__  # type: ignore[attr-defined, return-value]
-# --- HA scheduling (ha): slot claims, written only by monitor.coordination.PostgresClaims ---
+# --- HA scheduling: slot claims, written only by monitor.coordination.PostgresClaims ---
 
 
 class ProbeSlotRow(SQLModel, table=True):

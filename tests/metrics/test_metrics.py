@@ -268,7 +268,7 @@ def test_exposition_parses_with_one_help_line_per_family_and_base_unit_names(reg
         "llm_monitor_buffered_results": "gauge",
         "llm_monitor_dropped_results": "counter",
         "llm_monitor_info": "gauge",
-        # cost and self-test (ops)
+        # cost and self-test
         "llm_probe_cost_usd": "counter",
         "llm_endpoint_cost_usd_per_month": "gauge",
         "llm_probes_suspect": "counter",

@@ -1,7 +1,7 @@
 """The dashboards built on grafana-foundation-sdk: every PromQL expression parses (promtool, on
 the expressions with Grafana's variables filled in), every metric a panel reads is one the
-monitor exports, a recording rule, or a contract metric another part of the monitor exports,
-and the panels #11, #12 and #14 ask for are there with their shape (state by location,
+monitor exports or a recording rule, and the outage, history, answer-check, cost and self-test
+panels are there with their shape (state by location,
 incidents, time to detect, answer checks, cost, self-test, long range, the 90-day uptime bar)."""
 
 from __future__ import annotations
