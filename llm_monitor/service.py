@@ -220,7 +220,7 @@ class Service:
                 )
                 runner.add_listener(self.incidents.touch)
                 if getattr(claims, "shared", False):  # other schedulers' probes count here too
-                    background.append(asyncio.create_task(self._follow_shared_loop(), name="live-follow"))
+                    background.append(asyncio.create_task(self._reload_from_db_loop(export=True), name="live-follow"))
                 latest = await self.store.latest_results()
                 self.scheduler.start(self.catalog, {k: r.started_at for k, r in latest.items()})
                 # Confirmation probes and liveness checks (monitor.confirm, monitor.liveness);
@@ -359,9 +359,10 @@ class Service:
                         self.metrics.set_window_figures(figures)
             await asyncio.sleep(self.settings.window_metrics_s)
 
-    async def _follow_shared_loop(self) -> None:
-        """HA schedulers: apply the probes other schedulers stored, so this process's figures
-        and exported gauges describe every probe of the endpoint, not only its own slots."""
+    async def _reload_from_db_loop(self, *, export: bool = False) -> None:
+        """Apply what other processes stored (API replicas: the scheduler's probes; HA
+        schedulers: each other's), every `live_refresh_s`; `export` re-exports the figure gauges
+        so they describe every probe of the endpoint, not only this process's slots."""
         assert self.store is not None
         while True:
             await asyncio.sleep(self.settings.live_refresh_s)
@@ -372,19 +373,9 @@ class Service:
             except Exception as exc:
                 log.warning("live figures refresh from the database failed: %s", type(exc).__name__)
                 continue
-            for _, model_live in self.live.models():
-                self.metrics.set_model_live(model_live)
-
-    async def _reload_from_db_loop(self) -> None:
-        assert self.store is not None
-        while True:
-            await asyncio.sleep(self.settings.live_refresh_s)
-            try:
-                await self.live.follow(self.store)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("live figures refresh from the database failed: %s", type(exc).__name__)
+            if export:
+                for _, model_live in self.live.models():
+                    self.metrics.set_model_live(model_live)
 
 
 async def serve(settings: Settings, catalog: Catalog, *, mode: ProcessMode, environ: Mapping[str, str]) -> int:
