@@ -7,7 +7,10 @@ Part 1 (throughput target): a catalog of M models x P endpoints over a SQLite hi
 N stored probes (generated once with the project's migrations, cached under /tmp), served by
 `python -m monitor run` exactly as a user starts it (one uvicorn worker, the service's own uvicorn
 flags, CORS allowing the catalog's origin as a real deployment would) with the longest interval
-the service accepts (7 days), so its first probes are spread over a week: about one per run. Side by side in the same run, a bare Starlette
+the service accepts (7 days), so its first probes are spread over a week: about one per run. The
+endpoints point at a loopback provider in its own process (bench.truth_server) that answers, so
+the liveness checks between probes succeed: the steady state of healthy providers (with every
+endpoint unreachable, the process would be confirming a mass outage instead). Side by side in the same run, a bare Starlette
 app on the same uvicorn flags returns a constant JSON body of the same size (the real app's own
 response for model 0). `wrk` (a separate process) rotates over every model's `/live` path at C
 connections; rounds alternate real / bare so drift hits both. Target: real >= 0.7 x bare
@@ -35,8 +38,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from bench.dataset import PROVIDERS, HistoryShape, cached_sqlite_history, catalog_yaml, copy_sqlite, model_id_of
 from bench.processes import Child, cpu_seconds_of, wait_http_ok
@@ -51,8 +55,6 @@ TARGET_RATIO = 0.7
 TARGET_P99_MS = 20.0
 # The throughput part measures the API, not probing: the longest interval the service accepts.
 IDLE_INTERVAL_S = INTERVAL_MAX_S
-# Port 9 (discard) on loopback: nothing listens, so a probe that did fire would fail fast.
-UNREACHABLE_BASE_URL = "http://127.0.0.1:9/v1"
 LIVE_KEYS = {
     "model", "best_ttft_ms", "best_throughput_tps", "active_endpoints", "total_endpoints",
     "available_via", "updated_at", "window_s", "endpoints",
@@ -66,6 +68,17 @@ ENDPOINT_KEYS = {
 
 
 # --------------------------------------------------------------------------- servers under test
+
+@contextmanager
+def healthy_catalog(models: int, providers: int, work: Path) -> Iterator[Path]:
+    """A catalog of `models` x `providers` endpoints on a loopback provider that answers (its
+    own process, stopped on exit), written to `work`: liveness checks succeed, as between the
+    probes of healthy providers."""
+    with TruthServer(log_path=work / "provider-idle.log") as provider:
+        config = work / "catalog-idle.yaml"
+        config.write_text(catalog_yaml(models, providers, base_url=provider.base_url))
+        yield config
+
 
 def start_monitor(mode: str, *, config: Path, db: Path, port: int, interval_s: float | None,
                   log_path: Path, cors_origin: str, app_root: Path | None = None) -> Child:
@@ -181,12 +194,10 @@ def measured_wrk(child: Child, base: str, **kw: Any) -> dict[str, Any]:
 def part_throughput(args: argparse.Namespace, work: Path, db: Path, paths: list[str],
                     scripts: tuple[Path, Path, Path]) -> dict[str, Any]:
     plain, _validating, path_file = scripts
-    config = work / "catalog-idle.yaml"
-    config.write_text(catalog_yaml(args.models, args.providers, base_url=UNREACHABLE_BASE_URL))
     real_port, bare_port = unused_port(), unused_port()
     real_base, bare_base = f"http://127.0.0.1:{real_port}", f"http://127.0.0.1:{bare_port}"
     rounds: list[dict[str, Any]] = []
-    with start_monitor(args.mode, config=config, db=db, port=real_port,
+    with healthy_catalog(args.models, args.providers, work) as config, start_monitor(args.mode, config=config, db=db, port=real_port,
                        interval_s=IDLE_INTERVAL_S if args.mode != "api" else None, log_path=work / "monitor-idle.log",
                        cors_origin=args.cors_origin, app_root=args.app_root) as real:
         startup_s = wait_http_ok(f"{real_base}{paths[0]}", timeout_s=600, child=real)

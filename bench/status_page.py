@@ -6,7 +6,8 @@
 
 Part 1 (target: >= 0.7 x bare, as for /live): `python -m monitor run` over a catalog of M models x
 P endpoints and a SQLite history of N probes (bench.dataset, cached under /tmp), idle probing
-(7-day interval) and CORS for the catalog's origin, exactly as bench/api_load.py starts it. Beside
+(7-day interval), endpoints on a loopback provider that answers their liveness checks, and CORS
+for the catalog's origin, exactly as bench/api_load.py starts it. Beside
 it, the bare Starlette app of bench/api_load.py returns a constant body of the same size. `wrk`
 rotates over every model at C connections, in rounds alternating real / bare, for three routes:
 `/v1/models/{id}/live` (the reference), `/v1/models/{id}/badge.svg?metric=ttft` and
@@ -32,8 +33,8 @@ from typing import Any
 
 import httpx
 
-from bench.api_load import IDLE_INTERVAL_S, UNREACHABLE_BASE_URL, measured_wrk, start_bare, start_monitor
-from bench.dataset import PROVIDERS, HistoryShape, cached_sqlite_history, catalog_yaml, copy_sqlite, model_id_of
+from bench.api_load import IDLE_INTERVAL_S, healthy_catalog, measured_wrk, start_bare, start_monitor
+from bench.dataset import PROVIDERS, HistoryShape, cached_sqlite_history, copy_sqlite, model_id_of
 from bench.processes import wait_http_ok
 from bench.results import load_average, log, machine_info, markdown_table, publish
 from bench.wrk import run_wrk, write_wrk_files
@@ -213,11 +214,9 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-status-") as directory:
         work = Path(directory)
         db = copy_sqlite(cached, work / "monitor.db")
-        config = work / "catalog.yaml"
-        config.write_text(catalog_yaml(args.models, args.providers, base_url=UNREACHABLE_BASE_URL))
         port = unused_port()
         base = f"http://127.0.0.1:{port}"
-        with start_monitor("run", config=config, db=db, port=port, interval_s=IDLE_INTERVAL_S,
+        with healthy_catalog(args.models, args.providers, work) as config, start_monitor("run", config=config, db=db, port=port, interval_s=IDLE_INTERVAL_S,
                            log_path=work / "monitor.log", cors_origin=args.cors_origin) as real:
             started = time.perf_counter()
             wait_http_ok(f"{base}/status", timeout_s=600, child=real)

@@ -25,11 +25,13 @@ import hashlib
 import json
 import logging
 import ssl
+from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
 import httpx
 
 from monitor.catalog import Catalog, EndpointConfig, ModelConfig
+from monitor.catalog.schema import LIVENESS_MAX_S
 from monitor.liveness_rules import (
     Action,
     LivenessAnswer,
@@ -138,8 +140,42 @@ def _spread_s(key: str, interval_s: float) -> float:
     return int.from_bytes(digest[:8], "big") / 2**64 * interval_s
 
 
+Key = tuple[str, str]  # (model id, provider)
+RequestKey = tuple[str, tuple[tuple[str, str], ...]]  # (url, sorted headers): in memory only
+
+
+@dataclass(frozen=True)
+class _Group:
+    """Endpoints whose liveness request is the same GET: one check answers for all of them."""
+
+    request: RequestKey
+    members: tuple[tuple[Key, EndpointConfig], ...]  # sorted by key
+
+    @property
+    def keys(self) -> list[Key]:
+        return [key for key, _ in self.members]
+
+    @property
+    def interval_s(self) -> float:
+        return min(endpoint.liveness_interval_s or LIVENESS_MAX_S for _, endpoint in self.members)
+
+    @property
+    def max_wait_s(self) -> float:
+        return min(endpoint.interval_s for _, endpoint in self.members)
+
+    def name(self) -> str:
+        """How log lines name the group: its first endpoint, and how many more share it."""
+        (model_id, provider), more = self.members[0][0], len(self.members) - 1
+        return f"{model_id}/{provider}" + (f" (and {more} more on the same request)" if more else "")
+
+
 class LivenessChecker:
-    """One task per endpoint with liveness on; `apply(catalog)` keeps them matching the config."""
+    """One check loop per distinct liveness request; `apply(catalog)` keeps them matching the
+    config.
+
+    Endpoints whose request is the same (a provider's `GET {base_url}/models` with one key serves
+    every model behind it) share one check: its answer is counted, gauged and acted on for each
+    of them, and the provider sees one request per interval instead of one per model."""
 
     def __init__(
         self,
@@ -153,7 +189,7 @@ class LivenessChecker:
         timeout_s: float = LIVENESS_TIMEOUT_S,
         spread_first: bool = True,
     ) -> None:
-        """`spread_first`: start each endpoint's first check at a stable offset within its
+        """`spread_first`: start each group's first check at a stable offset within its
         interval (False: at once, for tests and benchmarks)."""
         self._client = client
         self._metrics = metrics
@@ -164,11 +200,18 @@ class LivenessChecker:
         self._timeout_s = timeout_s
         self._spread_first = spread_first
         self._catalog: Catalog | None = None
-        self._seen: dict[tuple[str, str], EndpointConfig] = {}  # as last applied
-        self._tasks: dict[tuple[str, str], asyncio.Task[None]] = {}
-        self._history: dict[tuple[str, str], LivenessHistory] = {}
-        self._state: dict[tuple[str, str], str] = {}
-        self.off: dict[tuple[str, str], str] = {}  # endpoints liveness turned off for, and why
+        self._seen: dict[Key, EndpointConfig] = {}  # as last applied
+        self._groups: dict[RequestKey, _Group] = {}
+        self._group_of: dict[Key, RequestKey] = {}
+        self._tasks: dict[RequestKey, asyncio.Task[None]] = {}
+        self._history: dict[RequestKey, LivenessHistory] = {}
+        self._state: dict[RequestKey, str] = {}
+        self.off: dict[Key, str] = {}  # endpoints liveness turned off for, and why
+
+    @property
+    def groups(self) -> int:
+        """How many distinct liveness requests are being checked."""
+        return len(self._tasks)
 
     # --- lifecycle ---
     def start(self, catalog: Catalog) -> None:
@@ -176,32 +219,53 @@ class LivenessChecker:
         self.apply(catalog)
 
     def apply(self, catalog: Catalog) -> None:
-        """Start checks for new endpoints, restart changed ones (forgetting their history and
-        any "off"), stop removed ones."""
+        """Start checks for new requests, restart groups whose members changed (forgetting their
+        history and any "off"), stop groups left with no member."""
         self._catalog = catalog
         wanted = {(model.id, endpoint.provider): endpoint for model, endpoint in catalog.endpoints()}
-        for key in list(self._seen):
-            if wanted.get(key) != self._seen[key]:
-                self._forget(key)
+        for key in [key for key in self._seen if key not in wanted]:
+            self._seen.pop(key)
+            self.off.pop(key, None)
+            self._metrics.set_liveness_up(key[0], key[1], None)
+        grouped: dict[RequestKey, list[tuple[Key, EndpointConfig]]] = {}
         for key, endpoint in wanted.items():
-            if key in self._seen:
-                continue
+            if self._seen.get(key) != endpoint:
+                self.off.pop(key, None)
             self._seen[key] = endpoint
             if endpoint.liveness_interval_s is None:
                 continue
-            if self._request_of(endpoint) is None:
+            request = self._request_of(endpoint)
+            if request is None:
                 self.off[key] = "no liveness request"
                 continue
-            self._tasks[key] = asyncio.get_running_loop().create_task(
-                self._loop(*key), name=f"liveness {json.dumps(key)}")
+            url, headers = request
+            grouped.setdefault((url, tuple(sorted(headers.items()))), []).append((key, endpoint))
+        groups = {request: _Group(request, tuple(sorted(members, key=lambda m: m[0])))
+                  for request, members in grouped.items()}
+        for request in list(self._groups):
+            if groups.get(request) != self._groups[request]:
+                self._stop(request)
+        for request, group in groups.items():
+            if request in self._groups:
+                continue
+            self._groups[request] = group
+            for key in group.keys:
+                self._group_of[key] = request
+                self.off.pop(key, None)
+            self._tasks[request] = asyncio.get_running_loop().create_task(
+                self._loop(request), name=f"liveness {group.name()}")
 
-    def _forget(self, key: tuple[str, str]) -> None:
-        task = self._tasks.pop(key, None)
+    def _stop(self, request: RequestKey) -> None:
+        task = self._tasks.pop(request, None)
         if task is not None:
             task.cancel()
-        for state in (self._seen, self._history, self._state, self.off):
-            state.pop(key, None)
-        self._metrics.set_liveness_up(key[0], key[1], None)
+        group = self._groups.pop(request)
+        for key in group.keys:
+            if self._group_of.get(key) == request:
+                del self._group_of[key]
+                self._metrics.set_liveness_up(key[0], key[1], None)
+        self._history.pop(request, None)
+        self._state.pop(request, None)
 
     async def shutdown(self) -> None:
         tasks = list(self._tasks.values())
@@ -226,62 +290,68 @@ class LivenessChecker:
         except Exception:  # a protocol that cannot express this target: no liveness for it
             return None
 
-    # --- the per-endpoint loop ---
-    async def _loop(self, model_id: str, provider: str) -> None:
-        key = (model_id, provider)
+    # --- the per-request loop ---
+    async def _loop(self, request: RequestKey) -> None:
+        group = self._groups[request]
         try:
-            endpoint = self._seen[key]
-            assert endpoint.liveness_interval_s is not None
             if self._spread_first:
-                await asyncio.sleep(_spread_s(json.dumps(key), endpoint.liveness_interval_s))
+                await asyncio.sleep(_spread_s(json.dumps(group.keys[0]), group.interval_s))
             while True:
-                model, endpoint = self._lookup(key)
-                if model is None or endpoint is None or endpoint.liveness_interval_s is None:
+                verdict = await self._check_group(group)
+                if verdict.action == Action.DISABLE:
                     return
-                verdict = await self.check(model, endpoint)
-                if verdict is None or verdict.action == Action.DISABLE:
-                    return
-                await asyncio.sleep(next_wait_s(
-                    endpoint.liveness_interval_s, verdict.history, max_s=endpoint.interval_s,
-                ))
+                await asyncio.sleep(next_wait_s(group.interval_s, verdict.history, max_s=group.max_wait_s))
         except asyncio.CancelledError:
             raise
         except Exception:  # a bug must not end liveness silently for the whole process
-            log.exception("liveness loop of %s/%s stopped", model_id, provider)
+            log.exception("liveness loop of %s stopped", group.name())
 
-    def _lookup(self, key: tuple[str, str]) -> tuple[ModelConfig | None, EndpointConfig | None]:
+    def _lookup(self, key: Key) -> tuple[ModelConfig | None, EndpointConfig | None]:
         if self._catalog is None:
             return None, None
         model = self._catalog.find(key[0])
         return model, None if model is None else model.endpoint(key[1])
 
     async def check(self, model: ModelConfig, endpoint: EndpointConfig) -> Verdict | None:
-        """Run one check of the endpoint now and act on its verdict; None when it has no
-        liveness request."""
+        """Run one check of the endpoint's request now and act on its verdict for every endpoint
+        that shares it; None when it has no liveness request."""
         request = self._request_of(endpoint)
         if request is None:
             return None
         url, headers = request
-        key = (model.id, endpoint.provider)
+        request_key = (url, tuple(sorted(headers.items())))
+        group = self._groups.get(request_key) or _Group(request_key, (((model.id, endpoint.provider), endpoint),))
+        return await self._check_group(group, given=(model, endpoint))
+
+    async def _check_group(self, group: _Group,
+                           given: tuple[ModelConfig, EndpointConfig] | None = None) -> Verdict:
+        """`given`: the endpoint a caller asked about, acted on even outside the applied catalog."""
+        url, headers = group.request
+        timeout_s = min([self._timeout_s] + [endpoint.timeout_s for _, endpoint in group.members])
         async with self._slots:
-            answer = await check_once(self._client, url, headers,
-                                      timeout_s=min(self._timeout_s, endpoint.timeout_s))
-        verdict = classify(answer, self._history.get(key, LivenessHistory()))
-        self._history[key] = verdict.history
-        self._metrics.count_liveness(model.id, endpoint.provider, verdict.outcome)
-        if verdict.action == Action.DISABLE:
-            self.off[key] = verdict.reason
-            self._metrics.set_liveness_up(model.id, endpoint.provider, None)
-        elif verdict.up is not None:
-            self._metrics.set_liveness_up(model.id, endpoint.provider, verdict.up)
-        self._log_change(key, verdict)
-        if verdict.action == Action.CONFIRM:
-            self._on_failure(model, endpoint)
-        elif verdict.action == Action.RECOVERED:
-            self._on_recovered(model, endpoint)
+            answer = await check_once(self._client, url, dict(headers), timeout_s=timeout_s)
+        verdict = classify(answer, self._history.get(group.request, LivenessHistory()))
+        self._history[group.request] = verdict.history
+        self._log_change(group, verdict)
+        for key, _ in group.members:
+            model, endpoint = self._lookup(key)
+            if (model is None or endpoint is None) and given is not None and key == (given[0].id, given[1].provider):
+                model, endpoint = given
+            self._metrics.count_liveness(key[0], key[1], verdict.outcome)
+            if verdict.action == Action.DISABLE:
+                self.off[key] = verdict.reason
+                self._metrics.set_liveness_up(key[0], key[1], None)
+            elif verdict.up is not None:
+                self._metrics.set_liveness_up(key[0], key[1], verdict.up)
+            if model is None or endpoint is None:
+                continue  # left the config while the check ran
+            if verdict.action == Action.CONFIRM:
+                self._on_failure(model, endpoint)
+            elif verdict.action == Action.RECOVERED:
+                self._on_recovered(model, endpoint)
         return verdict
 
-    def _log_change(self, key: tuple[str, str], verdict: Verdict) -> None:
+    def _log_change(self, group: _Group, verdict: Verdict) -> None:
         if verdict.action == Action.DISABLE:
             state = "off"
         elif verdict.action == Action.BACK_OFF:
@@ -292,9 +362,9 @@ class LivenessChecker:
             state = "failing"
         else:
             return  # says nothing: no change
-        before = self._state.get(key, "unknown")
+        before = self._state.get(group.request, "unknown")
         if state == before:
             return
-        self._state[key] = state
+        self._state[group.request] = state
         level = logging.WARNING if state in ("failing", "off") else logging.INFO
-        log.log(level, "liveness %s/%s: %s -> %s (%s)", key[0], key[1], before, state, verdict.reason)
+        log.log(level, "liveness %s: %s -> %s (%s)", group.name(), before, state, verdict.reason)

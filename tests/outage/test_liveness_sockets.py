@@ -285,3 +285,71 @@ def test_every_protocol_declares_a_liveness_request(protocol, path):
     assert spec.liveness_headers is not None
     headers = spec.liveness_headers(target)
     assert any("k" in value for value in headers.values())  # authenticated where the provider wants it
+
+
+def shared_catalog(url: str, *, models: int, second_key_env: str | None = None):
+    """`models` models behind one provider at one base URL; the last one may use another key."""
+    blocks = []
+    for index in range(models):
+        key_env = second_key_env if second_key_env and index == models - 1 else "TEST_KEY"
+        blocks.append(f"""
+  - id: m/{index}
+    name: M{index}
+    endpoints:
+      - {{provider: P, protocol: openai, base_url: '{url}', model: x{index}, api_key_env: {key_env}}}""")
+    return parse_catalog(f"""
+defaults: {{interval: 30m, timeout: 5s, liveness: {{interval: 1s}}}}
+models:{''.join(blocks)}
+""", source="test")
+
+
+async def test_endpoints_with_the_same_request_share_one_check():
+    """A provider's model list answers for every model behind one key: one GET per interval,
+    counted, gauged and acted on for each endpoint."""
+    with StreamServer() as server:
+        switch = Switch(server, json_response(200, {"data": []}))
+        catalog = shared_catalog(f"{server.url}/v1", models=5)
+        async with Harness(catalog) as h:
+            h.checker.start(catalog)
+            await asyncio.sleep(0.5)
+            assert h.checker.groups == 1
+            assert len(server.requests) == 1
+            switch.response = json_response(503, {})
+            await asyncio.sleep(1.0)
+            assert len(server.requests) == 2
+        for index in range(5):
+            labels = {"model": f"m/{index}", "provider": "P"}
+            assert h.registry.get_sample_value("llm_liveness_up", labels) == 0
+            assert h.registry.get_sample_value("llm_liveness_checks_total", {**labels, "outcome": "ok"}) == 1
+            assert h.registry.get_sample_value("llm_liveness_checks_total", {**labels, "outcome": "http_5xx"}) == 1
+        assert h.failures == ["P"] * 5  # a confirmation for each endpoint
+
+
+async def test_another_key_is_another_check_and_a_reload_regroups():
+    with StreamServer() as server:
+        server.route("GET", "/v1/models", json_response(200, {"data": []}))
+        url = f"{server.url}/v1"
+        environ = {"TEST_KEY": KEY, "OTHER_KEY": "sk-other-key-987654321"}
+        catalog = shared_catalog(url, models=3, second_key_env="OTHER_KEY")
+        async with Harness(catalog, environ=environ) as h:
+            h.checker.start(catalog)
+            await asyncio.sleep(0.5)
+            assert h.checker.groups == 2
+            keys = sorted(request.headers["authorization"] for request in server.requests)
+            assert keys == [f"Bearer {KEY}", "Bearer sk-other-key-987654321"]
+            h.checker.apply(shared_catalog(url, models=4))  # one key for all four now
+            await asyncio.sleep(0.5)
+            assert h.checker.groups == 1
+            assert h.registry.get_sample_value(
+                "llm_liveness_checks_total", {"model": "m/3", "provider": "P", "outcome": "ok"}) == 1
+
+
+async def test_a_shared_check_logs_once_for_the_group(caplog):
+    caplog.set_level(logging.INFO, logger="monitor.liveness")
+    dead = f"http://127.0.0.1:{unused_port()}/v1"
+    catalog = shared_catalog(dead, models=3)
+    async with Harness(catalog) as h:
+        h.checker.start(catalog)
+        await asyncio.sleep(0.5)
+    lines = [record.getMessage() for record in caplog.records if record.name == "monitor.liveness"]
+    assert lines == ["liveness m/0/P (and 2 more on the same request): unknown -> failing (connect_error)"]
