@@ -27,7 +27,10 @@ the raw value at that rank. The byte form (`encode_bins`) is ours, compact and p
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
+import sys
+from array import array
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -42,7 +45,7 @@ DAY = 86400
 STEPS = {"1h": HOUR, "1d": DAY}
 RELATIVE_ACCURACY = 0.01
 MAPPING = LogarithmicMapping(RELATIVE_ACCURACY)
-ENCODING_VERSION = 1
+ENCODING_VERSION = 2
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 ERROR_KINDS: tuple[str, ...] = tuple(kind.value for kind in ErrorKind)
@@ -97,77 +100,64 @@ def bins_quantile(bins: Mapping[int, int], q: float) -> float | None:
 
 
 def bins_quantiles(bins: Mapping[int, int], qs: Iterable[float]) -> list[float | None]:
-    """`bins_quantile` for several q at once (one sort)."""
-    qs = list(qs)
+    """`bins_quantile` for several q at once (one sort, one pass)."""
+    qs = tuple(qs)
     if any(not 0 <= q <= 1 for q in qs):
         raise ValueError("q must be within [0, 1]")
-    total = sum(bins.values())
-    if total == 0:
-        return [None] * len(qs)
-    ordered = sorted(bins)
-    values: list[float | None] = []
-    for q in qs:
-        rank = q * (total - 1)
-        running = 0
-        chosen = ordered[-1]
-        for key in ordered:
-            running += bins[key]
-            if running > rank:
-                chosen = key
-                break
-        values.append(MAPPING.value(chosen))
-    return values
+    return _quantiles_of_items(_sorted_items(bins), qs)
 
 
-def _varint(value: int, out: bytearray) -> None:
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return
+_VALUES: dict[int, float] = {}
 
 
-def _read_varint(data: bytes, position: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        if position >= len(data) or shift > 63:
-            raise ValueError("truncated or oversized varint in sketch")
-        byte = data[position]
-        position += 1
-        value |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return value, position
-        shift += 7
+def _value_of(key: int) -> float:
+    """MAPPING.value(key), remembered (a sketch holds few distinct keys over its lifetime)."""
+    value = _VALUES.get(key)
+    if value is None:
+        value = _VALUES[key] = MAPPING.value(key)
+    return value
 
 
-def _zigzag(value: int) -> int:
-    return value * 2 if value >= 0 else -value * 2 - 1
+# Array type codes by item width: every number of a sketch is stored in the narrowest that holds
+# them all (almost always 2 bytes: key deltas are small and counts rarely pass 32,767).
+_WIDTH_CODES = {2: "h", 4: "i", 8: "q"}
 
 
-def _unzigzag(value: int) -> int:
-    return value // 2 if value % 2 == 0 else -(value + 1) // 2
+def _sorted_items(bins: Mapping[int, int]) -> list[tuple[int, int]]:
+    items = sorted((key, count) for key, count in bins.items() if count)
+    if items and min(count for _, count in items) < 0:
+        raise ValueError("negative bin count")
+    return items
+
+
+def _encode_items(items: list[tuple[int, int]]) -> bytes:
+    if not items:
+        return b""
+    flat: list[int] = []
+    previous = 0
+    for key, count in items:
+        flat.append(key - previous)
+        flat.append(count)
+        previous = key
+    low, high = min(flat), max(flat)
+    for width, code in _WIDTH_CODES.items():
+        bound = 1 << (8 * width - 1)
+        if -bound <= low and high < bound:
+            break
+    else:
+        raise ValueError("sketch key or count out of range")
+    numbers = array(code, flat)
+    if sys.byteorder == "big":
+        numbers.byteswap()
+    return bytes((ENCODING_VERSION, width)) + numbers.tobytes()
 
 
 def encode_bins(bins: Mapping[int, int]) -> bytes:
-    """Byte form of a sketch: version, bin count, then per bin (keys ascending) the key's delta
-    from the previous key (zigzag varint) and its count (varint). Deterministic: equal bins give
-    equal bytes. Empty bins encode to b"" (stored as NULL)."""
-    items = sorted((key, count) for key, count in bins.items() if count)
-    if not items:
-        return b""
-    out = bytearray([ENCODING_VERSION])
-    _varint(len(items), out)
-    previous = 0
-    for key, count in items:
-        if count < 0:
-            raise ValueError("negative bin count")
-        _varint(_zigzag(key - previous), out)
-        _varint(count, out)
-        previous = key
-    return bytes(out)
+    """Byte form of a sketch: version, item width w (2, 4 or 8), then per bin (keys ascending) the
+    key's delta from the previous key and its count, as little-endian signed w-byte integers.
+    Deterministic: equal bins give equal bytes. Empty bins encode to b"" (stored as NULL).
+    Fixed-width numbers decode in C (`array`), which is what the roll-up job does most."""
+    return _encode_items(_sorted_items(bins))
 
 
 def decode_bins(data: bytes | None) -> dict[int, int]:
@@ -175,17 +165,38 @@ def decode_bins(data: bytes | None) -> dict[int, int]:
         return {}
     if data[0] != ENCODING_VERSION:
         raise ValueError(f"unknown sketch encoding version {data[0]}")
-    length, position = _read_varint(data, 1)
-    bins: dict[int, int] = {}
-    key = 0
-    for _ in range(length):
-        delta, position = _read_varint(data, position)
-        count, position = _read_varint(data, position)
-        key += _unzigzag(delta)
-        bins[key] = count
-    if position != len(data):
-        raise ValueError("trailing bytes after sketch")
-    return bins
+    code = _WIDTH_CODES.get(data[1]) if len(data) > 1 else None
+    if code is None or (len(data) - 2) % (2 * data[1]) or len(data) == 2:
+        raise ValueError("malformed sketch bytes")
+    numbers = array(code)
+    numbers.frombytes(data[2:])
+    if sys.byteorder == "big":
+        numbers.byteswap()
+    counts = numbers[1::2]
+    if min(counts) <= 0:
+        raise ValueError("malformed sketch bytes: a bin without a positive count")
+    return dict(zip(itertools.accumulate(numbers[0::2]), counts))
+
+
+def _quantiles_of_items(items: list[tuple[int, int]], qs: tuple[float, ...]) -> list[float | None]:
+    """`bins_quantiles` over sorted (key, count) items with positive counts."""
+    if not items:
+        return [None] * len(qs)
+    if len(items) == 1:
+        return [_value_of(items[0][0])] * len(qs)
+    total = sum(count for _, count in items)
+    chosen: dict[float, int] = {}
+    pending = sorted(set(qs))
+    running = 0
+    for key, count in items:
+        running += count
+        while pending and running > pending[0] * (total - 1):
+            chosen[pending.pop(0)] = key
+        if not pending:
+            break
+    for q in pending:
+        chosen[q] = items[-1][0]
+    return [_value_of(chosen[q]) for q in qs]
 
 
 # ------------------------------------------------------------------------------ one bucket
@@ -367,15 +378,12 @@ class BucketAggregate:
     def row_values(self) -> dict[str, object]:
         """The stored columns (counts, sketches, precomputed quantiles)."""
         values: dict[str, object] = dict(self.counts)
-        values["ttft_count"] = sum(self.ttft_bins.values())
-        values["tps_count"] = sum(self.tps_bins.values())
-        values["ttft_sketch"] = encode_bins(self.ttft_bins) or None
-        values["tps_sketch"] = encode_bins(self.tps_bins) or None
-        ttft = bins_quantiles(self.ttft_bins, QUANTILES.values())
-        tps = bins_quantiles(self.tps_bins, QUANTILES.values())
-        for index, name in enumerate(QUANTILES):
-            values[f"ttft_ms_{name}"] = ttft[index]
-            values[f"tps_{name}"] = tps[index]
+        for prefix, bins, quantile_prefix in (("ttft", self.ttft_bins, "ttft_ms"), ("tps", self.tps_bins, "tps")):
+            items = _sorted_items(bins)
+            values[f"{prefix}_count"] = sum(count for _, count in items)
+            values[f"{prefix}_sketch"] = _encode_items(items) or None
+            for name, value in zip(QUANTILES, _quantiles_of_items(items, _QUANTILE_QS)):
+                values[f"{quantile_prefix}_{name}"] = value
         return values
 
     @classmethod
@@ -389,6 +397,7 @@ class BucketAggregate:
 
 
 QUANTILES = {"p5": 0.05, "p50": 0.5, "p95": 0.95}
+_QUANTILE_QS = tuple(QUANTILES.values())
 _QUANTILE_NAMES = {q: name for name, q in QUANTILES.items()}
 _QUANTILE_COLUMNS = tuple(f"{metric}_{name}" for metric in ("ttft_ms", "tps") for name in QUANTILES)
 
@@ -467,6 +476,26 @@ def aggregate_steps(
                 bucket = buckets[key] = BucketAggregate()
             bucket.apply(change)
     return result
+
+
+# ------------------------------------------------------------------------------ long windows
+
+
+def window_aggregates(
+    daily: Mapping[datetime, BucketAggregate], now: datetime, windows_days: Mapping[str, int]
+) -> dict[str, BucketAggregate]:
+    """Per named window of N days: the daily buckets of the N UTC days ending with `now`'s day
+    (today so far and the N - 1 days before it) merged into one aggregate (empty when none)."""
+    today = bucket_start(now, DAY)
+    out: dict[str, BucketAggregate] = {}
+    for name, days in windows_days.items():
+        first = today - timedelta(days=days - 1)
+        merged = BucketAggregate()
+        for start, bucket in daily.items():
+            if first <= start <= today:
+                merged.merge(bucket)
+        out[name] = merged
+    return out
 
 
 # ------------------------------------------------------------------------------ SLO

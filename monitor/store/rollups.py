@@ -24,6 +24,7 @@ batch holds the write lock for its few milliseconds (BEGIN IMMEDIATE), as every 
 from __future__ import annotations
 
 import json
+import operator
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -199,14 +200,12 @@ async def _upsert_rows(connection: AsyncConnection, table: sa.Table, rows: list[
         f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({', '.join(marks)}) "
         f"ON CONFLICT (series_id, bucket_start) DO UPDATE SET {updates}"
     )
+    pick = operator.itemgetter(*names)
     if postgres:
-        values = [tuple(row[name] for name in names) for row in rows]
+        values = [pick(row) for row in rows]
     else:
-        values = [
-            tuple(row[name].astimezone(UTC).strftime(_SQLITE_TIME) if name == "bucket_start" else row[name]
-                  for name in names)
-            for row in rows
-        ]
+        values = [pick({**row, "bucket_start": row["bucket_start"].astimezone(UTC).strftime(_SQLITE_TIME)})
+                  for row in rows]
     await connection.exec_driver_sql(sql, values)
 
 

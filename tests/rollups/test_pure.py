@@ -22,6 +22,7 @@ from monitor.rollups import (
     encode_bins,
     key_of,
     slo_report,
+    window_aggregates,
 )
 
 
@@ -56,6 +57,47 @@ def test_sketch_bytes_round_trip_and_are_deterministic() -> None:
         decode_bins(b"\x09" + data[1:])
     with pytest.raises(ValueError):
         decode_bins(data[:-1])
+
+
+def test_sketch_bytes_widen_for_large_keys_and_counts_and_refuse_garbage() -> None:
+    small = encode_bins({10: 3})
+    wide = encode_bins({10: 3, 40_000: 70_000})
+    huge = encode_bins({-(2**40): 1})
+    assert (small[1], wide[1], huge[1]) == (2, 4, 8)  # the item width in bytes
+    assert decode_bins(wide) == {10: 3, 40_000: 70_000} and decode_bins(huge) == {-(2**40): 1}
+    assert len(small) == 2 + 2 * 2
+    with pytest.raises(ValueError):
+        decode_bins(small[:1] + b"\x03" + small[2:])  # an unknown width
+    with pytest.raises(ValueError):
+        decode_bins(small[:2] + b"\x0a\x00\x00\x00")  # a bin with count 0
+    with pytest.raises(ValueError):
+        encode_bins({1: -1})
+
+
+def test_window_aggregates_merge_the_days_ending_today() -> None:
+    now = datetime(2026, 12, 10, 15, 30, tzinfo=UTC)
+    today = datetime(2026, 12, 10, tzinfo=UTC)
+
+    def day(ok: int, failed: int, ttft_ms: float) -> BucketAggregate:
+        bucket = BucketAggregate()
+        bucket.counts["ok"], bucket.counts["timeout"] = ok, failed
+        bucket.ttft_bins[key_of(ttft_ms)] = ok
+        return bucket
+
+    daily = {
+        today: day(4, 0, 100.0),
+        today - timedelta(days=6): day(2, 2, 300.0),  # inside 7 days (the 7th day back, today being the 1st)
+        today - timedelta(days=7): day(0, 8, 900.0),  # only inside 30 days
+        today - timedelta(days=40): day(5, 0, 500.0),  # outside both
+        today + timedelta(days=1): day(9, 0, 1.0),  # in the future: never counted
+    }
+    out = window_aggregates(daily, now, {"7d": 7, "30d": 30})
+    assert (out["7d"].counts["ok"], out["7d"].failed) == (6, 2)
+    assert out["7d"].uptime == pytest.approx(6 / 8)
+    assert out["30d"].uptime == pytest.approx(6 / 16)
+    assert out["7d"].ttft_ms(0.5) == pytest.approx(100.0, rel=RELATIVE_ACCURACY)
+    assert window_aggregates({}, now, {"7d": 7})["7d"].uptime is None
+    assert daily[today].counts["ok"] == 4  # the inputs are left as they were
 
 
 @pytest.mark.parametrize("n", [1, 2, 3, 10, 101])
