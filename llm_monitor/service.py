@@ -14,7 +14,9 @@ import asyncio
 import gc
 import logging
 import signal
+import time
 from contextlib import suppress
+from datetime import timedelta
 from typing import Any, Coroutine, Mapping
 
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
@@ -32,6 +34,7 @@ from monitor.metrics import Metrics, build_incident_metrics, build_metrics
 from monitor.probes.meters import LoopLagMonitor
 from monitor.probes.transport import build_client
 from monitor.retention import maintain
+from monitor.rollups import DAY, bucket_start, window_aggregates
 from monitor.runner import ResultBuffer, Runner
 from monitor.scheduler import ProbeScheduler
 from monitor.selftest import SelfTest
@@ -235,9 +238,12 @@ class Service:
                     on_failure=self.confirm.on_liveness_failure, on_recovered=self.confirm.on_liveness_recovered,
                 )
                 self.liveness.start(self.catalog)
+                rolled_up = asyncio.Event()
                 background.append(asyncio.create_task(maintain(
                     self.store, lambda: self.catalog, prune_interval_s=settings.prune_interval_s,
+                    rolled_up=rolled_up,
                 ), name="rollups-retention"))
+                background.append(asyncio.create_task(self._window_metrics_loop(rolled_up), name="window-metrics"))
             else:
                 background.append(asyncio.create_task(self._reload_from_db_loop(), name="live-refresh"))
             background.append(asyncio.create_task(self._recompute_loop(export=probing), name="live-recompute"))
@@ -248,8 +254,6 @@ class Service:
             with suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(signal.SIGHUP, lambda: self._start_callback_task(self.reload(), "reload"))
             windows = WindowFigures(self.live, self.store, cache_s=settings.window_cache_s)
-            if probing:
-                background.append(asyncio.create_task(self._window_metrics_loop(windows), name="window-metrics"))
             app = create_app(
                 settings=settings,
                 store=self.store,
@@ -341,23 +345,41 @@ class Service:
                 if export:
                     self.metrics.set_model_live(model_live)
 
-    async def _window_metrics_loop(self, windows: WindowFigures) -> None:
+    async def _window_metrics_loop(self, rolled_up: asyncio.Event) -> None:
         """Long-range metrics (`llm_endpoint_uptime_ratio{window}`, ...) for the windows longer
-        than the live one, refreshed every `window_metrics_s`, one model at a time (the live
-        window's are exported with every figures change)."""
+        than the live one, from the daily roll-ups (`rollups.window_aggregates`: the window's
+        UTC days, today included), after the first roll-up round and then every
+        `window_metrics_s`. One endpoint read at a time, paced so that a pass spreads over
+        half the interval: the API and the probes sharing the loop never wait behind it (the
+        live window's metrics are exported with every figures change)."""
+        assert self.store is not None
+        long_windows = {name: round(seconds / DAY) for name, seconds in WINDOWS.items()
+                        if seconds != self.live.window_s}
+        if not long_windows:
+            return
+        longest = max(long_windows.values())
+        await rolled_up.wait()
         while True:
-            for name, window_s in WINDOWS.items():
-                if window_s == self.live.window_s:
-                    continue
-                for model, _ in self.live.models():
-                    try:
-                        figures = await windows.model(model.id, window_s)
-                    except StoreUnavailableError as exc:
-                        log.warning("window %s metrics not refreshed: %s", name, exc)
-                        break
-                    if figures is not None:
-                        self.metrics.set_window_figures(figures)
-            await asyncio.sleep(self.settings.window_metrics_s)
+            started = time.monotonic()
+            models = [model for model, _ in self.live.models()]
+            pause_s = min(1.0, self.settings.window_metrics_s / 2 / max(1, len(models)))
+            try:
+                for model in models:
+                    for endpoint in model.endpoints:
+                        now = self.live.now()
+                        today = bucket_start(now, DAY)
+                        daily = await self.store.rollup_buckets(
+                            model.id, endpoint.provider, DAY, today - timedelta(days=longest - 1),
+                            today + timedelta(days=1), input_tokens=endpoint.input_tokens,
+                        )
+                        for name, merged in window_aggregates(daily, now, long_windows).items():
+                            ttft_ms = merged.ttft_ms(0.5)
+                            self.metrics.set_long_window(model.id, endpoint.provider, name, merged.uptime,
+                                                         None if ttft_ms is None else ttft_ms / 1000.0)
+                    await asyncio.sleep(pause_s)
+            except StoreUnavailableError as exc:
+                log.warning("long-window metrics not refreshed: %s", exc)
+            await asyncio.sleep(max(0.0, self.settings.window_metrics_s - (time.monotonic() - started)))
 
     async def _reload_from_db_loop(self, *, export: bool = False) -> None:
         """Apply what other processes stored (API replicas: the scheduler's probes; HA

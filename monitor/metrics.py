@@ -195,6 +195,13 @@ class Metrics:
             ttft_s = None if endpoint.ttft_ms_p50 is None else endpoint.ttft_ms_p50 / 1000.0
             _set_or_remove(self.endpoint_ttft_p50_seconds, labels, ttft_s)
 
+    def set_long_window(self, model: str, provider: str, window: str, uptime: float | None,
+                        ttft_p50_s: float | None) -> None:
+        """Export one endpoint's uptime and TTFT median over a long window (from roll-ups); None
+        drops the series."""
+        _set_or_remove(self.endpoint_uptime_ratio, (model, provider, window), uptime)
+        _set_or_remove(self.endpoint_ttft_p50_seconds, (model, provider, window), ttft_p50_s)
+
     def set_endpoint_interval(self, model: str, provider: str, seconds: float) -> None:
         """Set the probe cadence; also creates the endpoint's counter series at 0 so the first
         probe of each outcome shows up in `increase()` instead of being lost as a new series."""

@@ -116,14 +116,19 @@ async def maintain(
     prune_interval_s: float,
     rollup_interval_s: float = ROLLUP_INTERVAL_S,
     clock: Callable[[], float] = time.monotonic,
+    rolled_up: asyncio.Event | None = None,
 ) -> None:
-    """Run for ever: roll-ups every `rollup_interval_s` (or `prune_interval_s` when shorter),
-    retention (which rolls up first) every `prune_interval_s`, the first one a round after start.
-    Failures are logged and retried next time."""
+    """Run for ever: roll-ups at once and then every `rollup_interval_s` (or `prune_interval_s`
+    when shorter), retention (which rolls up first) every `prune_interval_s`, the first one a
+    round after start. `rolled_up` is set after each round that succeeded (readers of roll-ups
+    wait for the first). Failures are logged and retried next time."""
     tick_s = min(rollup_interval_s, prune_interval_s)
     next_prune = clock() + tick_s
+    first = True
     while True:
-        await asyncio.sleep(tick_s)
+        if not first:
+            await asyncio.sleep(tick_s)
+        first = False
         try:
             if clock() >= next_prune:
                 next_prune = clock() + prune_interval_s
@@ -132,6 +137,8 @@ async def maintain(
                     log.info("retention: %s", "; ".join(report.lines()))
             else:
                 await store.rollup(RollupRules.of(catalog_of()))
+            if rolled_up is not None:
+                rolled_up.set()
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # the database may be down: the next round retries
