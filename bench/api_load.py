@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from bench.dataset import PROVIDERS, HistoryShape, cached_sqlite_history, catalog_yaml, copy_sqlite, model_id_of
-from bench.processes import Child, cpu_seconds_of, wait_http_ok
+from bench.processes import Child, cpu_seconds_of, wait_http_ok, wait_settled
 from bench.results import load_average, log, machine_info, markdown_table, publish
 from bench.stats import all_finite, percentile
 from bench.truth_server import TruthServer, by_model
@@ -194,6 +194,7 @@ def measured_wrk(child: Child, base: str, **kw: Any) -> dict[str, Any]:
 def part_throughput(args: argparse.Namespace, work: Path, db: Path, paths: list[str],
                     scripts: tuple[Path, Path, Path]) -> dict[str, Any]:
     plain, _validating, path_file = scripts
+    db = copy_sqlite(db, work / "idle.db")  # the run writes (its probes, incidents): never into the cache
     real_port, bare_port = unused_port(), unused_port()
     real_base, bare_base = f"http://127.0.0.1:{real_port}", f"http://127.0.0.1:{bare_port}"
     rounds: list[dict[str, Any]] = []
@@ -202,6 +203,8 @@ def part_throughput(args: argparse.Namespace, work: Path, db: Path, paths: list[
                        cors_origin=args.cors_origin, app_root=args.app_root) as real:
         startup_s = wait_http_ok(f"{real_base}{paths[0]}", timeout_s=600, child=real)
         log(f"{args.mode} ready in {startup_s:.1f} s (pid {real.pid})")
+        settle_s = wait_settled(real.pid)
+        log(f"{args.mode} settled {settle_s:.1f} s later (start-up work done: CPU < 15 %)")
         import httpx
 
         sample = httpx.get(f"{real_base}{paths[0]}").content
@@ -243,6 +246,7 @@ def part_throughput(args: argparse.Namespace, work: Path, db: Path, paths: list[
         "connections": args.connections,
         "duration_s": args.duration,
         "startup_s": round(startup_s, 1),
+        "settle_s": round(settle_s, 1),
         "body_bytes": len(sample),
         "rounds": rounds,
         "summary": summary,

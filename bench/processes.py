@@ -84,3 +84,16 @@ def cpu_seconds_of(pid: int) -> float:
     """utime + stime of a process (Linux /proc), in seconds."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wait_settled(pid: int, *, below: float = 0.15, window_s: float = 5.0, timeout_s: float = 600.0) -> float:
+    """Wait until the process uses less than `below` of a core over `window_s` (its start-up work,
+    such as confirming endpoints that were failing when it stopped, is over); returns seconds
+    waited. Raises after `timeout_s`."""
+    started = time.perf_counter()
+    while time.perf_counter() - started < timeout_s:
+        before = cpu_seconds_of(pid)
+        time.sleep(window_s)
+        if (cpu_seconds_of(pid) - before) / window_s < below:
+            return time.perf_counter() - started
+    raise TimeoutError(f"process {pid} still busy after {timeout_s:.0f} s")

@@ -35,7 +35,7 @@ import httpx
 
 from bench.api_load import IDLE_INTERVAL_S, healthy_catalog, measured_wrk, start_bare, start_monitor
 from bench.dataset import PROVIDERS, HistoryShape, cached_sqlite_history, copy_sqlite, model_id_of
-from bench.processes import wait_http_ok
+from bench.processes import wait_http_ok, wait_settled
 from bench.results import load_average, log, machine_info, markdown_table, publish
 from bench.wrk import run_wrk, write_wrk_files
 from monitor.testing.stream_server import unused_port
@@ -221,6 +221,7 @@ def main(argv: list[str] | None = None) -> int:
             started = time.perf_counter()
             wait_http_ok(f"{base}/status", timeout_s=600, child=real)
             log(f"monitor ready in {time.perf_counter() - started:.1f} s (pid {real.pid})")
+            log(f"monitor settled {wait_settled(real.pid):.1f} s later (start-up work done: CPU < 15 %)")
             if not args.skip_routes:
                 report["routes"] = part_routes(args, work, base, real)
             if not args.skip_status:

@@ -39,6 +39,7 @@ from monitor.probes.base import NOT_PROVIDER_FAILURES, ErrorKind, Trigger
 from monitor.stats import (
     ACTIVE_INTERVALS,
     ProbeSample,
+    active_until,
     answer_ok_ratio,
     in_window,
     is_active,
@@ -355,6 +356,33 @@ def endpoint_state(
         passed = sum(1 for s in checked if s.answer_ok)
         return EndpointState("degraded", f"answer check failing: {passed} of {len(checked)} ok", **common)
     return EndpointState("up", None, **common)
+
+
+def state_valid_until(
+    samples: Iterable[ProbeSample], *, now: datetime, window_s: float, rules: StateRules
+) -> datetime | None:
+    """The last moment up to which `endpoint_state` (and each location's `latest_failed` over its
+    recent probes) stays what it is at `now` if no probe arrives: the first time a probe leaves
+    the window or the recent range (ACTIVE_INTERVALS intervals), a location stops being active,
+    or a probe stamped after `now` comes into view. None: nothing will ever change by itself.
+    Maintenance windows and impaired locations are the caller's to watch."""
+    window = timedelta(seconds=window_s)
+    recent = timedelta(seconds=ACTIVE_INTERVALS * rules.interval_s)
+    bounds: list[datetime] = []
+    visible: list[ProbeSample] = []
+    for sample in samples:
+        if sample.started_at > now:
+            bounds.append(sample.started_at - timedelta(microseconds=1))
+            continue
+        visible.append(sample)
+        for leaves in (sample.started_at + window, sample.started_at + recent):
+            if leaves >= now:
+                bounds.append(leaves)
+    for group in by_location(visible).values():
+        until = active_until(group, interval_s=rules.interval_s)
+        if until is not None and until >= now:
+            bounds.append(until)
+    return min(bounds) if bounds else None
 
 
 # -------------------------------------------------------------------------------------- incidents

@@ -14,8 +14,12 @@ state with the pure `monitor.endpoint_state`, and:
 
 When: after each flush of this process's own probes (the runner listener `touch` marks the
 endpoint and wakes `run`, which flushes the result buffer and evaluates the touched endpoints),
-and every `sweep_s` for every endpoint (probes of other processes, time-driven changes such as a
-location going quiet, maintenance windows starting or ending).
+and every `sweep_s` (probes of other processes, time-driven changes such as a location going
+quiet, maintenance windows starting or ending). A sweep evaluates only what can have changed: the
+endpoints with new probes in the database, those past their `endpoint_state.state_valid_until`
+(a probe leaving the window or the recent range, a location's activity running out), those
+entering or leaving maintenance, and all of them after a reload or when the impaired locations
+change. With thousands of endpoints probed every 30 minutes that is a few per sweep, not all.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from monitor.endpoint_state import (
     incident_action,
     latest_failed,
     rules_of,
+    state_valid_until,
 )
 from monitor.metrics import IncidentMetrics
 from monitor.probes.base import ProbeResult
@@ -60,7 +65,7 @@ OVERLAP_IDS = 1000
 HEAL_S = 300.0
 READ_PAGE = 5000
 # Sweeps hand the event loop back this often (endpoints), so probes keep their timings.
-YIELD_EVERY = 200
+YIELD_EVERY = 25
 
 
 def _utcnow() -> datetime:
@@ -100,6 +105,8 @@ class IncidentTracker:
         self._last_sweep: datetime | None = None
         self._cursor: int | None = None  # newest probe id read
         self._verdicts: dict[Key, dict[str, bool]] = {}  # location -> failing, per endpoint
+        # Per endpoint, until when its state holds without new probes (sweeps skip it until then).
+        self._valid_until: dict[Key, datetime | None] = {}
         self._last_heal: datetime | None = None
         self.set_catalog(catalog)
 
@@ -113,6 +120,7 @@ class IncidentTracker:
         self._samples = {key: self._samples.get(key, []) for key in keep}
         self._loaded &= keep
         self._states = {k: v for k, v in self._states.items() if k in keep}
+        self._valid_until = {k: v for k, v in self._valid_until.items() if k in keep}
         self._last_sweep = None  # the next round evaluates every endpoint
 
     @property
@@ -243,13 +251,19 @@ class IncidentTracker:
         now = self._clock()
         endpoints = {(m.id, e.provider): (m, e) for m, e in self._catalog.endpoints()}
         touched = await self._refresh(endpoints, now, overlap=keys is None)
-        chosen = list(endpoints) if keys is None else sorted({k for k in keys if k in endpoints} | touched)
+        full = keys is None and self._last_sweep is None
+        if full:
+            chosen = list(endpoints)
+        elif keys is None:  # a sweep: what new probes or the passing of time can have changed
+            chosen = sorted(touched | self._due(endpoints, now))
+        else:
+            chosen = sorted({k for k in keys if k in endpoints} | touched)
         before_open = set(self._open)
         self._open = {(i.model, i.provider): i for i in await self._store.list_incidents(open=True)}
         # incidents another process opened or resolved since: their endpoints' figures change
         chosen = sorted(set(chosen) | ((before_open ^ set(self._open)) & set(endpoints)))
 
-        for position, key in enumerate(chosen if keys is not None else endpoints):
+        for position, key in enumerate(chosen):
             self._verdicts[key] = self._failing_of(endpoints[key][1], self._samples.get(key, []), now)
             if position % YIELD_EVERY == YIELD_EVERY - 1:
                 await asyncio.sleep(0)  # a sweep of thousands of endpoints must not stall probes
@@ -272,6 +286,10 @@ class IncidentTracker:
             state = self._state(model.id, endpoint, self._samples[key], now)
             previous = self._states.get(key)
             self._states[key] = state
+            self._valid_until[key] = state_valid_until(
+                self._samples[key], now=now, window_s=self._window_s,
+                rules=rules_of(endpoint, self._interval_of(endpoint)),
+            )
             maintenance = self._maintenance_ref(*key, now)
             moved = (
                 previous is None
@@ -293,6 +311,22 @@ class IncidentTracker:
             self._last_sweep = now
         if (changed is None or changed) and self.on_change is not None:
             self.on_change(changed)  # the models whose figures to recompute (None: all)
+
+    def _due(self, endpoints: dict[Key, tuple[ModelConfig, EndpointConfig]], now: datetime) -> set[Key]:
+        """Endpoints whose state may have changed with time alone: never evaluated, past their
+        `state_valid_until`, or entering or leaving a maintenance window."""
+        due = set()
+        maintenance = bool(self._catalog.maintenance)
+        for key in endpoints:
+            if key not in self._states:
+                due.add(key)
+                continue
+            until = self._valid_until.get(key)
+            if until is not None and now > until:
+                due.add(key)
+            elif maintenance and self._maintenance_ref(*key, now) != self._maintenance.get(key):
+                due.add(key)
+        return due
 
     def _failing_of(self, endpoint: EndpointConfig, samples: list[ProbeSample], now: datetime) -> dict[str, bool]:
         """For impairment: whether each location that probed the endpoint recently has a

@@ -51,6 +51,11 @@ class UTCDateTime(sa.types.TypeDecorator):
 BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 
+# The columns the window figures read (monitor/store/figures.py), carried by the endpoint index.
+WINDOW_INDEX_CARRIED = ("trigger", "input_tokens", "ok", "error_kind", "ttft_s", "tokens_per_second", "cold_start",
+                        "answer_ok", "location")
+
+
 class ProbeResultRow(SQLModel, table=True):
     """One probe: every `ProbeResult` field under the same name, plus the endpoint it measured."""
 
@@ -118,15 +123,16 @@ class ProbeResultRow(SQLModel, table=True):
     __table_args__ = (
         # History, live windows and the consecutive-failure look-back all read one endpoint's
         # newest rows: a range of this index, already in the order they are returned. `id` breaks
-        # ties between probes started in the same microsecond. On PostgreSQL the columns the live
-        # figures need ride along in the index so windows can be read index-only.
+        # ties between probes started in the same microsecond. The columns the window figures
+        # read ride along (INCLUDE on PostgreSQL, trailing key columns on SQLite: migration 0008)
+        # so a 30-day window is read from the index alone.
         sa.Index(
             "ix_probe_result_endpoint_recent",
             "model_id",
             "provider",
             sa.text("started_at DESC"),
             sa.text("id DESC"),
-            postgresql_include=["ok", "error_kind", "ttft_s", "tokens_per_second"],
+            postgresql_include=list(WINDOW_INDEX_CARRIED),
         ),
         # Retention deletes the oldest probes in small batches (migration 0006).
         sa.Index("ix_probe_result_started_at", "started_at"),

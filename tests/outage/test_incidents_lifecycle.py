@@ -185,3 +185,36 @@ async def test_concurrent_trackers_on_separate_connections_open_one_incident(sha
     finally:
         for s in stores:
             await s.close()
+
+
+async def test_a_sweep_evaluates_only_what_new_probes_or_time_can_have_changed(any_store: Store) -> None:
+    """Five endpoints probed once: the first sweep evaluates all; a sweep a second later none;
+    a new probe of one endpoint that one; once probes age out of the recent range (two 60 s
+    intervals) the time-driven change is caught, and the endpoint goes unknown."""
+    clock = Clock()
+    providers = [f"P{index}" for index in range(5)]
+    t = tracker(any_store, catalog(*providers), clock)
+    for provider in providers:
+        await probe(any_store, clock, 0, provider)
+    evaluated: list[str] = []
+    original = t._state
+
+    def counting(model_id, endpoint, samples, now):
+        evaluated.append(endpoint.provider)
+        return original(model_id, endpoint, samples, now)
+
+    t._state = counting  # type: ignore[method-assign]
+    await t.evaluate()
+    assert sorted(evaluated) == providers
+    evaluated.clear()
+    clock.at(1)
+    await t.evaluate()
+    assert evaluated == []
+    await probe(any_store, clock, 2, "P3")
+    await t.evaluate()
+    assert evaluated == ["P3"]
+    evaluated.clear()
+    clock.at(121)  # every probe at 0 s leaves the 120 s recent range (P3's at 2 s not yet)
+    await t.evaluate()
+    assert sorted(evaluated) == providers
+    assert t.state_of(M, "P0").state == "unknown" and t.state_of(M, "P3").state == "up"

@@ -3,6 +3,7 @@ unknown, impaired locations, activity by quorum, and the incident decisions."""
 
 from __future__ import annotations
 
+import random
 from datetime import timedelta
 
 import pytest
@@ -14,11 +15,14 @@ from monitor.endpoint_state import (
     UPDATE,
     Incident,
     StateRules,
+    by_location,
     endpoint_state,
     impaired_locations,
     incident_action,
     is_failing,
+    latest_failed,
     location_view,
+    state_valid_until,
 )
 from monitor.stats import is_active
 from tests.outage.incidents_support import T0, sample
@@ -155,3 +159,57 @@ def test_latest_failed_skips_rate_limits_and_config_errors() -> None:
     assert not latest_failed(oks("a", 28) + fails("a", 29, kind="rate_limited"))
     assert latest_failed(fails("a", 28) + fails("a", 29, kind="config_error"))
     assert not latest_failed([])
+
+
+# ------------------------------------------------------------------ how long a state holds
+
+
+def _verdicts(samples, now, rules):
+    """What impairment reads per location: latest_failed over the recent probes."""
+    recent_since = now - timedelta(seconds=2 * rules.interval_s)
+    recent = [s for s in samples if recent_since <= s.started_at <= now]
+    return {loc: latest_failed(group) for loc, group in by_location(recent).items()}
+
+
+def test_state_valid_until_is_the_first_change_of_a_single_probe() -> None:
+    rules = StateRules(interval_s=600.0)
+    probes = oks("local", 29)
+    # Probed at minute 29: active until minute 49 (2 intervals), in the 24 h window longer.
+    until = state_valid_until(probes, now=NOW, window_s=86400.0, rules=rules)
+    assert until == T0 + timedelta(minutes=49)
+    assert state_of(*probes, now=until).active
+    assert not state_of(*probes, now=until + timedelta(microseconds=1)).active
+    assert state_valid_until([], now=NOW, window_s=86400.0, rules=rules) is None
+    future = oks("local", 45)  # stamped after now (another process's clock): visible at minute 45
+    assert state_valid_until(probes + future, now=NOW, window_s=86400.0, rules=rules) == (
+        T0 + timedelta(minutes=45) - timedelta(microseconds=1))
+
+
+def test_nothing_changes_before_state_valid_until() -> None:
+    """Random probes of three locations: at any moment up to the bound the state and the
+    impairment verdicts equal those at `now`; and the bound is tight (right after it, nearly
+    always something has changed), so sweeps do not re-evaluate for nothing."""
+    rng = random.Random(7)
+    bounded = tight = 0
+    rules = StateRules(interval_s=600.0, degraded_ttft_s=0.5)
+    window_s = 3 * 3600.0
+    for case in range(300):
+        probes = []
+        for _ in range(rng.randint(0, 12)):
+            minute = rng.uniform(-200, 40)
+            kind = rng.choice(["connect_error", "timeout", "rate_limited", "config_error"])
+            location = rng.choice(["eu", "us", "ap"])
+            probes.append(sample(minute, False, kind=kind, location=location) if rng.random() < 0.4
+                          else sample(minute, True, location=location, ttft=rng.choice([0.2, 0.9])))
+        until = state_valid_until(probes, now=NOW, window_s=window_s, rules=rules)
+        horizon = until if until is not None else NOW + timedelta(days=2)
+        before = endpoint_state(probes, now=NOW, window_s=window_s, rules=rules)
+        for moment in (horizon, NOW + (horizon - NOW) * rng.random()):
+            assert endpoint_state(probes, now=moment, window_s=window_s, rules=rules) == before, case
+            assert _verdicts(probes, moment, rules) == _verdicts(probes, NOW, rules), case
+        if until is not None:
+            bounded += 1
+            after = until + timedelta(microseconds=1)
+            tight += (endpoint_state(probes, now=after, window_s=window_s, rules=rules) != before
+                      or _verdicts(probes, after, rules) != _verdicts(probes, NOW, rules))
+    assert bounded > 250 and tight >= 0.9 * bounded
