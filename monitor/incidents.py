@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import math
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime, timedelta, timezone
 
@@ -59,8 +60,8 @@ DEFAULT_SWEEP_S = 15.0
 # After a wake, wait this long so that probes finishing together are evaluated in one round.
 DEBOUNCE_S = 0.2
 # Each round re-reads the newest OVERLAP_IDS stored ids (deduplicated): a row whose transaction
-# commits after a higher id was read is still seen. Every HEAL_S every endpoint re-reads its
-# recent probes by time as well, whatever the ids did.
+# commits after a higher id was read is still seen. About every HEAL_S each endpoint re-reads its
+# recent probes by time as well, whatever the ids did (a slice of the endpoints per sweep).
 OVERLAP_IDS = 1000
 HEAL_S = 300.0
 READ_PAGE = 5000
@@ -107,7 +108,7 @@ class IncidentTracker:
         self._verdicts: dict[Key, dict[str, bool]] = {}  # location -> failing, per endpoint
         # Per endpoint, until when its state holds without new probes (sweeps skip it until then).
         self._valid_until: dict[Key, datetime | None] = {}
-        self._last_heal: datetime | None = None
+        self._heal_position = 0  # where the healing rotation goes on
         self.set_catalog(catalog)
 
     # ------------------------------------------------------------------ configuration and reads
@@ -189,15 +190,21 @@ class IncidentTracker:
             ACTIVE_INTERVALS * self._interval_of(endpoint) + endpoint.timeout_s + 60.0,
         )
 
-    async def _load(self, model_id: str, endpoint: EndpointConfig, now: datetime, *, heal: bool) -> None:
-        """Read one endpoint's window (`heal`: only its last `recheck_s`, replacing that part)."""
+    async def _load(self, model_id: str, endpoint: EndpointConfig, now: datetime, *, heal: bool) -> bool:
+        """Read one endpoint's window (`heal`: only its last `recheck_s`, replacing that part).
+        Returns whether its probes changed."""
         key = (model_id, endpoint.provider)
         horizon = now - timedelta(seconds=self._kept_s(endpoint))
         since = now - timedelta(seconds=self._recheck_s(endpoint)) if heal else horizon
         rows = await self._store.window_samples(model_id, endpoint.provider, since)
-        older = [s for s in self._samples.get(key, []) if horizon <= s.started_at < since]
-        self._samples[key] = sorted(rows, key=lambda s: s.started_at, reverse=True) + older
+        kept = self._samples.get(key, [])
+        older = [s for s in kept if horizon <= s.started_at < since]
+        fresh = sorted(rows, key=lambda s: s.started_at, reverse=True)
+        if heal and fresh == [s for s in kept if s.started_at >= since]:
+            return False  # nothing missed: keep the objects (and the state) as they are
+        self._samples[key] = fresh + older
         self._loaded.add(key)
+        return True
 
     async def _refresh(
         self, endpoints: dict[Key, tuple[ModelConfig, EndpointConfig]], now: datetime, *, overlap: bool
@@ -207,18 +214,23 @@ class IncidentTracker:
         Cheap on purpose: one primary-key range read of the rows stored since the last round
         (on sweeps, `overlap`, re-reading the newest OVERLAP_IDS ids again, deduplicated, for
         rows whose transaction committed after a higher id was read). Endpoints never loaded read their whole window;
-        every HEAL_S each endpoint re-reads its last `recheck_s` as well, which also heals any
-        row that missed the overlap."""
+        each sweep also re-reads a slice of the endpoints' last `recheck_s`, so that every one is
+        re-read about every HEAL_S, which heals any row that missed the overlap; only a re-read
+        that found something new marks the endpoint touched."""
         touched: set[Key] = set()
         if self._cursor is None:
             self._cursor = await self._store.max_result_id()  # before the loads: overlap deduplicated
-        heal = self._last_heal is None or (now - self._last_heal).total_seconds() >= HEAL_S
         for key, (model, endpoint) in endpoints.items():
-            if key not in self._loaded or heal:
-                await self._load(model.id, endpoint, now, heal=key in self._loaded)
+            if key not in self._loaded:
+                await self._load(model.id, endpoint, now, heal=False)
                 touched.add(key)
-        if heal:
-            self._last_heal = now
+        # Healing re-reads go round the endpoints a slice per sweep, so that each is re-read
+        # about every HEAL_S without a burst of thousands of reads at once.
+        slice_size = max(1, math.ceil(len(endpoints) * self._sweep_s / HEAL_S)) if overlap else 0
+        for key in self._heal_queue(endpoints, slice_size):
+            model, endpoint = endpoints[key]
+            if key in self._loaded and await self._load(model.id, endpoint, now, heal=True):
+                touched.add(key)
         after = max(0, self._cursor - OVERLAP_IDS) if overlap else self._cursor
         while True:
             rows = await self._store.samples_after(after, READ_PAGE)
@@ -243,6 +255,16 @@ class IncidentTracker:
                 (s for s in self._samples[key] if s.started_at >= horizon), key=lambda s: s.started_at, reverse=True
             )
         return touched
+
+    def _heal_queue(self, endpoints: dict[Key, tuple[ModelConfig, EndpointConfig]], count: int) -> list[Key]:
+        """The next `count` endpoints to re-read, in a fixed rotation over the catalog."""
+        order = sorted(endpoints)
+        if not order or count <= 0:
+            return []
+        start = self._heal_position % len(order)
+        chosen = (order[start:] + order[:start])[: min(count, len(order))]
+        self._heal_position = (start + len(chosen)) % len(order)
+        return chosen
 
     async def evaluate(self, keys: Iterable[Key] | None = None) -> None:
         """Read what the database got since the last round, recompute states (of `keys` and of

@@ -218,3 +218,26 @@ async def test_a_sweep_evaluates_only_what_new_probes_or_time_can_have_changed(a
     await t.evaluate()
     assert sorted(evaluated) == providers
     assert t.state_of(M, "P0").state == "unknown" and t.state_of(M, "P3").state == "up"
+
+
+async def test_healing_re_reads_a_slice_per_sweep_and_finds_a_missed_row(any_store: Store) -> None:
+    """A row the id cursor skipped (a transaction that committed late) is found by the healing
+    rotation: one endpoint of five per 15 s sweep (HEAL_S 300 s), so within five sweeps."""
+    clock = Clock()
+    providers = [f"P{index}" for index in range(5)]
+    t = tracker(any_store, catalog(*providers), clock)
+    for provider in providers:
+        await probe(any_store, clock, 0, provider)
+    await t.evaluate()
+    t._cursor = 10**12  # every later id looks already read
+    await probe(any_store, clock, 10, "P2", ok=False)
+    await probe(any_store, clock, 11, "P2", ok=False)
+    seen_after = None
+    for sweep in range(1, 6):
+        clock.at(11 + sweep)
+        await t.evaluate()
+        if t.state_of(M, "P2").state == "down":
+            seen_after = sweep
+            break
+    assert seen_after is not None and 1 <= seen_after <= 5
+    assert all(t.state_of(M, p).state == "up" for p in providers if p != "P2")
