@@ -14,13 +14,17 @@ goes to the live-figures fast path and then the application, which gives the rou
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from datetime import datetime, timezone
 from typing import Any
 
 from starlette.types import Receive, Scope, Send
 
 from api.caching import Reply
 from api.fast_path import LiveFiguresFastPath
+from api.pages.rendering import Body
 from api.pages.routes import pages_of
+from api.pages.view import relative_time_changes_at
 from api.routes.badge import BadgeMetric, badge_body
 
 log = logging.getLogger(__name__)
@@ -37,6 +41,8 @@ class PagesFastPath:
         self._state = state
         self._live = live
         self._inner = inner
+        # (kind, model id, metric or theme) -> (figures, catalog, valid until, body)
+        self._bodies: dict[tuple[Any, ...], tuple[Any, Any, datetime | None, Body]] = {}
 
     def answer(self, scope: Scope) -> Reply | None:
         if scope["type"] != "http" or scope["method"] != "GET":
@@ -48,12 +54,20 @@ class PagesFastPath:
                 metric = METRICS.get(scope.get("query_string", b""))
                 model_id = path[len(BADGE_PREFIX) : -len(BADGE_SUFFIX)]
                 if metric is not None and model_id:
-                    body = badge_body(self._state, self._live, model_id, metric, self._state.settings.cache_max_age_s)
+                    body = self._remembered(
+                        ("badge", model_id, metric),
+                        lambda: badge_body(self._state, self._live, model_id, metric, self._state.settings.cache_max_age_s),
+                        None,
+                    )
             elif path.startswith(EMBED_PREFIX):
                 query = scope.get("query_string", b"")
                 model_id = path[len(EMBED_PREFIX):]
                 if query in THEMES and model_id:
-                    body = pages_of(self._state).embed_body(self._live, self._state.rendered, model_id, THEMES[query])
+                    body = self._remembered(
+                        ("embed", model_id, THEMES[query]),
+                        lambda: pages_of(self._state).embed_body(self._live, self._state.rendered, model_id, THEMES[query]),
+                        model_id,
+                    )
             else:
                 return self._inner.answer(scope)
             if body is None:
@@ -68,6 +82,25 @@ class PagesFastPath:
         except Exception:
             log.exception("pages fast path failed; serving through the application")
             return None
+
+    def _remembered(self, key: tuple[Any, ...], make: Callable[[], Body | None], timed_model: str | None) -> Body | None:
+        """The body `make()` gives, remembered while the model's figures object and the catalog
+        are the same objects (both are replaced, never changed, when anything changes) and, for
+        `timed_model`, until its relative "updated" time would read differently."""
+        figures, catalog = self._live.model(key[1]), getattr(self._live, "catalog", None)
+        now = datetime.now(timezone.utc) if timed_model is not None else None
+        entry = self._bodies.get(key)
+        if entry is not None and entry[0] is figures and entry[1] is catalog and (
+            now is None or (entry[2] is not None and now < entry[2])
+        ):
+            return entry[3]
+        body = make()
+        if body is not None and figures is not None:
+            if len(self._bodies) > 8 * max(1, len(getattr(catalog, "models", ()))):
+                self._bodies.clear()  # models left the catalog: start over
+            changes_at = None if now is None else relative_time_changes_at(figures.updated_at, now)
+            self._bodies[key] = (figures, catalog, changes_at, body)
+        return body
 
     async def send(self, reply: Reply, scope: Scope, receive: Receive, send: Send) -> None:
         await self._inner.send(reply, scope, receive, send)

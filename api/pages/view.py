@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, Iterable, Mapping
 from urllib.parse import quote
 
@@ -85,6 +85,22 @@ def relative_time(moment: datetime | None, now: datetime) -> str:
                 return f"{count} day{'s' if count != 1 else ''} ago"
             return f"{count} {unit} ago"
     return "under a minute ago"  # unreachable
+
+
+def relative_time_changes_at(moment: datetime | None, now: datetime) -> datetime | None:
+    """When `relative_time(moment, now)` will next read differently (None: never, or not
+    knowable: "never", "in the future")."""
+    if moment is None:
+        return None
+    seconds = (now - moment).total_seconds()
+    if seconds < -5:
+        return None
+    if seconds < 60:
+        return moment + timedelta(seconds=60)
+    for size in (86400, 3600, 60):
+        if seconds >= size:
+            return moment + timedelta(seconds=(seconds // size + 1) * size)
+    return None
 
 
 def parse_time(value: str | None) -> datetime | None:

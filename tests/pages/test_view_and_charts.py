@@ -9,7 +9,10 @@ from urllib.parse import unquote
 import pytest
 
 from api.pages.charts import Day, Series, line_chart, uptime_bar
-from api.pages.view import format_ms, format_ratio, format_tps, humanize_seconds, model_path, model_status, relative_time
+from api.pages.view import (
+    format_ms, format_ratio, format_tps, humanize_seconds, model_path, model_status, relative_time,
+    relative_time_changes_at,
+)
 
 T0 = datetime(2026, 12, 1, tzinfo=timezone.utc)
 
@@ -43,6 +46,23 @@ def test_formats():
     assert relative_time(T0 - timedelta(minutes=3, seconds=5), T0) == "3 min ago"
     assert relative_time(T0 - timedelta(days=2, hours=1), T0) == "2 days ago"
     assert relative_time(None, T0) == "never"
+
+
+@pytest.mark.parametrize("age_s, changes_after_s", [
+    (0, 60), (59, 1), (60, 60), (185, 55), (3599, 1), (3600, 3600), (7300, 3500), (86400, 86400),
+    (2 * 86400 + 5, 86395),
+])
+def test_relative_time_reads_the_same_until_it_changes(age_s, changes_after_s):
+    """The embed's cache keeps a body while its relative time reads the same: exactly until
+    `relative_time_changes_at`, when the text changes."""
+    moment = T0 - timedelta(seconds=age_s)
+    changes = relative_time_changes_at(moment, T0)
+    assert changes == T0 + timedelta(seconds=changes_after_s)
+    text = relative_time(moment, T0)
+    assert relative_time(moment, changes - timedelta(microseconds=1)) == text
+    assert relative_time(moment, changes) != text
+    assert relative_time_changes_at(None, T0) is None
+    assert relative_time_changes_at(T0 + timedelta(minutes=1), T0) is None  # "in the future"
 
 
 def endpoint(active: bool, *, probed: bool = True, state: str | None = None) -> dict:
