@@ -28,7 +28,7 @@ HISTORY_INTERVAL_S = 1800
 # A cached database older than this is regenerated: its newest probes would have left the 24 h
 # window (or the 2-interval "active" horizon), changing what the API computes.
 CACHE_MAX_AGE_S = 6 * 3600
-GENERATOR_VERSION = 3  # 3: cached histories come rolled up
+GENERATOR_VERSION = 3
 # Probes per roll-up transaction while generating (larger than the service's: fewer rewrites).
 ROLL_UP_BATCH = 50_000
 # The probe_result column holding ProbeResult's count of token-bearing stream events.
@@ -188,12 +188,12 @@ def cache_directory() -> Path:
     return Path(override) if override else DEFAULT_CACHE_DIR
 
 
-def cached_sqlite_history(shape: HistoryShape, *, log=print) -> tuple[Path, datetime, float | None]:
-    """(path, newest, seconds spent generating or None when reused) of a cached SQLite history,
-    rolled up (a service started on it has no backlog to absorb)."""
+def cached_sqlite_history(shape: HistoryShape, *, log=print, rolled_up: bool = False) -> tuple[Path, datetime, float | None]:
+    """(path, newest, seconds spent generating or None when reused) of a cached SQLite history;
+    `rolled_up`: with its roll-ups built, so a service started on it has no backlog to absorb."""
     cache_dir = cache_directory()
     cache_dir.mkdir(parents=True, exist_ok=True)
-    path = cache_dir / f"history-{shape.key()}.db"
+    path = cache_dir / f"history-{shape.key()}{'-rolled' if rolled_up else ''}.db"
     meta_path = path.with_suffix(".json")
     if path.exists() and meta_path.exists():
         meta = json.loads(meta_path.read_text())
@@ -207,7 +207,7 @@ def cached_sqlite_history(shape: HistoryShape, *, log=print) -> tuple[Path, date
     newest = datetime.now(UTC).replace(microsecond=0)
     tmp = path.with_name(path.name + f".tmp-{uuid.uuid4().hex[:6]}")
     log(f"generating SQLite history {path} ({shape.rows:,} probes, {shape.endpoints:,} endpoints) ...")
-    seconds = asyncio.run(fill_history(f"sqlite:///{tmp}", shape, newest, roll_up=True))
+    seconds = asyncio.run(fill_history(f"sqlite:///{tmp}", shape, newest, roll_up=rolled_up))
     _checkpoint_sqlite(tmp)
     tmp.rename(path)
     meta_path.write_text(json.dumps({"key": shape.key(), "newest": newest.isoformat(), "rows": shape.rows}))

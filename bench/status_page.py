@@ -203,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     shape = HistoryShape(rows=args.rows, models=args.models, providers=args.providers)
-    cached, newest, generated_s = cached_sqlite_history(shape, log=log)
+    cached, newest, generated_s = cached_sqlite_history(shape, log=log, rolled_up=True)
     report: dict[str, Any] = {
         "benchmark": "status_page",
         "machine": machine_info(),
