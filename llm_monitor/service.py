@@ -241,7 +241,7 @@ class Service:
                 rolled_up = asyncio.Event()
                 background.append(asyncio.create_task(maintain(
                     self.store, lambda: self.catalog, prune_interval_s=settings.prune_interval_s,
-                    rolled_up=rolled_up,
+                    rollup_interval_s=settings.rollup_interval_s, rolled_up=rolled_up,
                 ), name="rollups-retention"))
                 background.append(asyncio.create_task(self._window_metrics_loop(rolled_up), name="window-metrics"))
             else:

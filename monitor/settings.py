@@ -76,8 +76,9 @@ class Settings(BaseSettings):
     # refreshed this often.
     window_cache_s: float = Field(60.0, gt=0)
     window_metrics_s: float = Field(900.0, gt=0)
-    # Retention (`db prune`) runs this often in the service.
+    # Retention (`db prune`) runs this often in the service; the roll-up job this often.
     prune_interval_s: float = Field(3600.0, gt=0)
+    rollup_interval_s: float = Field(60.0, gt=0)
     # HTTP server limits (api.server): a request head must arrive within this many seconds of
     # the connection opening or the previous response; idle keep-alive connections close after
     # HTTP_KEEP_ALIVE_S; beyond HTTP_MAX_CONNECTIONS requests get 503; a request head larger

@@ -210,7 +210,9 @@ def monitor(tmp_path: Path, provider_server: StreamServer) -> Iterator[tuple[str
         if not k.startswith(("LLM_MONITOR_", UNSET_KEY_ENV)) and k != "DATABASE_URL"
     }
     env["LLM_MONITOR_SHUTDOWN_GRACE_S"] = "2"
-    env["LLM_MONITOR_WINDOW_METRICS_S"] = "1"  # the long-range series exist once probes are stored
+    # The long-range series (from the roll-ups) exist once probes are stored and rolled up.
+    env["LLM_MONITOR_WINDOW_METRICS_S"] = "1"
+    env["LLM_MONITOR_ROLLUP_INTERVAL_S"] = "1"
     proc = _start(
         [
             sys.executable, "-m", "monitor", "run",
