@@ -31,6 +31,11 @@ from monitor.stats import ProbeSample
 
 
 class Store(Protocol):
+    # Whether reads issued side by side (asyncio.gather) overlap: True where they wait on a
+    # server; False where each read is CPU in this process (SQLite's driver threads then only
+    # contend for the interpreter lock, and one read at a time is faster).
+    concurrent_reads: bool
+
     async def insert_results(self, rows: list[tuple[str, str, ProbeResult]]) -> None:
         """Persist (model_id, provider, result) rows in one transaction: all or none."""
 

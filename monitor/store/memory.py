@@ -78,6 +78,8 @@ def _refusal(column: sa.Column, value: Any) -> str | None:
 class InMemoryStore:
     """`Store` over a list of rows in insertion (id) order."""
 
+    concurrent_reads = False
+
     def __init__(self) -> None:
         self._rows: list[dict[str, Any]] = []  # column values, as the SQL store writes them
         self._columns = [column for column in probe_table().columns if column.name != "id"]

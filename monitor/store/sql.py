@@ -270,6 +270,10 @@ class SQLStore:
     def dialect_name(self) -> str:
         return self._engine.dialect.name
 
+    @property
+    def concurrent_reads(self) -> bool:
+        return self.dialect_name != "sqlite"
+
     async def insert_results(self, rows: list[tuple[str, str, ProbeResult]]) -> None:
         if not rows:
             return
