@@ -62,15 +62,20 @@ def thinking_budget(target: ProbeTarget) -> int | None:
     return 0 if _model_name(target).startswith(_THINKING_OFF_PREFIXES) else None
 
 
-def build_request(target: ProbeTarget, prompt: str) -> RequestSpec:
+def _content_body(target: ProbeTarget, prompt: str) -> dict[str, Any]:
+    """The body both requests share: one user turn, temperature 0, max tokens, thinking budget."""
     generation_config: dict[str, Any] = {"maxOutputTokens": target.max_tokens, "temperature": 0}
     budget = thinking_budget(target)
     if budget is not None:
         generation_config["thinkingConfig"] = {"thinkingBudget": budget}
-    body: dict[str, Any] = {
+    return {
         "contents": [{"role": "user", "parts": [{"text": prompt}]}],
         "generationConfig": generation_config,
     }
+
+
+def build_request(target: ProbeTarget, prompt: str) -> RequestSpec:
+    body = _content_body(target, prompt)
     wire.merge_extra_body(body, target)
     return RequestSpec(
         url=f"{wire.base_root(target)}/models/{_model_name(target)}:streamGenerateContent?alt=sse",
@@ -178,13 +183,8 @@ def parse_event(event: SSEEvent) -> Delta | None:
 def build_tool_request(target: ProbeTarget, prompt: str, tool: ToolSpec) -> RequestSpec:
     """The tool-call canary: one `generateContent` (non-streaming) request forcing a call of
     `tool` (`functionCallingConfig: {mode: ANY, allowedFunctionNames: [...]}`)."""
-    generation_config: dict[str, Any] = {"maxOutputTokens": target.max_tokens, "temperature": 0}
-    budget = thinking_budget(target)
-    if budget is not None:
-        generation_config["thinkingConfig"] = {"thinkingBudget": budget}
-    body: dict[str, Any] = {
-        "contents": [{"role": "user", "parts": [{"text": prompt}]}],
-        "generationConfig": generation_config,
+    body = {
+        **_content_body(target, prompt),
         "tools": [{"functionDeclarations": [
             {"name": tool.name, "description": tool.description, "parameters": dict(tool.parameters)}]}],
         "toolConfig": {"functionCallingConfig": {"mode": "ANY", "allowedFunctionNames": [tool.name]}},

@@ -34,18 +34,25 @@ def _auth_headers(target: ProbeTarget) -> dict[str, str]:
     return wire.bearer_headers(target, header="authorization")
 
 
-def build_request(target: ProbeTarget, prompt: str) -> RequestSpec:
+def _chat_body(target: ProbeTarget, prompt: str, *, stream: bool) -> dict[str, Any]:
+    """The chat body both requests share (model, one user message, temperature 0, the
+    configured max-tokens field)."""
     options: Mapping[str, Any] = target.options or {}
     max_tokens_field = options.get("max_tokens_field", "max_tokens")
     if max_tokens_field not in _MAX_TOKENS_FIELDS:
         raise ValueError(f"options.max_tokens_field must be one of {', '.join(_MAX_TOKENS_FIELDS)}")
-    body: dict[str, Any] = {
+    return {
         "model": target.model,
         "messages": [{"role": "user", "content": prompt}],
-        "stream": True,
+        "stream": stream,
         "temperature": 0,
         max_tokens_field: target.max_tokens,
     }
+
+
+def build_request(target: ProbeTarget, prompt: str) -> RequestSpec:
+    options: Mapping[str, Any] = target.options or {}
+    body = _chat_body(target, prompt, stream=True)
     if options.get("include_usage", True):
         body["stream_options"] = {"include_usage": True}
     wire.merge_extra_body(body, target)
@@ -150,16 +157,8 @@ def _error_text(error: Any) -> str | None:
 def build_tool_request(target: ProbeTarget, prompt: str, tool: ToolSpec) -> RequestSpec:
     """The tool-call canary: one non-streaming request forcing a call of `tool`
     (`tool_choice: {"type": "function", "function": {"name": ...}}`)."""
-    options: Mapping[str, Any] = target.options or {}
-    max_tokens_field = options.get("max_tokens_field", "max_tokens")
-    if max_tokens_field not in _MAX_TOKENS_FIELDS:
-        raise ValueError(f"options.max_tokens_field must be one of {', '.join(_MAX_TOKENS_FIELDS)}")
-    body: dict[str, Any] = {
-        "model": target.model,
-        "messages": [{"role": "user", "content": prompt}],
-        "stream": False,
-        "temperature": 0,
-        max_tokens_field: target.max_tokens,
+    body = {
+        **_chat_body(target, prompt, stream=False),
         "tools": [{"type": "function", "function": {
             "name": tool.name, "description": tool.description, "parameters": dict(tool.parameters)}}],
         "tool_choice": {"type": "function", "function": {"name": tool.name}},
