@@ -19,10 +19,10 @@ import pytest
 from monitor.probes.base import ProbeResult
 from monitor.probes.engine import run_probe
 from monitor.probes.sanitize import INT32_MAX
-from monitor.probes.transport import build_client
 from monitor.store import open_store
 from tests.probes.provider_streams import PROTOCOLS, Raw, chat_path, dumps, stream_route, target
-from monitor.testing.stream_server import ScriptedResponse, StreamServer
+from monitor.testing.stream_server import ScriptedResponse
+from tests.probes.conftest import client, server  # noqa: F401 (fixtures)
 from tests.store.conftest import create_postgres_database, drop_postgres_database, postgres_url
 
 SEED = 20261201
@@ -91,18 +91,6 @@ def assert_store_safe(result: ProbeResult) -> None:
             assert 0 <= value <= (2**63 - 1 if name == "stream_bytes" else INT32_MAX), (name, value)
         elif isinstance(value, float):
             assert math.isfinite(value) and value >= 0, (name, value)
-
-
-@pytest.fixture
-def server():
-    with StreamServer() as srv:
-        yield srv
-
-
-@pytest.fixture
-async def client():
-    async with build_client() as http:
-        yield http
 
 
 @pytest.fixture
