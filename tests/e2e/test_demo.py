@@ -57,7 +57,8 @@ def test_every_behaviour_shows_as_its_figure(demo: Service, tmp_path: Path):
         llama = endpoints(demo, LLAMA)
         flaky = [p.json() for p in [demo.get(f"/v1/models/{LLAMA}/endpoints/FlakyAI (simulated)/probes")]][0]["data"]
         outcomes = {item["error_kind"] for item in flaky}
-        if llama["Cloudflare (simulated)"]["ttft_ms_p50"] is None or not {None, "http_error"} <= outcomes:
+        if (llama["Cloudflare (simulated)"]["ttft_ms_p50"] is None or llama["SlowCloud (simulated)"]["ttft_ms_p50"] is None
+                or not {None, "http_error"} <= outcomes):
             return None
         return llama
 
