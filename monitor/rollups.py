@@ -26,15 +26,16 @@ the raw value at that rank. The byte form (`encode_bins`) is ours, compact and p
 
 from __future__ import annotations
 
-import dataclasses
+import bisect
 import itertools
 import math
+import operator
 import sys
 from array import array
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from ddsketch.mapping import LogarithmicMapping
 
@@ -104,18 +105,18 @@ def bins_quantiles(bins: Mapping[int, int], qs: Iterable[float]) -> list[float |
     qs = tuple(qs)
     if any(not 0 <= q <= 1 for q in qs):
         raise ValueError("q must be within [0, 1]")
-    return _quantiles_of_items(_sorted_items(bins), qs)
+    return _quantiles_of_sorted(*_sorted_bins(bins), qs)
 
 
-_VALUES: dict[int, float] = {}
+class _Values(dict[int, float]):
+    """key -> MAPPING.value(key), remembered (a sketch holds few distinct keys over its lifetime)."""
+
+    def __missing__(self, key: int) -> float:
+        value = self[key] = MAPPING.value(key)
+        return value
 
 
-def _value_of(key: int) -> float:
-    """MAPPING.value(key), remembered (a sketch holds few distinct keys over its lifetime)."""
-    value = _VALUES.get(key)
-    if value is None:
-        value = _VALUES[key] = MAPPING.value(key)
-    return value
+_value_of = _Values().__getitem__
 
 
 # Array type codes by item width: every number of a sketch is stored in the narrowest that holds
@@ -123,30 +124,33 @@ def _value_of(key: int) -> float:
 _WIDTH_CODES = {2: "h", 4: "i", 8: "q"}
 
 
-def _sorted_items(bins: Mapping[int, int]) -> list[tuple[int, int]]:
-    items = sorted((key, count) for key, count in bins.items() if count)
-    if items and min(count for _, count in items) < 0:
-        raise ValueError("negative bin count")
-    return items
+def _sorted_bins(bins: Mapping[int, int]) -> tuple[list[int], list[int]]:
+    """The keys ascending and their counts, bins with count 0 left out."""
+    keys = sorted(bins)
+    counts = list(map(bins.__getitem__, keys))
+    if counts and min(counts) <= 0:
+        if min(counts) < 0:
+            raise ValueError("negative bin count")
+        kept = [(key, count) for key, count in zip(keys, counts) if count]
+        keys, counts = [key for key, _ in kept], [count for _, count in kept]
+    return keys, counts
 
 
-def _encode_items(items: list[tuple[int, int]]) -> bytes:
-    if not items:
+def _encode_sorted(keys: list[int], counts: list[int]) -> bytes:
+    if not keys:
         return b""
-    flat: list[int] = []
-    previous = 0
-    for key, count in items:
-        flat.append(key - previous)
-        flat.append(count)
-        previous = key
-    low, high = min(flat), max(flat)
+    flat = [0] * (2 * len(keys))
+    flat[0] = keys[0]
+    flat[2::2] = list(map(operator.sub, keys[1:], keys[:-1]))
+    flat[1::2] = counts
     for width, code in _WIDTH_CODES.items():
-        bound = 1 << (8 * width - 1)
-        if -bound <= low and high < bound:
-            break
+        try:
+            numbers = array(code, flat)  # OverflowError when a number does not fit the width
+        except OverflowError:
+            continue
+        break
     else:
         raise ValueError("sketch key or count out of range")
-    numbers = array(code, flat)
     if sys.byteorder == "big":
         numbers.byteswap()
     return bytes((ENCODING_VERSION, width)) + numbers.tobytes()
@@ -157,7 +161,7 @@ def encode_bins(bins: Mapping[int, int]) -> bytes:
     key's delta from the previous key and its count, as little-endian signed w-byte integers.
     Deterministic: equal bins give equal bytes. Empty bins encode to b"" (stored as NULL).
     Fixed-width numbers decode in C (`array`), which is what the roll-up job does most."""
-    return _encode_items(_sorted_items(bins))
+    return _encode_sorted(*_sorted_bins(bins))
 
 
 def decode_bins(data: bytes | None) -> dict[int, int]:
@@ -178,33 +182,29 @@ def decode_bins(data: bytes | None) -> dict[int, int]:
     return dict(zip(itertools.accumulate(numbers[0::2]), counts))
 
 
-def _quantiles_of_items(items: list[tuple[int, int]], qs: tuple[float, ...]) -> list[float | None]:
-    """`bins_quantiles` over sorted (key, count) items with positive counts."""
-    if not items:
+def _quantiles_of_sorted(keys: list[int], counts: list[int], qs: tuple[float, ...]) -> list[float | None]:
+    """`bins_quantiles` over ascending keys and their positive counts: for each q, the first key
+    whose running count exceeds q * (n - 1)."""
+    if not keys:
         return [None] * len(qs)
-    if len(items) == 1:
-        return [_value_of(items[0][0])] * len(qs)
-    total = sum(count for _, count in items)
-    chosen: dict[float, int] = {}
-    pending = sorted(set(qs))
-    running = 0
-    for key, count in items:
-        running += count
-        while pending and running > pending[0] * (total - 1):
-            chosen[pending.pop(0)] = key
-        if not pending:
-            break
-    for q in pending:
-        chosen[q] = items[-1][0]
-    return [_value_of(chosen[q]) for q in qs]
+    if len(keys) == 1:
+        return [_value_of(keys[0])] * len(qs)
+    running = list(itertools.accumulate(counts))
+    rank, last, first_above = running[-1] - 1, len(keys) - 1, bisect.bisect_right
+    return [_value_of(keys[min(first_above(running, q * rank), last)]) for q in qs]
+
+
+def _sketch_columns(bins: Mapping[int, int]) -> tuple[int, bytes | None, float | None, float | None, float | None]:
+    """A sketch's stored columns: its count, its bytes (None when empty), p5, p50 and p95."""
+    keys, counts = _sorted_bins(bins)
+    return (sum(counts), _encode_sorted(keys, counts) or None, *_quantiles_of_sorted(keys, counts, _QUANTILE_QS))
 
 
 # ------------------------------------------------------------------------------ one bucket
 
 
-@dataclass(frozen=True)
-class RollupProbe:
-    """The columns of one raw probe a roll-up needs."""
+class RollupProbe(NamedTuple):
+    """The columns of one raw probe a roll-up needs (a tuple: the job builds tens of thousands)."""
 
     id: int
     model_id: str
@@ -225,7 +225,7 @@ class RollupProbe:
         return (self.model_id, self.provider, self.location, self.input_tokens)
 
 
-ROLLUP_PROBE_FIELDS = tuple(f.name for f in dataclasses.fields(RollupProbe))
+ROLLUP_PROBE_FIELDS = RollupProbe._fields
 
 
 # What one probe adds to a bucket: the counts it increments, its TTFT key and throughput key.
@@ -259,8 +259,11 @@ def contribution(probe: RollupProbe, *, in_maintenance: bool, keep_cold_starts: 
     return tuple(names), ttft, tps
 
 
+_ZERO_COUNTS = dict.fromkeys(COUNT_FIELDS, 0)
+
+
 def _empty_counts() -> dict[str, int]:
-    return dict.fromkeys(COUNT_FIELDS, 0)
+    return _ZERO_COUNTS.copy()
 
 
 class BucketAggregate:
@@ -321,12 +324,25 @@ class BucketAggregate:
         if self.stored_quantiles is not None or self._ttft_bins is None:
             self._changing()
         counts = self.counts
-        for name in change[0]:
+        names, ttft, tps = change
+        for name in names:
             counts[name] += 1
-        if change[1] is not None:
-            self.ttft_bins[change[1]] = self.ttft_bins.get(change[1], 0) + 1
-        if change[2] is not None:
-            self.tps_bins[change[2]] = self.tps_bins.get(change[2], 0) + 1
+        if ttft is not None:
+            bins = self._ttft_bins
+            bins[ttft] = bins.get(ttft, 0) + 1  # type: ignore[index]  (decoded above)
+        if tps is not None:
+            bins = self._tps_bins
+            bins[tps] = bins.get(tps, 0) + 1  # type: ignore[index]
+
+    def add_stored(self, counts: Iterable[int | None], ttft_sketch: bytes | None, tps_sketch: bytes | None) -> None:
+        """Add a stored bucket, given as its count columns (COUNT_FIELDS order) and sketch bytes:
+        `merge` without building the stored bucket first (the roll-up job's hot path)."""
+        self._changing()
+        own = self.counts
+        for name, value in zip(COUNT_FIELDS, counts, strict=True):
+            own[name] += int(value or 0)
+        self._ttft_bins = merge_bins(decode_bins(ttft_sketch), self.ttft_bins)
+        self._tps_bins = merge_bins(decode_bins(tps_sketch), self.tps_bins)
 
     def merge(self, other: BucketAggregate) -> BucketAggregate:
         self._changing()
@@ -378,12 +394,8 @@ class BucketAggregate:
     def row_values(self) -> dict[str, object]:
         """The stored columns (counts, sketches, precomputed quantiles)."""
         values: dict[str, object] = dict(self.counts)
-        for prefix, bins, quantile_prefix in (("ttft", self.ttft_bins, "ttft_ms"), ("tps", self.tps_bins, "tps")):
-            items = _sorted_items(bins)
-            values[f"{prefix}_count"] = sum(count for _, count in items)
-            values[f"{prefix}_sketch"] = _encode_items(items) or None
-            for name, value in zip(QUANTILES, _quantiles_of_items(items, _QUANTILE_QS)):
-                values[f"{quantile_prefix}_{name}"] = value
+        values.update(zip(_TTFT_COLUMNS, _sketch_columns(self.ttft_bins)))
+        values.update(zip(_TPS_COLUMNS, _sketch_columns(self.tps_bins)))
         return values
 
     @classmethod
@@ -400,6 +412,9 @@ QUANTILES = {"p5": 0.05, "p50": 0.5, "p95": 0.95}
 _QUANTILE_QS = tuple(QUANTILES.values())
 _QUANTILE_NAMES = {q: name for name, q in QUANTILES.items()}
 _QUANTILE_COLUMNS = tuple(f"{metric}_{name}" for metric in ("ttft_ms", "tps") for name in QUANTILES)
+# Each sketch's stored columns, in `_sketch_columns` order.
+_TTFT_COLUMNS = ("ttft_count", "ttft_sketch", *(f"ttft_ms_{name}" for name in QUANTILES))
+_TPS_COLUMNS = ("tps_count", "tps_sketch", *(f"tps_{name}" for name in QUANTILES))
 
 
 def _never(*_: object) -> bool:
@@ -464,13 +479,14 @@ def aggregate_steps(
             keep_cold_starts=keep,
         )
         seconds = math.floor(probe.started_at.timestamp())
+        series = probe.series
         for step_s in steps:
             first = seconds - seconds % step_s
             start = starts.get(first)
             if start is None:
                 start = starts[first] = _EPOCH + timedelta(seconds=first)
             buckets = result[step_s]
-            key = (probe.series, start)
+            key = (series, start)
             bucket = buckets.get(key)
             if bucket is None:
                 bucket = buckets[key] = BucketAggregate()
