@@ -23,6 +23,7 @@ batch holds the write lock for its few milliseconds (BEGIN IMMEDIATE), as every 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import operator
 import time
@@ -79,13 +80,41 @@ def _insert(dialect: str, table: sa.Table) -> Any:
     return (pg_dialect.insert if dialect == "postgresql" else sqlite_dialect.insert)(table)
 
 
-def _probe_columns() -> list[sa.Column]:
-    probe = probe_table()
-    return [probe.c[name] for name in ROLLUP_PROBE_FIELDS]
+# The job's reads and writes go through the driver (`exec_driver_sql`): for 20,000 probes and
+# buckets an hour, SQLAlchemy's per-row result and parameter processing costs more than the
+# database. Identifiers are quoted ("trigger" is an SQL keyword); times are bound and read in
+# each backend's own form: aware datetimes on PostgreSQL, UTCDateTime's UTC text on SQLite.
+_SQLITE_TIME = "%Y-%m-%d %H:%M:%S.%f"
 
 
-def _to_probe(row: Any) -> RollupProbe:
-    return RollupProbe(*row)  # the columns are selected in field order
+def _quoted(names: Iterable[str]) -> str:
+    return ", ".join(f'"{name}"' for name in names)
+
+
+_PROBE_SELECT = f"SELECT {_quoted(ROLLUP_PROBE_FIELDS)} FROM probe_result"
+_STORED_COLUMNS = _quoted(("series_id", *COUNT_FIELDS, "ttft_sketch", "tps_sketch"))
+
+
+def _marks(postgres: bool, count: int, first: int = 1) -> str:
+    """`count` positional parameter marks, numbered from `first` on PostgreSQL."""
+    return ", ".join(f"${first + index}" for index in range(count)) if postgres else ", ".join("?" * count)
+
+
+def _time_param(postgres: bool, moment: datetime) -> datetime | str:
+    return moment if postgres else moment.astimezone(UTC).strftime(_SQLITE_TIME)
+
+
+async def _read_probes(connection: AsyncConnection, condition: str, params: tuple[Any, ...]) -> list[RollupProbe]:
+    """The roll-up columns of the probes matching `condition` (driver SQL, marks from 1)."""
+    rows = await connection.exec_driver_sql(f"{_PROBE_SELECT} WHERE {condition}", params)
+    if connection.dialect.name == "postgresql":
+        return [RollupProbe._make(row) for row in rows]  # asyncpg returns typed values
+    parse = datetime.fromisoformat
+    return [
+        RollupProbe(id_, model_id, provider, location, tokens, parse(at).replace(tzinfo=UTC), bool(ok), kind, ttft, tps,
+                    trigger, bool(cold), bool(suspect))
+        for id_, model_id, provider, location, tokens, at, ok, kind, ttft, tps, trigger, cold, suspect in rows
+    ]
 
 
 # ------------------------------------------------------------------------------ state
@@ -155,58 +184,58 @@ async def _series_ids(
     return {key: cache[key] for key in wanted}
 
 
-async def _merge_into(
+async def _add_stored(
     connection: AsyncConnection,
     table: sa.Table,
     increments: dict[tuple[int, datetime], BucketAggregate],
 ) -> None:
-    """Add increments to the stored buckets (read, merge, upsert)."""
-    if not increments:
-        return
+    """Add the stored buckets to the increments, so that each holds what its bucket will."""
     by_start: dict[datetime, list[int]] = {}
     for series_id, bucket in increments:
         by_start.setdefault(bucket, []).append(series_id)
     # Per bucket start, the primary key's point lookups (series_id IN (...), bucket_start = t).
+    postgres = connection.dialect.name == "postgresql"
     for bucket, series_ids in by_start.items():
         series_ids.sort()
+        at = _time_param(postgres, bucket)
         for start in range(0, len(series_ids), _IDS_PER_LOOKUP):
-            rows = await connection.execute(
-                sa.select(table).where(
-                    table.c.series_id.in_(series_ids[start : start + _IDS_PER_LOOKUP]), table.c.bucket_start == bucket
-                )
+            chunk = series_ids[start : start + _IDS_PER_LOOKUP]
+            rows = await connection.exec_driver_sql(
+                f"SELECT {_STORED_COLUMNS} FROM {table.name} "
+                f"WHERE bucket_start = {_marks(postgres, 1)} AND series_id IN ({_marks(postgres, len(chunk), 2)})",
+                (at, *chunk),
             )
-            for row in rows.mappings():
-                key = (int(row["series_id"]), bucket)
-                increments[key] = BucketAggregate.from_row(row).merge(increments[key])
-    await _upsert_rows(connection, table, [
-        {"series_id": series_id, "bucket_start": bucket, **aggregate_.row_values()}
-        for (series_id, bucket), aggregate_ in sorted(increments.items())
-    ])
+            for row in rows:
+                increments[(int(row[0]), bucket)].add_stored(row[1:-2], row[-2], row[-1])
 
 
-_SQLITE_TIME = "%Y-%m-%d %H:%M:%S.%f"  # how SQLAlchemy stores DateTime on SQLite (UTCDateTime: UTC)
-
-
-async def _upsert_rows(connection: AsyncConnection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
-    """INSERT ... ON CONFLICT DO UPDATE of whole rows, through the driver's executemany: for
-    10,000 buckets SQLAlchemy's per-row parameter processing costs more than the database."""
+async def _upsert_rows(
+    connection: AsyncConnection, table: sa.Table, rows: list[tuple[int, datetime, dict[str, Any]]]
+) -> None:
+    """INSERT ... ON CONFLICT DO UPDATE of whole rows (series id, bucket start, the other
+    columns by name): on PostgreSQL one statement over arrays (`unnest`; row by row, the server's
+    per-statement work dominates), on SQLite the driver's executemany (its C loop)."""
     if not rows:
         return
-    names = [column.name for column in table.columns]
+    names = [column.name for column in table.columns if column.name not in ("series_id", "bucket_start")]
     postgres = connection.dialect.name == "postgresql"
-    marks = [f"${index + 1}" if postgres else "?" for index in range(len(names))]
-    updates = ", ".join(f"{name} = excluded.{name}" for name in names if name not in ("series_id", "bucket_start"))
-    sql = (
-        f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({', '.join(marks)}) "
-        f"ON CONFLICT (series_id, bucket_start) DO UPDATE SET {updates}"
-    )
     pick = operator.itemgetter(*names)
+    times: dict[datetime, datetime | str] = {}  # a batch holds few distinct bucket starts
+    values = []
+    for series_id, bucket, columns in rows:
+        at = times.get(bucket)
+        if at is None:
+            at = times[bucket] = _time_param(postgres, bucket)
+        values.append((series_id, at, *pick(columns)))
+    updates = ", ".join(f"{name} = excluded.{name}" for name in names)
+    head = f"INSERT INTO {table.name} (series_id, bucket_start, {', '.join(names)}) "
+    tail = f" ON CONFLICT (series_id, bucket_start) DO UPDATE SET {updates}"
     if postgres:
-        values = [pick(row) for row in rows]
+        types = [table.c[name].type.compile(dialect=connection.dialect) for name in ("series_id", "bucket_start", *names)]
+        arrays = ", ".join(f"${index + 1}::{kind}[]" for index, kind in enumerate(types))
+        await connection.exec_driver_sql(f"{head}SELECT * FROM unnest({arrays}){tail}", tuple(map(list, zip(*values))))
     else:
-        values = [pick({**row, "bucket_start": row["bucket_start"].astimezone(UTC).strftime(_SQLITE_TIME)})
-                  for row in rows]
-    await connection.exec_driver_sql(sql, values)
+        await connection.exec_driver_sql(f"{head}VALUES ({_marks(False, len(names) + 2)}){tail}", values)
 
 
 async def _absorb_rows(
@@ -216,16 +245,31 @@ async def _absorb_rows(
     if not probes:
         return 0
     ids = await _series_ids(connection, (probe.series for probe in probes), cache)
-    changed = 0
     by_step = aggregate_steps(
         probes, STEP_TABLES, in_maintenance=rules.in_maintenance, keep_cold_starts=rules.keep_cold_starts
     )
-    for step_s, table in STEP_TABLES.items():
-        buckets = by_step[step_s]
-        increments = {(ids[series], bucket): value for (series, bucket), value in buckets.items()}
-        await _merge_into(connection, table, increments)
-        changed += len(increments)
-    return changed
+    steps = [
+        (table, {(ids[series], bucket): value for (series, bucket), value in by_step[step_s].items()})
+        for step_s, table in STEP_TABLES.items()
+    ]
+    for table, increments in steps:
+        await _add_stored(connection, table, increments)
+    # Read, merge, upsert. Each table's upsert runs in the database (another process, or
+    # SQLite's thread, which releases the GIL) while the next table's rows are computed here.
+    upserting: asyncio.Task[None] | None = None
+    try:
+        for table, increments in steps:
+            rows = [(series_id, bucket, value.row_values()) for (series_id, bucket), value in sorted(increments.items())]
+            if upserting is not None:
+                await upserting
+            upserting = asyncio.ensure_future(_upsert_rows(connection, table, rows))
+            await asyncio.sleep(0)  # the upsert's first step: its statement goes to the database
+        await upserting  # type: ignore[misc]
+    except BaseException:
+        if upserting is not None:  # never leave a statement running on the connection
+            await asyncio.gather(upserting, return_exceptions=True)
+        raise
+    return sum(len(increments) for _, increments in steps)
 
 
 async def _absorb_batch(
@@ -240,24 +284,17 @@ async def _absorb_batch(
 ) -> tuple[RollupState, int, int]:
     """One batch: the next probes by id (and any gap ids now visible). Returns the new state,
     probes absorbed and ids read (0: nothing new)."""
-    probe = probe_table()
+    postgres = connection.dialect.name == "postgresql"
     now_s = time.time() if now_s is None else now_s
-    rows = [
-        _to_probe(row)
-        for row in await connection.execute(
-            sa.select(*_probe_columns()).where(probe.c.id > state.absorbed_id).order_by(probe.c.id).limit(batch)
-        )
-    ]
+    rows = await _read_probes(connection, f"id > {_marks(postgres, 1)} ORDER BY id LIMIT {_marks(postgres, 1, 2)}",
+                              (state.absorbed_id, batch))
     gaps = dict(state.gaps)
     filled: list[RollupProbe] = []
     if gaps:
         gap_ids = sorted(gaps)
         for start in range(0, len(gap_ids), 5000):
             chunk = gap_ids[start : start + 5000]
-            filled.extend(
-                _to_probe(row)
-                for row in await connection.execute(sa.select(*_probe_columns()).where(probe.c.id.in_(chunk)))
-            )
+            filled.extend(await _read_probes(connection, f"id IN ({_marks(postgres, len(chunk))})", tuple(chunk)))
         for item in filled:
             gaps.pop(item.id, None)
         gaps = {probe_id: seen for probe_id, seen in gaps.items() if now_s - seen < GAP_TTL_S}
@@ -330,10 +367,7 @@ async def write_buckets(
     async with writing(engine) as connection:
         ids = await _series_ids(connection, (series for series, _ in buckets))
         table = STEP_TABLES[step_s]
-        rows = [
-            {"series_id": ids[series], "bucket_start": bucket, **value.row_values()}
-            for (series, bucket), value in buckets.items()
-        ]
+        rows = [(ids[series], bucket, value.row_values()) for (series, bucket), value in buckets.items()]
         for start in range(0, len(rows), 5000):
             await _upsert_rows(connection, table, rows[start : start + 5000])
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import random
 from datetime import UTC, datetime, timedelta
 
+import pytest
 import sqlalchemy as sa
 
 from monitor.probes.base import ErrorKind
@@ -142,3 +143,34 @@ async def test_a_transaction_committing_below_the_watermark_is_absorbed_later(sq
     bucket = (await stored(store, HOUR, "Groq"))[T0]
     assert bucket.counts["ok"] == 2
     assert (await stored(store, HOUR, "Groq", location="eu-west"))[T0].counts["ok"] == 1
+
+
+async def test_a_batch_failing_half_way_changes_nothing(sql_store: SQLStore, monkeypatch) -> None:
+    """The hourly upsert is already in the database when the daily rows are computed: a failure
+    then rolls the whole batch back (watermark and buckets), and the next run absorbs it all."""
+    store = sql_store
+    rows = generated_history(seed=5, hours=6)
+    await store.insert_results(rows)
+    real = BucketAggregate.row_values
+    calls = 0
+
+    def failing_on_the_daily_step(self: BucketAggregate) -> dict:
+        nonlocal calls
+        calls += 1
+        hourly = len({(p, r.location, r.input_tokens, r.started_at.replace(minute=0, second=0, microsecond=0))
+                      for _, p, r in rows})
+        if calls > hourly:  # every hourly row is computed; the first daily one fails
+            raise RuntimeError("injected failure")
+        return real(self)
+
+    monkeypatch.setattr(BucketAggregate, "row_values", failing_on_the_daily_step)
+    with pytest.raises(Exception, match="injected failure"):
+        await store.rollup(RollupRules())
+    assert calls > 1
+    assert (await read_state(store.engine)).absorbed_id == 0
+    async with store.engine.connect() as connection:
+        for table in ("rollup_hourly", "rollup_daily"):
+            assert (await connection.exec_driver_sql(f"SELECT count(*) FROM {table}")).scalar() == 0
+    monkeypatch.setattr(BucketAggregate, "row_values", real)
+    assert await store.rollup(RollupRules()) == len(rows)
+    await assert_equal_to_direct(store, rows)
