@@ -462,10 +462,12 @@ def aggregate_steps(
     *,
     in_maintenance: Callable[[str, str, datetime, str], bool],
     keep_cold_starts: Callable[[str, str], bool],
+    into: dict[int, dict[tuple[tuple[str, str, str, int], datetime], BucketAggregate]] | None = None,
 ) -> dict[int, dict[tuple[tuple[str, str, str, int], datetime], BucketAggregate]]:
-    """`aggregate` for several steps at once (each probe judged once)."""
+    """`aggregate` for several steps at once (each probe judged once). `into`: buckets by step to
+    add to (returned), so that probes can be aggregated a slice at a time."""
     steps = tuple(steps)
-    result: dict[int, dict[tuple[tuple[str, str, str, int], datetime], BucketAggregate]] = {s: {} for s in steps}
+    result = {s: {} for s in steps} if into is None else into
     starts: dict[int, datetime] = {}
     keeps: dict[tuple[str, str], bool] = {}
     for probe in probes:

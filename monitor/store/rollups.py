@@ -27,10 +27,10 @@ import asyncio
 import json
 import operator
 import time
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg_dialect
@@ -104,17 +104,39 @@ def _time_param(postgres: bool, moment: datetime) -> datetime | str:
     return moment if postgres else moment.astimezone(UTC).strftime(_SQLITE_TIME)
 
 
-async def _read_probes(connection: AsyncConnection, condition: str, params: tuple[Any, ...]) -> list[RollupProbe]:
-    """The roll-up columns of the probes matching `condition` (driver SQL, marks from 1)."""
-    rows = await connection.exec_driver_sql(f"{_PROBE_SELECT} WHERE {condition}", params)
-    if connection.dialect.name == "postgresql":
-        return [RollupProbe._make(row) for row in rows]  # asyncpg returns typed values
+# Items of a batch's Python work done between two returns to the event loop (a few ms): the
+# probes and API requests sharing the loop never wait for a whole batch (tens of ms).
+_SLICE = 250
+
+
+_UPSERT_SLICE = 500  # rows of one PostgreSQL upsert statement
+T = TypeVar("T")
+
+
+async def _slices(items: Sequence[T], size: int = _SLICE) -> AsyncIterator[Sequence[T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+        await asyncio.sleep(0)
+
+
+def _sqlite_probes(rows: Iterable[Any]) -> list[RollupProbe]:
     parse = datetime.fromisoformat
     return [
         RollupProbe(id_, model_id, provider, location, tokens, parse(at).replace(tzinfo=UTC), bool(ok), kind, ttft, tps,
                     trigger, bool(cold), bool(suspect))
         for id_, model_id, provider, location, tokens, at, ok, kind, ttft, tps, trigger, cold, suspect in rows
     ]
+
+
+async def _read_probes(connection: AsyncConnection, condition: str, params: tuple[Any, ...]) -> list[RollupProbe]:
+    """The roll-up columns of the probes matching `condition` (driver SQL, marks from 1)."""
+    rows = (await connection.exec_driver_sql(f"{_PROBE_SELECT} WHERE {condition}", params)).all()
+    # asyncpg returns typed values; SQLite, text times and integer booleans
+    convert = _sqlite_probes if connection.dialect.name == "sqlite" else (lambda chunk: map(RollupProbe._make, chunk))
+    probes: list[RollupProbe] = []
+    async for chunk in _slices(rows):
+        probes.extend(convert(chunk))
+    return probes
 
 
 # ------------------------------------------------------------------------------ state
@@ -205,8 +227,9 @@ async def _add_stored(
                 f"WHERE bucket_start = {_marks(postgres, 1)} AND series_id IN ({_marks(postgres, len(chunk), 2)})",
                 (at, *chunk),
             )
-            for row in rows:
-                increments[(int(row[0]), bucket)].add_stored(row[1:-2], row[-2], row[-1])
+            async for stored in _slices(rows.all()):
+                for row in stored:
+                    increments[(int(row[0]), bucket)].add_stored(row[1:-2], row[-2], row[-1])
 
 
 async def _upsert_rows(
@@ -222,18 +245,22 @@ async def _upsert_rows(
     pick = operator.itemgetter(*names)
     times: dict[datetime, datetime | str] = {}  # a batch holds few distinct bucket starts
     values = []
-    for series_id, bucket, columns in rows:
-        at = times.get(bucket)
-        if at is None:
-            at = times[bucket] = _time_param(postgres, bucket)
-        values.append((series_id, at, *pick(columns)))
+    async for chunk in _slices(rows):
+        for series_id, bucket, columns in chunk:
+            at = times.get(bucket)
+            if at is None:
+                at = times[bucket] = _time_param(postgres, bucket)
+            values.append((series_id, at, *pick(columns)))
     updates = ", ".join(f"{name} = excluded.{name}" for name in names)
     head = f"INSERT INTO {table.name} (series_id, bucket_start, {', '.join(names)}) "
     tail = f" ON CONFLICT (series_id, bucket_start) DO UPDATE SET {updates}"
     if postgres:
         types = [table.c[name].type.compile(dialect=connection.dialect) for name in ("series_id", "bucket_start", *names)]
         arrays = ", ".join(f"${index + 1}::{kind}[]" for index, kind in enumerate(types))
-        await connection.exec_driver_sql(f"{head}SELECT * FROM unnest({arrays}){tail}", tuple(map(list, zip(*values))))
+        sql = f"{head}SELECT * FROM unnest({arrays}){tail}"
+        # a statement per slice: asyncpg encodes the arrays in this thread, a few ms per slice
+        async for chunk in _slices(values, _UPSERT_SLICE):
+            await connection.exec_driver_sql(sql, tuple(map(list, zip(*chunk))))
     else:
         await connection.exec_driver_sql(f"{head}VALUES ({_marks(False, len(names) + 2)}){tail}", values)
 
@@ -245,9 +272,10 @@ async def _absorb_rows(
     if not probes:
         return 0
     ids = await _series_ids(connection, (probe.series for probe in probes), cache)
-    by_step = aggregate_steps(
-        probes, STEP_TABLES, in_maintenance=rules.in_maintenance, keep_cold_starts=rules.keep_cold_starts
-    )
+    by_step: dict[int, dict[tuple[SeriesKey, datetime], BucketAggregate]] = {step_s: {} for step_s in STEP_TABLES}
+    async for chunk in _slices(probes):
+        aggregate_steps(chunk, STEP_TABLES, in_maintenance=rules.in_maintenance,
+                        keep_cold_starts=rules.keep_cold_starts, into=by_step)
     steps = [
         (table, {(ids[series], bucket): value for (series, bucket), value in by_step[step_s].items()})
         for step_s, table in STEP_TABLES.items()
@@ -255,15 +283,17 @@ async def _absorb_rows(
     for table, increments in steps:
         await _add_stored(connection, table, increments)
     # Read, merge, upsert. Each table's upsert runs in the database (another process, or
-    # SQLite's thread, which releases the GIL) while the next table's rows are computed here.
+    # SQLite's thread, which releases the GIL) while the next table's rows are computed here: the
+    # upsert task moves on each time this computation yields (every slice).
     upserting: asyncio.Task[None] | None = None
     try:
         for table, increments in steps:
-            rows = [(series_id, bucket, value.row_values()) for (series_id, bucket), value in sorted(increments.items())]
+            rows = []
+            async for chunk in _slices(sorted(increments.items())):
+                rows.extend((series_id, bucket, value.row_values()) for (series_id, bucket), value in chunk)
             if upserting is not None:
                 await upserting
             upserting = asyncio.ensure_future(_upsert_rows(connection, table, rows))
-            await asyncio.sleep(0)  # the upsert's first step: its statement goes to the database
         await upserting  # type: ignore[misc]
     except BaseException:
         if upserting is not None:  # never leave a statement running on the connection

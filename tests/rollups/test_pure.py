@@ -10,11 +10,13 @@ import pytest
 from ddsketch import DDSketch
 
 from monitor.rollups import (
+    COUNT_FIELDS,
     DAY,
     HOUR,
     RELATIVE_ACCURACY,
     BucketAggregate,
     RollupProbe,
+    aggregate_steps,
     bins_quantile,
     bucket_start,
     bucket_starts,
@@ -171,6 +173,26 @@ def test_merging_equals_adding_everything_to_one_bucket() -> None:
     assert merged == whole
     assert merged.row_values() == whole.row_values()
     assert BucketAggregate.from_row(whole.row_values()) == whole
+    # the roll-up job's merge: a stored bucket given as its count columns and sketch bytes
+    stored = parts[0].row_values()
+    via_bytes = BucketAggregate()
+    for part in parts[1:]:
+        via_bytes.merge(part)
+    via_bytes.add_stored([stored[name] for name in COUNT_FIELDS], stored["ttft_sketch"], stored["tps_sketch"])
+    assert via_bytes == whole and via_bytes.row_values() == whole.row_values()
+
+
+def test_aggregating_in_slices_equals_one_pass() -> None:
+    rng = random.Random(8)
+    t0 = datetime(2026, 11, 30, tzinfo=UTC)
+    probes = [_probe(id=index, provider=rng.choice("ab"), started_at=t0 + timedelta(minutes=rng.randrange(3000)),
+                     ttft_s=rng.random(), cold_start=rng.random() < 0.2) for index in range(300)]
+    rules = dict(in_maintenance=lambda m, p, at, loc: at.hour == 3, keep_cold_starts=lambda m, p: p == "a")
+    whole = aggregate_steps(probes, (HOUR, DAY), **rules)
+    sliced: dict = {HOUR: {}, DAY: {}}
+    for start in range(0, len(probes), 64):
+        assert aggregate_steps(probes[start : start + 64], (HOUR, DAY), into=sliced, **rules) is sliced
+    assert sliced == whole and len(whole[DAY]) == 2 * 3 and len(whole[HOUR]) > 60
 
 
 def test_slo_accounting_on_literal_counts() -> None:
