@@ -16,9 +16,10 @@ Measured (median and p95 of `--repeat` calls on random endpoints, after a warm-u
 real app in process: route, store, JSON, ETag):
   - `GET .../history?step=1d` over 90 days (target <= 50 ms) and over 365 days (<= 100 ms);
   - one hour's roll-up of 10,000 endpoints (20,000 new probes; the series already exist from the
-    previous hour, as in steady state; the median of STEADY_HOURS hours, after a gc.freeze() as
-    the service does once loaded): target <= 1 s; also the first hour (series created), and the
-    CPU time of this process during it (on a loaded machine wall time includes waiting);
+    previous hour, as in steady state; the median of STEADY_HOURS hours, with the collector
+    settled as the service does once loaded: `llm_monitor.service.settle_collector`): target <= 1 s; also the first hour (series created), the
+    CPU time of this process during it (on a loaded machine wall time includes waiting), and, in
+    one more hour, the longest time the job held the event loop without yielding;
   - the database size on disk (SQLite file; PostgreSQL `pg_database_size`, per table too).
 Results: bench/results/rollups.json and .md (or --name).
 """
@@ -27,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import os
 import random
 import statistics
@@ -41,6 +41,7 @@ from bench.dataset import PROVIDERS, HistoryShape, fill_history, model_id_of
 from bench.postgres import scratch_postgres
 from bench.results import log, machine_info, markdown_table, publish
 from bench.stats import percentile
+from llm_monitor.service import settle_collector
 
 ENDPOINTS = 1000
 PROVIDER_COUNT = 5
@@ -138,7 +139,30 @@ def _bench_probe(started_at: datetime, rng: random.Random) -> Any:
     )
 
 
-async def _hour_of_10k(store: Any, hour: datetime, rng: random.Random) -> tuple[float, int]:
+async def _longest_stall_ms(during: Any) -> tuple[Any, float]:
+    """Await `during` while a ticker wakes every millisecond: the longest gap between two of its
+    wake-ups beyond that millisecond is the longest time the job kept the event loop to itself
+    (what a probe timing a stream, or an API request, in the same process would wait)."""
+    done = asyncio.Event()
+    longest = 0.0
+
+    async def tick() -> None:
+        nonlocal longest
+        last = time.perf_counter()
+        while not done.is_set():
+            await asyncio.sleep(0.001)
+            now = time.perf_counter()
+            longest, last = max(longest, now - last - 0.001), now
+
+    ticker = asyncio.create_task(tick())
+    try:
+        return await during, longest * 1000
+    finally:
+        done.set()
+        await ticker
+
+
+async def _hour_of_10k(store: Any, hour: datetime, rng: random.Random, *, watch_stalls: bool = False) -> tuple:
     from monitor.rollups import RollupRules
 
     rows = [
@@ -147,6 +171,8 @@ async def _hour_of_10k(store: Any, hour: datetime, rng: random.Random) -> tuple[
     ]
     for start in range(0, len(rows), 5000):
         await store.insert_results(rows[start : start + 5000])
+    if watch_stalls:
+        return await _longest_stall_ms(store.rollup(RollupRules()))
     started, cpu = time.perf_counter(), time.process_time()
     absorbed = await store.rollup(RollupRules())
     return time.perf_counter() - started, absorbed, time.process_time() - cpu
@@ -244,10 +270,7 @@ async def run_backend(url: str, sqlite_path: Path | None, *, endpoints: int, rep
                 timings[name] = samples
         log("  rolling up one hour of 10,000 endpoints ...")
         hour = newest.replace(minute=0, second=0) + timedelta(hours=1)
-        # As the service does once it has loaded (llm_monitor/service.py): what lives for the
-        # whole run leaves the collector's sight, so full collections stay short.
-        gc.collect()
-        gc.freeze()
+        settle_collector()  # as the service does once it has loaded
         first_s, first_n, _ = await _hour_of_10k(store, hour, rng)
         steady = [await _hour_of_10k(store, hour + timedelta(hours=h), rng) for h in range(1, 1 + STEADY_HOURS)]
         steady_s, steady_n, steady_cpu = sorted(steady)[len(steady) // 2]  # the median hour
@@ -256,6 +279,9 @@ async def run_backend(url: str, sqlite_path: Path | None, *, endpoints: int, rep
         report["rollup_hour_10k_s"] = steady_s
         report["rollup_hour_10k_all_s"] = [round(s, 3) for s, _, _ in steady]
         report["rollup_hour_10k_probes"] = steady_n
+        # One more hour, untimed, with a ticker on the event loop (it would perturb the timing).
+        _, report["rollup_hour_10k_longest_stall_ms"] = await _hour_of_10k(
+            store, hour + timedelta(hours=1 + STEADY_HOURS), rng, watch_stalls=True)
         report["timings_ms"] = {
             name: {"median": statistics.median(values), "p95": percentile(values, 95), "n": len(values)}
             for name, values in timings.items()
@@ -279,7 +305,8 @@ def render(results: dict[str, Any]) -> str:
          f"{r['size']['database_mb']:,.0f} MB", f"{r['generate_raw_s']:.0f} s",
          f"{r['rollup_raw_s']:.0f} s ({r['rollup_raw_probes_per_s']:,.0f}/s)",
          f"{r['rollup_hour_10k_first_s'] * 1000:.0f} ms",
-         f"{r['rollup_hour_10k_process_cpu_s'] * 1000:.0f} ms"]
+         f"{r['rollup_hour_10k_process_cpu_s'] * 1000:.0f} ms",
+         f"{r['rollup_hour_10k_longest_stall_ms']:.1f} ms"]
         for backend, r in results["backends"].items()
     ]
     return "\n\n".join([
@@ -288,7 +315,7 @@ def render(results: dict[str, Any]) -> str:
         markdown_table(["backend", "query", "median ms", "p95 ms", "target", "result"], rows),
         markdown_table(["backend", "endpoints", "raw probes", "hourly roll-ups", "daily roll-ups", "size on disk",
                         "raw generation", "raw roll-up (real job)", "first hour of 10k (series created)",
-                        "1 hour of 10k: this process's CPU"], state_rows),
+                        "1 hour of 10k: this process's CPU", "1 hour of 10k: longest event-loop stall"], state_rows),
     ])
 
 
