@@ -17,9 +17,10 @@ real app in process: route, store, JSON, ETag):
   - `GET .../history?step=1d` over 90 days (target <= 50 ms) and over 365 days (<= 100 ms);
   - one hour's roll-up of 10,000 endpoints (20,000 new probes; the series already exist from the
     previous hour, as in steady state; the median of STEADY_HOURS hours, with the collector
-    settled as the service does once loaded: `llm_monitor.service.settle_collector`): target <= 1 s; also the first hour (series created), the
-    CPU time of this process during it (on a loaded machine wall time includes waiting), and, in
-    one more hour, the longest time the job held the event loop without yielding;
+    settled as the service does once loaded: `llm_monitor.service.settle_collector`): target
+    <= 1 s; also the first hour (series created), the CPU time of this process during it (on a
+    loaded machine wall time includes waiting), and, in one more hour, the longest time the job
+    held the event loop without yielding;
   - the database size on disk (SQLite file; PostgreSQL `pg_database_size`, per table too).
 Results: bench/results/rollups.json and .md (or --name).
 """

@@ -107,8 +107,6 @@ def _time_param(postgres: bool, moment: datetime) -> datetime | str:
 # Items of a batch's Python work done between two returns to the event loop (a few ms): the
 # probes and API requests sharing the loop never wait for a whole batch (tens of ms).
 _SLICE = 250
-
-
 _UPSERT_SLICE = 500  # rows of one PostgreSQL upsert statement
 T = TypeVar("T")
 
@@ -236,8 +234,8 @@ async def _upsert_rows(
     connection: AsyncConnection, table: sa.Table, rows: list[tuple[int, datetime, dict[str, Any]]]
 ) -> None:
     """INSERT ... ON CONFLICT DO UPDATE of whole rows (series id, bucket start, the other
-    columns by name): on PostgreSQL one statement over arrays (`unnest`; row by row, the server's
-    per-statement work dominates), on SQLite the driver's executemany (its C loop)."""
+    columns by name): on PostgreSQL statements of `_UPSERT_SLICE` rows over arrays (`unnest`; row
+    by row, the server's per-statement work dominates), on SQLite the driver's executemany."""
     if not rows:
         return
     names = [column.name for column in table.columns if column.name not in ("series_id", "bucket_start")]
