@@ -46,10 +46,10 @@ log = logging.getLogger(__name__)
 
 # The collector's thresholds once start-up is done (Python's defaults: 700, 10, 10). A roll-up
 # batch keeps tens of thousands of objects alive for a moment; at the defaults, with little else
-# left in the collector's sight after `gc.freeze`, they trigger full collections over all of them:
-# 75-100 ms of an hour's roll-up of 10,000 endpoints, in pauses of the event loop of 20-30 ms.
-# Young collections every 50,000 net allocations make those rare (4-6 ms per hour); garbage
-# without cycles is freed at once whatever the thresholds.
+# left in the collector's sight after `gc.freeze`, they trigger full collections over all of them,
+# each a pause of the event loop (`bench.rollups` reports the longest pause). Young collections
+# every 50,000 net allocations make those rare; garbage without cycles is freed at once whatever
+# the thresholds.
 GC_THRESHOLDS = (50_000, 20, 20)
 
 

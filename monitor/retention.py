@@ -15,8 +15,8 @@ for it when the store has it). Independently of the cutoff, the store never dele
 a probe the roll-ups have not absorbed (above the watermark, or a gap) nor the latest / latest-ok
 probe of an endpoint (`endpoint_latest`, used to restore metrics after a restart).
 
-`maintain(...)` is the service's loop: the roll-up job every `Settings.rollup_interval_s`, `prune` every
-`Settings.prune_interval_s`.
+`maintain(...)` is the service's loop: the roll-up job every `Settings.rollup_interval_s`,
+`prune` every `Settings.prune_interval_s`.
 """
 
 from __future__ import annotations
@@ -36,7 +36,6 @@ from monitor.store import Store
 log = logging.getLogger(__name__)
 
 LIVE_WINDOW_MAX_S = 90 * 86400.0  # the longest `?window=` of the live figures
-ROLLUP_INTERVAL_S = 60.0  # the default of Settings.rollup_interval_s
 PRUNE_BATCH = 2000
 PRUNE_PAUSE_S = 0.05
 
@@ -114,7 +113,7 @@ async def maintain(
     catalog_of: Callable[[], Catalog],
     *,
     prune_interval_s: float,
-    rollup_interval_s: float = ROLLUP_INTERVAL_S,
+    rollup_interval_s: float,
     clock: Callable[[], float] = time.monotonic,
     rolled_up: asyncio.Event | None = None,
 ) -> None:

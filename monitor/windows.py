@@ -150,7 +150,7 @@ class WindowFigures:
         # each), so one model's figures take about one endpoint's read, not the sum; on SQLite
         # one after the other, which is faster (bench.windows).
         pairs = list(zip(model.endpoints, base.endpoints))
-        if getattr(self._store, "concurrent_reads", False):
+        if self._store.concurrent_reads:
             endpoints = list(await asyncio.gather(*(one(e, c) for e, c in pairs)))
         else:
             endpoints = [await one(e, c) for e, c in pairs]
