@@ -15,10 +15,13 @@ import sqlite3
 import subprocess
 import sys
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 
+from monitor.coordination import SlotGrid
+from monitor.scheduler import job_id
 from tests.e2e.conftest import MODEL, REPO, config_for, wait_until
 from tests.e2e.pg import PrivatePostgres
 from tests.e2e.test_service import metric_value
@@ -117,6 +120,12 @@ def test_sigkill_loses_at_most_the_probe_in_flight_and_restart_does_not_burst(st
         stored = sqlite_rows(db)
         assert served - 1 <= stored <= served
 
+        # The restarted endpoint runs on its 30 s slot grid: start it well clear of its next
+        # slot, so that any probe in the next seconds would be a start-up burst.
+        grid = SlotGrid.of(job_id(MODEL, "Slow"), 30.0)
+        until_slot = (grid.next_start(datetime.now(timezone.utc)) - datetime.now(timezone.utc)).total_seconds()
+        if until_slot < 10:
+            time.sleep(until_slot + 0.5)
         restarted = start_service(config, interval="30")
         live = restarted.get(f"/v1/models/{MODEL}/live").json()
         assert live["endpoints"][0]["samples"] == stored  # restored from the database
